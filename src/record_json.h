@@ -1,0 +1,32 @@
+/*-------------------------------------------------------------------------
+ *
+ * record_json.h
+ *	  JSON rendering of decoded walship records.
+ *
+ * IDENTIFICATION
+ *	  src/record_json.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WALSHIP_RECORD_JSON_H
+#define WALSHIP_RECORD_JSON_H
+
+#include "utils/hsearch.h"
+
+#include "format.h"
+
+/* What a reader of a record stream remembers between records. */
+typedef struct WsStreamContext
+{
+	HTAB	   *relations;		/* rel_id -> latest RELATION record */
+	XLogRecPtr	commit_lsn;		/* of the open transaction, or invalid */
+} WsStreamContext;
+
+extern void ws_stream_context_init(WsStreamContext *context);
+extern void ws_stream_context_track(WsStreamContext *context,
+									const WsRecord *record);
+extern void ws_value_to_json(StringInfo out, const WsValue *value);
+extern void ws_record_to_json(StringInfo out, const WsRecord *record,
+							  const WsStreamContext *context);
+
+#endif							/* WALSHIP_RECORD_JSON_H */

@@ -1,0 +1,24 @@
+/*-------------------------------------------------------------------------
+ *
+ * walship.h
+ *	  Declarations shared across walship's source files.
+ *
+ * IDENTIFICATION
+ *	  src/walship.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WALSHIP_H
+#define WALSHIP_H
+
+#define WALSHIP_VERSION		"0.1.0"
+
+struct OutputPluginCallbacks;
+
+/* walship.c: the library's initialisation */
+extern PGDLLEXPORT void _PG_init(void);
+
+/* plugin.c: the logical decoding output plugin's entry point */
+extern PGDLLEXPORT void _PG_output_plugin_init(struct OutputPluginCallbacks *cb);
+
+#endif							/* WALSHIP_H */
