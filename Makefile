@@ -7,8 +7,9 @@ MODULE_big = walship
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
-TESTS = $(wildcard test/sql/*.sql)
-REGRESS = $(patsubst test/sql/%.sql,%,$(TESTS))
+# setup defines the helpers the other tests use, so it runs first.
+TESTS = $(filter-out test/sql/setup.sql,$(wildcard test/sql/*.sql))
+REGRESS = setup $(patsubst test/sql/%.sql,%,$(TESTS))
 REGRESS_OPTS = --inputdir=test --temp-config=test/walship.conf \
 	--temp-instance=./tmp_check --load-extension=$(EXTENSION)
 TAP_TESTS = 1
