@@ -1,4 +1,4 @@
-pset format unaligned
+\pset format unaligned
 --
 -- Helpers shared by the regression tests (run first).
 --
