@@ -280,11 +280,14 @@ ws_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	txn->output_plugin_private = NULL;
 
+	/* lets a walsender confirm progress past skipped transactions too */
+	OutputPluginUpdateProgress(ctx, !sent);
+
 	if (!sent)
 	{
-		/* nothing published: emit nothing, but let the slot move on */
+		elog(DEBUG1, "walship skipped transaction %u: none of its changes are published",
+			 txn->xid);
 		pfree(state);
-		OutputPluginUpdateProgress(ctx, true);
 		return;
 	}
 
