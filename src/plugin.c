@@ -7,7 +7,8 @@
  * version 1, docs/format.md): BEGIN, RELATION, INSERT, UPDATE, DELETE,
  * TRUNCATE, MESSAGE and COMMIT, one record per OutputPluginWrite.  Tables
  * are selected by the publications named in the publication_names option,
- * exactly as pgoutput selects them; relation_cache.c holds that logic.
+ * exactly as pgoutput selects them: relation_cache.c holds that logic,
+ * row_filter.c the publications' WHERE clauses.
  *
  * BEGIN is sent lazily with the first record of a transaction, so
  * transactions whose changes were all filtered out emit nothing.  Every
@@ -34,6 +35,7 @@
 
 #include "format.h"
 #include "relation_cache.h"
+#include "row_filter.h"
 #include "tuple_encode.h"
 #include "walship.h"
 
@@ -377,7 +379,8 @@ ws_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	HeapTuple	old_tuple;
 	HeapTuple	new_tuple;
 	TupleDesc	desc;
-	char		kind;
+	WsFilteredAction action;
+	char		kind = WS_REC_INSERT;
 	char		old_kind = WS_OLD_NONE;
 	WsRecordMark mark;
 
@@ -392,17 +395,17 @@ ws_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		case REORDER_BUFFER_CHANGE_INSERT:
 			if (!entry->publish_insert)
 				return;
-			kind = WS_REC_INSERT;
+			action = WS_ACTION_INSERT;
 			break;
 		case REORDER_BUFFER_CHANGE_UPDATE:
 			if (!entry->publish_update)
 				return;
-			kind = WS_REC_UPDATE;
+			action = WS_ACTION_UPDATE;
 			break;
 		case REORDER_BUFFER_CHANGE_DELETE:
 			if (!entry->publish_delete)
 				return;
-			kind = WS_REC_DELETE;
+			action = WS_ACTION_DELETE;
 			break;
 		default:
 			elog(ERROR, "unexpected change action %d", (int) change->action);
@@ -410,8 +413,8 @@ ws_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 
 	old_context = MemoryContextSwitchTo(data->change_context);
 
-	old_tuple = kind == WS_REC_INSERT ? NULL : change_tuple(change, true);
-	new_tuple = kind == WS_REC_DELETE ? NULL : change_tuple(change, false);
+	old_tuple = action == WS_ACTION_INSERT ? NULL : change_tuple(change, true);
+	new_tuple = action == WS_ACTION_DELETE ? NULL : change_tuple(change, false);
 	desc = RelationGetDescr(relation);
 	if (entry->attrmap != NULL)
 	{
@@ -420,6 +423,27 @@ ws_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		if (new_tuple)
 			new_tuple = execute_attr_map_tuple(new_tuple, entry->attrmap);
 		desc = entry->attrmap->outdesc;
+	}
+
+	/* a row filter may drop the change, or turn an UPDATE into another */
+	action = ws_row_filter_apply(entry->row_filter, action, old_tuple, new_tuple);
+	switch (action)
+	{
+		case WS_ACTION_SKIP:
+			MemoryContextSwitchTo(old_context);
+			MemoryContextReset(data->change_context);
+			return;
+		case WS_ACTION_INSERT:
+			kind = WS_REC_INSERT;
+			old_tuple = NULL;
+			break;
+		case WS_ACTION_UPDATE:
+			kind = WS_REC_UPDATE;
+			break;
+		case WS_ACTION_DELETE:
+			kind = WS_REC_DELETE;
+			new_tuple = NULL;
+			break;
 	}
 	if (old_tuple)
 		old_kind = entry->replica_identity == REPLICA_IDENTITY_FULL ?

@@ -6,7 +6,8 @@
  * For every relation a change arrives for, this cache answers from the
  * publications named in the publication_names option: which actions are
  * published, under which relation the rows go out (publish_via_partition_
- * root), which columns (column lists), and, once per schema version, the
+ * root), which columns (column lists), the row filters (row_filter.c),
+ * and, once per schema version, the
  * pre-encoded RELATION record and one value encoder per column.
  *
  * Entries are invalidated by relcache invalidations (DDL on the relation or
@@ -222,19 +223,17 @@ small_id_for(WsRelationCache *cache, Oid relid)
 }
 
 /*
- * The column list of relid in publication pubid, or NULL when the
+ * The column list of relid in publication pub, or NULL when the
  * publication publishes every column of it.
  */
 static Bitmapset *
-publication_column_list(Publication *pub, Oid relid, MemoryContext mcxt,
-						bool *has_row_filter)
+publication_column_list(Publication *pub, Oid relid, MemoryContext mcxt)
 {
 	HeapTuple	tuple;
 	Bitmapset  *columns = NULL;
 	bool		isnull;
 	Datum		datum;
 
-	*has_row_filter = false;
 	if (pub->alltables)
 		return NULL;
 
@@ -247,9 +246,6 @@ publication_column_list(Publication *pub, Oid relid, MemoryContext mcxt,
 							Anum_pg_publication_rel_prattrs, &isnull);
 	if (!isnull)
 		columns = pub_collist_to_bitmapset(NULL, datum, mcxt);
-	(void) SysCacheGetAttr(PUBLICATIONRELMAP, tuple,
-						   Anum_pg_publication_rel_prqual, &isnull);
-	*has_row_filter = !isnull;
 	ReleaseSysCache(tuple);
 	return columns;
 }
@@ -341,7 +337,7 @@ resolve_publications(WsRelationCache *cache, WsRelationEntry *entry,
 /*
  * The column list shared by all publications of the relation, NULL for
  * every column.  Different lists in different publications are an error,
- * as in pgoutput; row filters are not supported yet.
+ * as in pgoutput.
  */
 static Bitmapset *
 resolve_column_list(WsRelationEntry *entry, Relation publish_rel,
@@ -354,26 +350,16 @@ resolve_column_list(WsRelationEntry *entry, Relation publish_rel,
 	foreach(lc, rel_publications)
 	{
 		Publication *pub = (Publication *) lfirst(lc);
-		bool		has_row_filter;
 		Bitmapset  *columns = publication_column_list(pub, entry->publish_as_relid,
-													  entry->context,
-													  &has_row_filter);
-
-		if (has_row_filter)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("walship does not support row filters in publications"),
-					 errdetail("Table \"%s.%s\" has a WHERE clause in publication \"%s\".",
-							   get_namespace_name(RelationGetNamespace(publish_rel)),
-							   RelationGetRelationName(publish_rel), pub->name),
-					 errhint("Publish the table without a WHERE clause, or use a publication that includes it without one.")));
+													  entry->context);
 
 		if (!first && !bms_equal(result, columns))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("cannot use different column lists for table \"%s.%s\" in different publications",
 							get_namespace_name(RelationGetNamespace(publish_rel)),
-							RelationGetRelationName(publish_rel))));
+							RelationGetRelationName(publish_rel)),
+					 errhint("Give the table the same column list in every publication named in \"publication_names\".")));
 		result = columns;
 		first = false;
 	}
@@ -494,6 +480,7 @@ rebuild_entry(WsRelationCache *cache, WsRelationEntry *entry, Relation relation)
 	entry->publish_delete = false;
 	entry->publish_truncate = false;
 	entry->attrmap = NULL;
+	entry->row_filter = NULL;
 	entry->attrs = NULL;
 	entry->natts = 0;
 	entry->schema_sent = false;
@@ -517,6 +504,12 @@ rebuild_entry(WsRelationCache *cache, WsRelationEntry *entry, Relation relation)
 
 		columns = resolve_column_list(entry, publish_rel, rel_publications);
 		build_schema(entry, publish_rel, columns);
+		{
+			MemoryContext old = MemoryContextSwitchTo(entry->context);
+
+			entry->row_filter = ws_row_filter_build(publish_rel, rel_publications);
+			MemoryContextSwitchTo(old);
+		}
 
 		if (publish_rel != relation)
 		{

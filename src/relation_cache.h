@@ -17,6 +17,7 @@
 #include "nodes/pg_list.h"
 #include "utils/rel.h"
 
+#include "row_filter.h"
 #include "tuple_encode.h"
 
 /* What the record writer needs to know about one attribute. */
@@ -51,6 +52,7 @@ typedef struct WsRelationEntry
 	int			npublished;		/* attributes with published set */
 	int			nkey;			/* of those, attributes with key set */
 	WsAttribute *attrs;			/* natts entries, by attnum - 1 */
+	WsRowFilter *row_filter;	/* NULL when no action is filtered */
 	StringInfoData relation_body;	/* pre-encoded RELATION record body */
 
 	MemoryContext context;		/* owns everything the entry points to */
