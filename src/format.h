@@ -26,7 +26,8 @@
 /*
  * Record kinds.  Every record is framed as
  *		kind (1 byte) | body length (uvarint) | body
- * so that a reader can skip kinds it does not know.
+ * so that fields appended to a body in a later minor revision can be
+ * skipped.  A new kind or value tag needs a new format version.
  */
 #define WS_REC_BEGIN		'B'
 #define WS_REC_COMMIT		'C'

@@ -361,17 +361,11 @@ ws_read_record(WsReader *reader, WsRecord *record)
 				record->rel_ids[i] = ws_get_uvarint(body);
 			break;
 		case WS_REC_MESSAGE:
-			{
-				Size		prefix_len;
-				const char *prefix;
-
-				record->ordinal = ws_get_uvarint(body);
-				record->message_flags = ws_get_byte(body);
-				record->message_lsn = get_uint64_le(body);
-				prefix = get_counted(body, &prefix_len);
-				record->prefix = pnstrdup(prefix, prefix_len);
-				record->content = get_counted(body, &record->content_len);
-			}
+			record->ordinal = ws_get_uvarint(body);
+			record->message_flags = ws_get_byte(body);
+			record->message_lsn = get_uint64_le(body);
+			record->prefix = get_string(body);
+			record->content = get_counted(body, &record->content_len);
 			break;
 		default:
 			corrupted(reader, psprintf("unknown record kind 0x%02x",

@@ -426,7 +426,7 @@ ws_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	}
 
 	/* a row filter may drop the change, or turn an UPDATE into another */
-	action = ws_row_filter_apply(entry->row_filter, action, old_tuple, new_tuple);
+	action = ws_row_filter_apply(entry->row_filter, action, old_tuple, &new_tuple);
 	switch (action)
 	{
 		case WS_ACTION_SKIP:

@@ -20,6 +20,7 @@
 #include "common/shortest_dec.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
 #include "utils/hsearch.h"
@@ -42,6 +43,7 @@ ws_stream_context_init(WsStreamContext *context)
 
 	ctl.keysize = sizeof(uint64);
 	ctl.entrysize = sizeof(WsRelationSlot);
+	context->memory = CurrentMemoryContext;
 	ctl.hcxt = CurrentMemoryContext;
 	context->relations = hash_create("walship decoded relations", 16, &ctl,
 									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
@@ -58,11 +60,23 @@ ws_stream_context_track(WsStreamContext *context, const WsRecord *record)
 		context->commit_lsn = InvalidXLogRecPtr;
 	else if (record->kind == WS_REC_RELATION)
 	{
-		WsRelationSlot *slot = hash_search(context->relations,
-										   &record->relation.rel_id,
+		const WsRelation *rel = &record->relation;
+		MemoryContext old = MemoryContextSwitchTo(context->memory);
+		WsRelationSlot *slot = hash_search(context->relations, &rel->rel_id,
 										   HASH_ENTER, NULL);
 
-		slot->relation = record->relation;
+		/* records are freed one by one; the relation must outlive its record */
+		slot->relation = *rel;
+		slot->relation.schema_name = pstrdup(rel->schema_name);
+		slot->relation.table_name = pstrdup(rel->table_name);
+		slot->relation.columns = palloc(sizeof(WsColumn) * Max(rel->ncolumns, 1));
+		for (int i = 0; i < rel->ncolumns; i++)
+		{
+			slot->relation.columns[i] = rel->columns[i];
+			slot->relation.columns[i].name = pstrdup(rel->columns[i].name);
+			slot->relation.columns[i].type_name = pstrdup(rel->columns[i].type_name);
+		}
+		MemoryContextSwitchTo(old);
 	}
 }
 
@@ -151,8 +165,9 @@ append_datetime(StringInfo out, const WsValue *value)
 	switch (value->tag)
 	{
 		case WS_VAL_DATE:
-			if (value->int_value - WS_UNIX_TO_PG_EPOCH_DAYS <= PG_INT32_MIN ||
-				value->int_value - WS_UNIX_TO_PG_EPOCH_DAYS >= PG_INT32_MAX)
+			/* bound first, so the epoch shift cannot overflow */
+			if (value->int_value < PG_INT32_MIN || value->int_value > PG_INT32_MAX ||
+				!IS_VALID_DATE(value->int_value - WS_UNIX_TO_PG_EPOCH_DAYS))
 				ereport(ERROR,
 						(errcode(ERRCODE_DATA_CORRUPTED),
 						 errmsg("invalid walship record: date out of range")));
@@ -228,9 +243,15 @@ ws_value_to_json(StringInfo out, const WsValue *value)
 				char	   *server = pg_any_to_server(value->data, value->len, PG_UTF8);
 
 				if (server == value->data)
-					appendBinaryStringInfo(out, value->data, value->len);
-				else
-					appendStringInfoString(out, server);
+					server = pnstrdup(value->data, value->len);
+
+				/*
+				 * Embedded as is, so it must be exactly one JSON value, or a
+				 * corrupt record could change the structure of the output.
+				 */
+				(void) DirectFunctionCall1(json_in, CStringGetDatum(server));
+				appendStringInfoString(out, server);
+				pfree(server);
 			}
 			break;
 		case WS_VAL_BYTES:

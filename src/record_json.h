@@ -18,6 +18,7 @@
 /* What a reader of a record stream remembers between records. */
 typedef struct WsStreamContext
 {
+	MemoryContext memory;		/* holds the relations */
 	HTAB	   *relations;		/* rel_id -> latest RELATION record */
 	XLogRecPtr	commit_lsn;		/* of the open transaction, or invalid */
 } WsStreamContext;

@@ -72,6 +72,7 @@ static bool callbacks_registered = false;
 
 static void relation_invalidated(Datum arg, Oid relid);
 static void cache_context_gone(void *arg);
+static int	listable_attribute_count(Relation relation);
 static void publications_invalidated(Datum arg, int cacheid, uint32 hashvalue);
 
 void
@@ -353,6 +354,11 @@ resolve_column_list(WsRelationEntry *entry, Relation publish_rel,
 		Bitmapset  *columns = publication_column_list(pub, entry->publish_as_relid,
 													  entry->context);
 
+		/* a list of every column is the same as no list, as in pgoutput */
+		if (columns != NULL &&
+			bms_num_members(columns) == listable_attribute_count(publish_rel))
+			columns = NULL;
+
 		if (!first && !bms_equal(result, columns))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -364,6 +370,20 @@ resolve_column_list(WsRelationEntry *entry, Relation publish_rel,
 		first = false;
 	}
 	return result;
+}
+
+/* Number of attributes a publication can list: not dropped, not generated. */
+static int
+listable_attribute_count(Relation relation)
+{
+	TupleDesc	desc = RelationGetDescr(relation);
+	int			count = 0;
+
+	for (int i = 0; i < desc->natts; i++)
+		if (!TupleDescAttr(desc, i)->attisdropped &&
+			!TupleDescAttr(desc, i)->attgenerated)
+			count++;
+	return count;
 }
 
 /*

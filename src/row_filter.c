@@ -146,16 +146,57 @@ row_matches(WsRowFilter *filter, ExprState *state, HeapTuple tuple)
 }
 
 /*
+ * The new row of an UPDATE with the old row's values in place of unchanged
+ * TOASTed values, which the new row only points to: the filter must see
+ * real values (the pointed-to data may be gone by decoding time), and an
+ * UPDATE published as an INSERT must carry them.  NULL when nothing needed
+ * replacing.
+ */
+static HeapTuple
+new_row_with_old_toast(WsRowFilter *filter, HeapTuple old_tuple,
+					   HeapTuple new_tuple)
+{
+	TupleDesc	desc = filter->slot->tts_tupleDescriptor;
+	Datum	   *old_values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *old_nulls = palloc(sizeof(bool) * desc->natts);
+	Datum	   *new_values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *new_nulls = palloc(sizeof(bool) * desc->natts);
+	bool		replaced = false;
+	HeapTuple	result = NULL;
+
+	heap_deform_tuple(old_tuple, desc, old_values, old_nulls);
+	heap_deform_tuple(new_tuple, desc, new_values, new_nulls);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		if (TupleDescAttr(desc, i)->attlen != -1 || new_nulls[i] ||
+			!VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(new_values[i])))
+			continue;
+		new_values[i] = old_values[i];
+		new_nulls[i] = old_nulls[i];
+		replaced = true;
+	}
+	if (replaced)
+		result = heap_form_tuple(desc, new_values, new_nulls);
+	pfree(old_values);
+	pfree(old_nulls);
+	pfree(new_values);
+	pfree(new_nulls);
+	return result;
+}
+
+/*
  * Applies the filter to a change whose tuples are in the published
  * relation's layout.  Returns the action to publish it as, or
- * WS_ACTION_SKIP to drop it.
+ * WS_ACTION_SKIP to drop it.  An UPDATE published as an INSERT may get a
+ * new *new_tuple that carries its unchanged TOASTed values.
  */
 WsFilteredAction
 ws_row_filter_apply(WsRowFilter *filter, WsFilteredAction action,
-					HeapTuple old_tuple, HeapTuple new_tuple)
+					HeapTuple old_tuple, HeapTuple *new_tuple)
 {
 	bool		old_matches;
 	bool		new_matches;
+	HeapTuple	complete_new;
 
 	if (filter == NULL)
 		return action;
@@ -165,7 +206,7 @@ ws_row_filter_apply(WsRowFilter *filter, WsFilteredAction action,
 		case WS_ACTION_INSERT:
 			if (filter->filters[FILTER_INSERT] == NULL)
 				return action;
-			return row_matches(filter, filter->filters[FILTER_INSERT], new_tuple) ?
+			return row_matches(filter, filter->filters[FILTER_INSERT], *new_tuple) ?
 				action : WS_ACTION_SKIP;
 		case WS_ACTION_DELETE:
 			if (filter->filters[FILTER_DELETE] == NULL || old_tuple == NULL)
@@ -175,15 +216,22 @@ ws_row_filter_apply(WsRowFilter *filter, WsFilteredAction action,
 		case WS_ACTION_UPDATE:
 			if (filter->filters[FILTER_UPDATE] == NULL)
 				return action;
-			new_matches = row_matches(filter, filter->filters[FILTER_UPDATE], new_tuple);
 			/* without an old row the key did not change: the new row decides */
 			if (old_tuple == NULL)
-				return new_matches ? action : WS_ACTION_SKIP;
+				return row_matches(filter, filter->filters[FILTER_UPDATE], *new_tuple) ?
+					action : WS_ACTION_SKIP;
+			complete_new = new_row_with_old_toast(filter, old_tuple, *new_tuple);
+			new_matches = row_matches(filter, filter->filters[FILTER_UPDATE],
+									  complete_new ? complete_new : *new_tuple);
 			old_matches = row_matches(filter, filter->filters[FILTER_UPDATE], old_tuple);
 			if (old_matches && new_matches)
 				return WS_ACTION_UPDATE;
 			if (new_matches)
+			{
+				if (complete_new)
+					*new_tuple = complete_new;
 				return WS_ACTION_INSERT;
+			}
 			if (old_matches)
 				return WS_ACTION_DELETE;
 			return WS_ACTION_SKIP;

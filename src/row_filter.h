@@ -31,6 +31,6 @@ extern WsRowFilter *ws_row_filter_build(Relation publish_rel,
 extern WsFilteredAction ws_row_filter_apply(WsRowFilter *filter,
 											WsFilteredAction action,
 											HeapTuple old_tuple,
-											HeapTuple new_tuple);
+											HeapTuple *new_tuple);
 
 #endif							/* WALSHIP_ROW_FILTER_H */

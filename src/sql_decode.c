@@ -89,11 +89,9 @@ walship_decode_stream(PG_FUNCTION_ARGS)
 			continue;
 		}
 
-		/* RELATION records are kept by the stream context: not per record */
+		old = MemoryContextSwitchTo(per_record);
 		ws_read_record(&reader, &record);
 		ws_stream_context_track(&stream, &record);
-
-		old = MemoryContextSwitchTo(per_record);
 		resetStringInfo(&json);
 		ws_record_to_json(&json, &record, &stream);
 		value = json_text_to_jsonb(&json);
