@@ -1,0 +1,325 @@
+\pset format unaligned
+--
+-- Robustness of walship.decode() and walship.decode_stream() against
+-- malformed input: truncated and bit-flipped real records, and crafted
+-- ones.  Every malformed record must be a clean error, data_corrupted
+-- (XX001) for the framing and the values, never a crash or a wrong result.
+--
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+-- the text fallback of the far-future timestamp depends on these
+SET DateStyle = 'ISO, YMD';
+SET TimeZone = 'UTC';
+
+CREATE TABLE de_t (
+    id int PRIMARY KEY, i8 bigint, f4 real, f8 float8, n numeric, t text,
+    j json, jb jsonb, b bytea, u uuid, d date, ts timestamp, tz timestamptz,
+    tm time, bo bool, ai int[], at text[], big text);
+ALTER TABLE de_t ALTER big SET STORAGE EXTERNAL;
+CREATE TABLE de_full (id int, t text);
+ALTER TABLE de_full REPLICA IDENTITY FULL;
+CREATE PUBLICATION de_pub FOR TABLE de_t, de_full;
+SELECT 'init' FROM pg_create_logical_replication_slot('de_slot', 'walship');
+
+BEGIN;
+INSERT INTO de_t VALUES
+    (1, -9223372036854775808, 1.5, -2.25e-300, -123.456, 'é漢😀 "q" \',
+     '{"a": [1, "ü", null]}', '{"b": {"c": true}}', '\x00ff00', 
+     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-02-29',
+     '2024-02-29 12:34:56.789012', '0044-03-15 12:00:00+00 BC', '23:59:59.999999',
+     true, '{1,NULL,-3}', '{"x",NULL,"é"}', NULL),
+    (2, NULL, 'NaN', '-Infinity', 'NaN', '', 'null', '[]', '', NULL,
+     'infinity', '-infinity', '294276-12-31 23:59:59+00', '00:00', false,
+     '{}', '{{a,b},{c,d}}', repeat('x', 3000));
+UPDATE de_t SET id = 3, t = 'moved' WHERE id = 1;
+UPDATE de_t SET t = 'big unchanged' WHERE id = 2;
+DELETE FROM de_t WHERE id = 3;
+INSERT INTO de_full VALUES (1, 'one');
+UPDATE de_full SET t = 'uno';
+DELETE FROM de_full;
+SELECT 'msg' FROM pg_logical_emit_message(true, 'de_prefix', 'content é');
+COMMIT;
+-- (a non-transactional message is decoded once later WAL is flushed)
+SELECT 'msg' FROM pg_logical_emit_message(false, 'de_nontx', '\x00ff'::bytea);
+TRUNCATE de_full;
+
+CREATE TABLE de_recs AS
+SELECT n::int AS n, data, chr(get_byte(data, 0)) AS kind
+  FROM pg_logical_slot_get_binary_changes('de_slot', NULL, NULL,
+         'publication_names', 'de_pub', 'messages', 'true')
+       WITH ORDINALITY AS c(lsn, xid, data, n);
+-- The records, and what they decode to.  BEGIN and COMMIT records carry
+-- xids, LSNs and times, so their lengths are not shown.
+SELECT n, kind,
+       CASE WHEN kind IN ('B', 'C') THEN NULL ELSE length(data) END AS length,
+       replace((SELECT r - '{ordinal,lsn}'::text[] FROM walship.decode_stream(data) AS r
+                 WHERE r->>'kind' NOT IN ('begin', 'commit', 'relation'))::text,
+               repeat('x', 3000), '<3000 x>') AS change
+  FROM de_recs ORDER BY n;
+SELECT count(*) AS stream_records
+  FROM walship.decode_stream((SELECT string_agg(data, ''::bytea ORDER BY n) FROM de_recs));
+
+-- The outcome of decoding: 'ok' or the SQLSTATE of the error.
+CREATE FUNCTION de_try(data bytea, stream bool DEFAULT false) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF stream THEN
+        PERFORM count(*) FROM walship.decode_stream(data);
+    ELSE
+        PERFORM walship.decode(data);
+    END IF;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE;
+END
+$$;
+
+-- Every truncation of every record fails with data_corrupted.
+SELECT kind, CASE WHEN kind IN ('B', 'C') THEN NULL ELSE count(*) END AS truncations,
+       de_try(substr(data, 1, k)) AS outcome
+  FROM de_recs, generate_series(0, length(data) - 1) AS k
+ GROUP BY kind, outcome
+ ORDER BY kind, outcome;
+-- The same through decode_stream(), which also decodes prefixes of the
+-- whole stream exactly when they end at a record boundary.
+SELECT kind, CASE WHEN kind IN ('B', 'C') THEN NULL ELSE count(*) END AS truncations,
+       de_try(substr(data, 1, k), true) AS outcome
+  FROM de_recs, generate_series(1, length(data) - 1) AS k
+ GROUP BY kind, outcome
+ ORDER BY kind, outcome;
+WITH stream AS (
+    SELECT string_agg(data, ''::bytea ORDER BY n) AS s FROM de_recs
+     WHERE n <= (SELECT min(n) FROM de_recs WHERE kind = 'C')),
+boundaries AS (
+    SELECT sum(length(data)) OVER (ORDER BY n) AS k FROM de_recs
+     WHERE n <= (SELECT min(n) FROM de_recs WHERE kind = 'C')),
+outcomes AS (
+    SELECT k, de_try(substr(s, 1, k::int), true) AS outcome
+      FROM stream, generate_series(1, length(s)) AS k)
+SELECT string_agg(DISTINCT outcome, ', ' ORDER BY outcome) AS outcomes,
+       count(*) FILTER (WHERE k IN (SELECT k FROM boundaries)) AS boundaries,
+       bool_and((outcome = 'ok') = (k IN (SELECT k FROM boundaries))) AS ok_exactly_at_boundaries
+  FROM outcomes;
+
+-- Every single bit flip of every record: a clean error or a success.
+CREATE TABLE de_flips AS
+SELECT n, kind, bit, de_try(set_bit(data, bit, 1 - get_bit(data, bit))) AS outcome
+  FROM de_recs, generate_series(0, 8 * length(data) - 1) AS bit
+ WHERE length(data) < 1000;
+-- The kinds of errors seen: data_corrupted, invalid UTF-8 (22021), invalid
+-- JSON text of a json or numeric value (22P02), and the unsupported format
+-- version of a BEGIN (0A000).
+SELECT string_agg(DISTINCT outcome, ', ' ORDER BY outcome) AS outcomes,
+       bool_and(outcome IN ('ok', 'XX001', '22021', '22P02', '0A000')) AS all_expected
+  FROM de_flips;
+-- Per record kind; BEGIN and COMMIT (xids, LSNs, times) only as a set.
+SELECT kind, string_agg(DISTINCT outcome, ', ' ORDER BY outcome) AS outcomes
+  FROM de_flips WHERE kind IN ('B', 'C') GROUP BY kind ORDER BY kind;
+SELECT n, kind, outcome, count(*)
+  FROM de_flips WHERE kind NOT IN ('B', 'C')
+ GROUP BY n, kind, outcome ORDER BY n, outcome;
+-- Bit flips through decode_stream(), where the RELATION record names the
+-- columns of the changes after it: the first transaction up to its first
+-- change.
+CREATE TABLE de_stream_flips AS
+WITH stream AS (
+    SELECT string_agg(data, ''::bytea ORDER BY n) AS s FROM de_recs
+     WHERE n <= (SELECT min(n) FROM de_recs WHERE kind = 'I'))
+SELECT bit, de_try(set_bit(s, bit, 1 - get_bit(s, bit)), true) AS outcome
+  FROM stream, generate_series(0, 8 * length(s) - 1) AS bit;
+SELECT string_agg(DISTINCT outcome, ', ' ORDER BY outcome) AS outcomes,
+       bool_and(outcome IN ('ok', 'XX001', '22021', '22P02', '0A000')) AS all_expected,
+       count(*) > 1000 AS many
+  FROM de_stream_flips;
+-- The server is still here.
+SELECT 'alive' AS server;
+
+-- Trailing bytes after one record: decode() takes exactly one.
+SELECT walship.decode(data || '\x00'::bytea) FROM de_recs WHERE kind = 'I' AND n = 3;
+SELECT walship.decode(a.data || b.data)
+  FROM de_recs a, de_recs b WHERE a.n = 3 AND b.n = 4;
+-- decode_stream() takes both, and skips pg_recvlogical's newlines.
+SELECT replace((r - 'ordinal')::text, repeat('x', 3000), '<3000 x>') AS decoded
+  FROM de_recs a, de_recs b,
+       walship.decode_stream('\x0a'::bytea || a.data || '\x0a0a'::bytea || b.data || '\x0a'::bytea) AS r
+ WHERE a.n = 3 AND b.n = 4;
+
+-- Crafted records.  de_uv() and de_sv() write unsigned and zigzag varints,
+-- de_rec() frames a body.
+CREATE FUNCTION de_uv(v numeric) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    result bytea := '';
+BEGIN
+    WHILE v >= 128 LOOP
+        result := result || set_byte('\x00'::bytea, 0, (mod(v, 128) + 128)::int);
+        v := div(v, 128);
+    END LOOP;
+    RETURN result || set_byte('\x00'::bytea, 0, v::int);
+END
+$$;
+CREATE FUNCTION de_sv(v numeric) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT de_uv(CASE WHEN v >= 0 THEN 2 * v ELSE -2 * v - 1 END)
+$$;
+CREATE FUNCTION de_rec(kind text, body bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT convert_to(kind, 'UTF8') || de_uv(length(body)) || body
+$$;
+-- an INSERT of relation 1, ordinal 1, with the given encoded values
+CREATE FUNCTION de_insert(nvalues int, vals bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT de_rec('I', '\x0101'::bytea || de_uv(nvalues) || vals)
+$$;
+-- a RELATION record: relation 1, OID 16384, public.t, identity default,
+-- columns (flags, name, type OID, typmod, type name)
+CREATE FUNCTION de_relation(cols bytea[]) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT de_rec('R', '\x01'::bytea || de_uv(16384) || '\x067075626c6963'::bytea
+                   || '\x0174'::bytea || 'd'::bytea || de_uv(cardinality(cols))
+                   || coalesce((SELECT string_agg(c, ''::bytea ORDER BY o)
+                                  FROM unnest(cols) WITH ORDINALITY AS x(c, o)), ''))
+$$;
+-- a value with a length: tag, uvarint length, bytes
+CREATE FUNCTION de_val(tag text, data bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT convert_to(tag, 'UTF8') || de_uv(length(data)) || data
+$$;
+CREATE FUNCTION de_col(flags int, name text) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT set_byte('\x00'::bytea, 0, flags) || de_uv(octet_length(name)) || convert_to(name, 'UTF8')
+       || de_uv(23) || de_sv(-1) || '\x07696e7465676572'::bytea
+$$;
+
+-- The helpers write what the plugin writes.
+SELECT de_insert(2, '\x69026e'::bytea) AS crafted,
+       walship.decode(de_insert(2, '\x69026e'::bytea)) AS decoded;
+SELECT r FROM walship.decode_stream(
+    de_relation(ARRAY[de_col(7, 'id'), de_col(0, 'v')])
+    || de_insert(2, '\x6902'::bytea || '\x73'::bytea || de_uv(2) || 'hi'::bytea)) AS r;
+
+-- Empty input.
+SELECT walship.decode(''::bytea);
+SELECT count(*) AS records FROM walship.decode_stream(''::bytea);
+SELECT count(*) AS records FROM walship.decode_stream('\x0a0a'::bytea);
+-- Unknown record kind, alone and in a stream.
+SELECT walship.decode(de_rec('Z', ''));
+SELECT walship.decode(de_rec('Z', '\x010203'));
+SELECT count(*) FROM walship.decode_stream(de_insert(0, '') || de_rec('z', '\x00'));
+-- A BEGIN of format version 2, and of version 0.
+SELECT walship.decode(de_rec('B', '\x02' || de_uv(1000) || '\x0000000000000000'::bytea || de_sv(0)));
+SELECT walship.decode(de_rec('B', '\x00' || de_uv(1000) || '\x0000000000000000'::bytea || de_sv(0)));
+-- ... and of version 1, for comparison.
+SELECT walship.decode(de_rec('B', '\x01' || de_uv(1000) || '\x0001000000000000'::bytea || de_sv(0)));
+-- Fields appended to a body by a later minor revision are skipped.
+SELECT walship.decode(de_rec('I', '\x0101' || de_uv(1) || '\x6902' || '\xfffefd'::bytea));
+SELECT walship.decode(de_rec('B', '\x01' || de_uv(1000) || '\x0001000000000000'::bytea || de_sv(0) || '\x42'::bytea));
+
+-- Huge and overlong varints: as the body length ...
+SELECT walship.decode('\x49ffffffffffffffffff01'::bytea);
+SELECT walship.decode('\x49ffffffffffffffff7f'::bytea);
+SELECT walship.decode('\x49ffffffffffffffffff02'::bytea);
+SELECT walship.decode('\x49ffffffffffffffffffff01'::bytea);
+SELECT walship.decode('\x4980'::bytea);
+-- ... as a value's length, a tuple's count, an array's count
+SELECT walship.decode(de_insert(1, '\x73' || de_uv(18446744073709551615)));
+SELECT walship.decode(de_insert(1, '\x73' || de_uv(4)) || 'abc'::bytea);
+SELECT walship.decode(de_rec('I', '\x0101' || de_uv(18446744073709551615) || '\x6e'::bytea));
+SELECT walship.decode(de_rec('I', '\x0101' || de_uv(3) || '\x6e6e'::bytea));
+SELECT walship.decode(de_insert(1, '\x61' || de_uv(1000000) || '\x6e6e'::bytea));
+SELECT walship.decode(de_rec('R', '\x01' || de_uv(16384) || '\x0170' || '\x0174' || 'd'::bytea || de_uv(4294967297)));
+SELECT walship.decode(de_rec('T', '\x0100'::bytea || de_uv(1000000000000) || '\x01'::bytea));
+-- ... as an integer value: 64 bits, zigzag
+SELECT walship.decode(de_insert(2, '\x69' || de_sv(-9223372036854775808) || '\x69' || de_sv(9223372036854775807)));
+SELECT walship.decode(de_insert(1, '\x69' || de_uv(18446744073709551616)));
+
+-- Unknown tags and kinds inside a record.
+SELECT walship.decode(de_insert(1, '\x51'::bytea));
+SELECT walship.decode(de_insert(1, '\x00'::bytea));
+SELECT walship.decode(de_rec('U', '\x0101' || 'x'::bytea || de_uv(0) || de_uv(0)));
+SELECT walship.decode(de_rec('D', '\x0101' || 'n'::bytea));
+-- Arrays nest up to 8 levels.
+SELECT walship.decode(de_insert(1, decode(repeat('6101', 8) || '6e', 'hex')))->'new';
+SELECT walship.decode(de_insert(1, decode(repeat('6101', 9) || '6e', 'hex')));
+SELECT walship.decode(de_insert(1, decode(repeat('6101', 100000) || '6e', 'hex')));
+
+-- Text that is not UTF-8, and names with a zero byte.
+SELECT walship.decode(de_insert(1, '\x73' || de_uv(2) || '\xc328'::bytea));
+SELECT walship.decode(de_insert(1, '\x73' || de_uv(3) || '\x610062'::bytea));
+SELECT walship.decode(de_insert(1, '\x6a' || de_uv(3) || '\x22ff22'::bytea));
+SELECT walship.decode(de_relation(ARRAY[de_col(0, E'a\u00e9')]))->'columns'->0->'name';
+SELECT walship.decode(de_relation(ARRAY['\x00026100' || de_uv(23) || de_sv(-1) || '\x0169'::bytea]));
+SELECT walship.decode(de_relation(ARRAY['\x0001' || '\xff'::bytea || de_uv(23) || de_sv(-1) || '\x0169'::bytea]));
+SELECT walship.decode(de_rec('M', de_uv(0) || '\x00' || '\x0000000000000000' || de_uv(2) || '\xc328'::bytea || de_uv(0)));
+-- JSON values that are not JSON, and numerics that are not numbers, are
+-- rejected (data_corrupted or invalid JSON), and cannot change the
+-- structure of the rendered record.
+SELECT de_try(de_insert(1, de_val('j', '{"a'))) IN ('XX001', '22P02') AS rejected;
+SELECT de_try(de_insert(1, de_val('j', ''))) IN ('XX001', '22P02') AS rejected;
+SELECT de_try(de_insert(1, de_val('j', '1, 2'))) IN ('XX001', '22P02') AS rejected;
+SELECT de_try(de_insert(2, de_val('j', '[1') || de_val('j', '2]'))) IN ('XX001', '22P02') AS rejected;
+SELECT de_try(de_insert(1, de_val('j', '1 2'))) IN ('XX001', '22P02') AS rejected;
+SELECT de_try(de_relation(ARRAY[de_col(7, 'id'), de_col(0, 'v')])
+              || de_insert(1, de_val('j', '1, "v": "forged"')), true)
+       IN ('XX001', '22P02') AS rejected;
+SELECT de_try(de_relation(ARRAY[de_col(7, 'id')])
+              || de_insert(1, de_val('j', '1}, "kind": "forged", "x": {"y": 1')), true)
+       IN ('XX001', '22P02') AS rejected;
+SELECT de_try(de_insert(1, de_val('e', '1-2'))) IN ('XX001', '22P02') AS rejected;
+SELECT de_try(de_insert(1, de_val('e', '0012'))) IN ('XX001', '22P02') AS rejected;
+-- (a number too large for numeric: numeric_value_out_of_range)
+SELECT de_try(de_insert(1, de_val('e', '1e999999999'))) AS outcome;
+-- valid JSON values of each kind pass
+SELECT walship.decode(de_insert(4, de_val('j', ' {"a": [1, {}]} ') || de_val('j', '"s"')
+                                   || de_val('j', 'null') || de_val('j', '-1.5e3')))->'new';
+-- text that is not a number is shown as a string
+SELECT walship.decode(de_insert(1, '\x65' || de_uv(4) || '1e5x'::bytea))->'new';
+SELECT walship.decode(de_insert(3, '\x65' || de_uv(0) || '\x65' || de_uv(3) || 'NaN'::bytea
+                                   || '\x65' || de_uv(9) || '-Infinity'::bytea))->'new';
+-- A typmod beyond 32 bits.
+SELECT walship.decode(de_relation(ARRAY['\x0001' || 'a'::bytea || de_uv(23) || de_sv(2147483648) || '\x0169'::bytea]));
+SELECT walship.decode(de_relation(ARRAY['\x0001' || 'a'::bytea || de_uv(23) || de_sv(-2147483649) || '\x0169'::bytea]));
+
+-- Dates, times and timestamps outside PostgreSQL's ranges.  Dates are days
+-- since 1970-01-01: -2440588 is 4714-11-24 BC, the first day PostgreSQL
+-- has, and 2145042905 is 5874897-12-31, the last.
+SELECT walship.decode(de_insert(2, '\x44' || de_sv(-2440588) || '\x44' || de_sv(2145042905)))->'new';
+SELECT walship.decode(de_insert(1, '\x44' || de_sv(-2440589)));
+SELECT walship.decode(de_insert(1, '\x44' || de_sv(2145042906)));
+SELECT walship.decode(de_insert(1, '\x44' || de_sv(-100000000)));
+SELECT walship.decode(de_insert(1, '\x44' || de_sv(2147483000)));
+SELECT walship.decode(de_insert(1, '\x44' || de_sv(-9223372036854775808)));
+-- Times are microseconds since midnight, 24:00:00 included.
+SELECT walship.decode(de_insert(1, '\x68' || de_uv(86400000000)))->'new';
+SELECT walship.decode(de_insert(1, '\x68' || de_uv(86400000001)));
+SELECT walship.decode(de_insert(1, '\x68' || de_uv(18446744073709551615)));
+-- Timestamps are microseconds since 1970-01-01 UTC.
+-- Every int64 after the first microsecond PostgreSQL has is in range.
+SELECT walship.decode(de_insert(2, '\x54' || de_sv(-210866803200000000)
+                                   || '\x5a' || de_sv(9223372036854775807)))->'new';
+SELECT walship.decode(de_insert(1, '\x54' || de_sv(-210866803200000001)));
+SELECT walship.decode(de_insert(1, '\x54' || de_sv(-9223372036854775808)));
+SELECT walship.decode(de_rec('B', '\x01' || de_uv(1000) || '\x0001000000000000'::bytea || de_sv(9223372036854775807)));
+
+-- Tuples that do not fit the stream's RELATION record.
+SELECT r->>'kind' AS kind, r->'new' AS new FROM walship.decode_stream(
+    de_relation(ARRAY[de_col(7, 'id')]) || de_insert(1, '\x6901')) AS r;
+SELECT count(*) FROM walship.decode_stream(
+    de_relation(ARRAY[de_col(7, 'id')]) || de_insert(2, '\x69016902'));
+SELECT count(*) FROM walship.decode_stream(
+    de_relation(ARRAY[de_col(7, 'id'), de_col(0, 'v')])
+    || de_rec('U', '\x0101' || 'k'::bytea || de_uv(2) || '\x69016902' || de_uv(2) || '\x69016902'::bytea));
+-- ... fewer values than columns are shown as they are
+SELECT r->'new' AS new FROM walship.decode_stream(
+    de_relation(ARRAY[de_col(7, 'id'), de_col(0, 'v')]) || de_insert(1, '\x6901')) AS r
+ WHERE r->>'kind' = 'insert';
+-- ... and a change of a relation the stream has not described is shown
+-- without names, as decode() shows it
+SELECT r - 'ordinal' AS decoded FROM walship.decode_stream(de_insert(1, '\x6901')) AS r;
+
+SELECT pg_drop_replication_slot('de_slot');
+DROP PUBLICATION de_pub;
+DROP FUNCTION de_try(bytea, bool), de_uv(numeric), de_sv(numeric),
+    de_rec(text, bytea), de_insert(int, bytea), de_relation(bytea[]),
+    de_col(int, text);
+DROP TABLE de_t, de_full, de_recs, de_flips, de_stream_flips;
