@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+#
+# test/run-all.sh
+#	  Runs the whole walship test suite: the pg_regress tests (test/sql,
+#	  `make installcheck`, each run on its own --temp-instance) and the TAP
+#	  tests (t/*.pl, PostgreSQL::Test::Cluster, through PGXS's
+#	  prove_installcheck).
+#
+# Usage:
+#	  sudo bash test/run-all.sh       (or, as root: bash test/run-all.sh)
+#
+# As root (a fresh Debian 12 machine, CI):
+#	  1. installs the packages in PACKAGES below that are missing, with
+#	     apt-get (nothing is fetched when all are installed already);
+#	  2. copies the source tree to a fresh temporary directory, builds it
+#	     there (any compiler warning fails the run) and `make install`s it;
+#	  3. hands the copy to the unprivileged user $WALSHIP_TEST_USER
+#	     (default postgres; initdb refuses to run as root) and runs the tests
+#	     as that user.
+#	  The checkout itself is never written to.
+#
+# As any other user: skips steps 1 and 2 (no apt, no build, no install) and
+# runs the tests on a temporary copy against the walship that is installed
+# already (`make && sudo make install` first).
+#
+# Environment:
+#	  PG_CONFIG            pg_config of the server to test
+#	                       (default /usr/lib/postgresql/15/bin/pg_config)
+#	  WALSHIP_TEST_USER    user the tests run as when started as root
+#	                       (default postgres)
+#	  WALSHIP_KEEP_TMP=1   keep the temporary directory even on success
+#	                       (it is always kept on failure)
+#
+# On failure it prints regression.diffs, the pg_regress server log and the
+# TAP logs (tmp_check/log), and exits non-zero.  The last line of output is
+# always "N passed, N failed", where N counts pg_regress tests plus TAP
+# assertions (each "ok"/"not ok" line of every t/*.pl); a build failure, a
+# TAP script that dies or misses its plan, or a phase that fails without a
+# failing test (e.g. pg_regress cannot start its server) counts as one more
+# failure.
+#
+
+set -u
+set -o pipefail
+
+# Every package the build and the tests need, in one place.
+PACKAGES=(
+	postgresql-15
+	postgresql-server-dev-15
+	libcurl4-openssl-dev
+	libzstd-dev
+	zlib1g-dev
+	libipc-run-perl
+	perl
+	make
+	gcc
+)
+
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+TEST_USER=${WALSHIP_TEST_USER:-postgres}
+
+# Deterministic locale for initdb and psql output, whatever the caller's.
+export LANG=C.UTF-8 LC_ALL=C.UTF-8
+unset LANGUAGE
+
+passed=0
+failed=0
+work=
+
+section() { printf '\n===== %s =====\n' "$*"; }
+
+finish()
+{
+	if [ -n "$work" ] && [ -d "$work" ]; then
+		if [ "$failed" -eq 0 ] && [ "${WALSHIP_KEEP_TMP:-0}" != 1 ]; then
+			rm -rf "$work"
+		else
+			echo "test files kept in $work"
+		fi
+	fi
+	echo "$passed passed, $failed failed"
+	if [ "$failed" -eq 0 ]; then exit 0; else exit 1; fi
+}
+
+# Runs a command as the test user (root mode) or as ourselves.
+as_test_user()
+{
+	if [ "$(id -u)" -eq 0 ]; then
+		runuser -u "$TEST_USER" -- env HOME="$work" "$@"
+	else
+		"$@"
+	fi
+}
+
+# Prints a file with a header, or says it is missing.
+show_file()
+{
+	local file=$1 lines=${2:-}
+	[ -f "$file" ] || return 0
+	echo "----- ${file#"$work"/} -----"
+	if [ -n "$lines" ]; then tail -n "$lines" "$file"; else cat "$file"; fi
+}
+
+# -------------------------------------------------------------------------
+# 1. Packages (root only)
+# -------------------------------------------------------------------------
+if [ "$(id -u)" -eq 0 ]; then
+	missing=()
+	for pkg in "${PACKAGES[@]}"; do
+		status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null)
+		[ "$status" = installed ] || missing+=("$pkg")
+	done
+	if [ "${#missing[@]}" -gt 0 ]; then
+		section "installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		if ! apt-get update ||
+		   ! apt-get install -y --no-install-recommends "${missing[@]}"; then
+			echo "run-all.sh: could not install ${missing[*]}" >&2
+			failed=$((failed + 1))
+			finish
+		fi
+	fi
+	if ! id -u "$TEST_USER" >/dev/null 2>&1; then
+		echo "run-all.sh: user \"$TEST_USER\" does not exist (set WALSHIP_TEST_USER)" >&2
+		failed=$((failed + 1))
+		finish
+	fi
+fi
+
+if [ ! -x "$PG_CONFIG" ]; then
+	PG_CONFIG=$(command -v pg_config || true)
+fi
+if [ -z "$PG_CONFIG" ]; then
+	echo "run-all.sh: pg_config not found; install postgresql-server-dev-15 or set PG_CONFIG" >&2
+	failed=$((failed + 1))
+	finish
+fi
+# Put the server's own binaries (initdb, pg_ctl, pg_recvlogical) first.
+PATH="$("$PG_CONFIG" --bindir):$PATH"
+export PATH
+MAKE=(make --no-print-directory PG_CONFIG="$PG_CONFIG")
+
+# -------------------------------------------------------------------------
+# 2. A private copy of the tree; build and install it (root only)
+# -------------------------------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/walship-test.XXXXXX")
+tar -C "$SRC_DIR" --exclude=./.git --exclude=./bench/out -cf - . |
+	tar -C "$work" -xf - || { failed=$((failed + 1)); finish; }
+cd "$work" || { failed=$((failed + 1)); finish; }
+# Drop anything built in the checkout (objects, results, tmp_check).
+"${MAKE[@]}" clean >/dev/null 2>&1
+
+if [ "$(id -u)" -eq 0 ]; then
+	section "build ($("$PG_CONFIG" --version))"
+	"${MAKE[@]}" -j"$(nproc)" >build.log 2>&1
+	build_rc=$?
+	cat build.log
+	if [ "$build_rc" -ne 0 ]; then
+		echo "run-all.sh: build failed"
+		failed=$((failed + 1))
+		finish
+	fi
+	if grep -q 'warning:' build.log; then
+		echo "run-all.sh: the build has compiler warnings:"
+		grep 'warning:' build.log
+		failed=$((failed + 1))
+		finish
+	fi
+	section "install"
+	if ! "${MAKE[@]}" install; then
+		echo "run-all.sh: make install failed"
+		failed=$((failed + 1))
+		finish
+	fi
+	chown -R "$TEST_USER" "$work"
+fi
+
+# -------------------------------------------------------------------------
+# 3. pg_regress: make installcheck without the TAP part
+# -------------------------------------------------------------------------
+# The test list exactly as the Makefile computes it.
+printf 'walship-print-regress:\n\t@echo $(REGRESS)\n' >"$work/.print-regress.mk"
+regress_tests=$("${MAKE[@]}" -s -f Makefile -f .print-regress.mk walship-print-regress)
+rm -f "$work/.print-regress.mk"
+n_regress=$(wc -w <<<"$regress_tests")
+
+if [ "$n_regress" -gt 0 ]; then
+	section "pg_regress: $n_regress tests"
+	as_test_user "${MAKE[@]}" installcheck TAP_TESTS= 2>&1 | tee regress.log
+	regress_rc=$?
+	# "test name ... ok" (serial) or "     name ... ok" (parallel group)
+	r_passed=$(grep -cE '^(test )?[[:space:]]*[^[:space:]]+[[:space:]]+\.\.\. ok' regress.log)
+	r_failed=$((n_regress - r_passed))
+	if [ "$regress_rc" -ne 0 ] && [ "$r_failed" -le 0 ]; then
+		r_failed=1
+	fi
+	passed=$((passed + r_passed))
+	failed=$((failed + r_failed))
+	if [ "$r_failed" -gt 0 ]; then
+		section "pg_regress failed: diagnostics"
+		show_file "$work/regression.diffs"
+		show_file "$work/test/regression.diffs"
+		[ "$r_passed" -gt 0 ] || show_file "$work/log/initdb.log" 50
+		show_file "$work/log/postmaster.log" 200
+	fi
+fi
+
+# -------------------------------------------------------------------------
+# 4. TAP: make installcheck without the pg_regress part (prove_installcheck)
+# -------------------------------------------------------------------------
+shopt -s nullglob
+tap_files=(t/*.pl)
+shopt -u nullglob
+
+if [ "${#tap_files[@]}" -gt 0 ]; then
+	section "TAP: ${#tap_files[@]} files"
+	as_test_user "${MAKE[@]}" installcheck REGRESS= 2>&1 | tee tap.log
+	tap_rc=$?
+	t_passed=0
+	t_failed=0
+	stamp='^(\[[0-9:.]+\]\([0-9.]+s\) )?'
+	for f in "${tap_files[@]}"; do
+		name=$(basename "$f" .pl)
+		log="$work/tmp_check/log/regress_log_$name"
+		if [ ! -f "$log" ]; then
+			echo "run-all.sh: $f left no log (did not start)"
+			t_failed=$((t_failed + 1))
+			continue
+		fi
+		ok=$(grep -cE "${stamp}ok [0-9]+" "$log")
+		todo=$(grep -cE "${stamp}not ok [0-9]+.*# TODO" "$log")
+		notok=$(($(grep -cE "${stamp}not ok [0-9]+" "$log") - todo))
+		t_passed=$((t_passed + ok + todo))
+		t_failed=$((t_failed + notok))
+		plan=$(grep -oE "${stamp}1\.\.[0-9]+" "$log" | tail -n 1 | sed 's/.*1\.\.//')
+		if [ -z "$plan" ] || [ "$plan" -ne $((ok + todo + notok)) ]; then
+			echo "run-all.sh: $f died or ran $((ok + todo + notok)) of ${plan:-?} planned tests"
+			t_failed=$((t_failed + 1))
+		fi
+	done
+	if [ "$tap_rc" -ne 0 ] && [ "$t_failed" -eq 0 ]; then
+		t_failed=1
+	fi
+	passed=$((passed + t_passed))
+	failed=$((failed + t_failed))
+	if [ "$t_failed" -gt 0 ]; then
+		section "TAP failed: logs"
+		for log in "$work"/tmp_check/log/regress_log_*; do
+			show_file "$log"
+		done
+		for log in "$work"/tmp_check/log/*.log; do
+			show_file "$log" 200
+		done
+	fi
+fi
+
+section "summary"
+finish
