@@ -55,7 +55,11 @@ void
 ws_stream_context_track(WsStreamContext *context, const WsRecord *record)
 {
 	if (record->kind == WS_REC_BEGIN)
+	{
 		context->commit_lsn = record->commit_lsn;
+		context->xid = record->xid;
+		context->commit_time = record->commit_time;
+	}
 	else if (record->kind == WS_REC_COMMIT)
 		context->commit_lsn = InvalidXLogRecPtr;
 	else if (record->kind == WS_REC_RELATION)
@@ -80,8 +84,8 @@ ws_stream_context_track(WsStreamContext *context, const WsRecord *record)
 	}
 }
 
-static const WsRelation *
-lookup_relation(const WsStreamContext *context, uint64 rel_id)
+const WsRelation *
+ws_stream_relation(const WsStreamContext *context, uint64 rel_id)
 {
 	WsRelationSlot *slot;
 
@@ -154,8 +158,8 @@ append_float(StringInfo out, double value, bool is_float4)
 }
 
 /* Dates and times in ISO 8601, timestamptz in UTC, as to_json() writes. */
-static void
-append_datetime(StringInfo out, const WsValue *value)
+void
+ws_append_datetime(StringInfo out, const WsValue *value)
 {
 	char		buf[MAXDATELEN + 1];
 	int			utc = 0;
@@ -271,7 +275,7 @@ ws_value_to_json(StringInfo out, const WsValue *value)
 		case WS_VAL_TIMESTAMP:
 		case WS_VAL_TIMESTAMPTZ:
 		case WS_VAL_TIME:
-			append_datetime(out, value);
+			ws_append_datetime(out, value);
 			break;
 		case WS_VAL_POS_INFINITY:
 			appendStringInfoString(out, "\"infinity\"");
@@ -465,7 +469,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			{
 				WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->commit_time};
 
-				append_datetime(out, &ts);
+				ws_append_datetime(out, &ts);
 			}
 			break;
 		case WS_REC_COMMIT:
@@ -477,7 +481,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			{
 				WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->commit_time};
 
-				append_datetime(out, &ts);
+				ws_append_datetime(out, &ts);
 			}
 			append_key(out, &first, "changes");
 			appendStringInfo(out, UINT64_FORMAT, record->nchanges);
@@ -488,7 +492,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 		case WS_REC_INSERT:
 		case WS_REC_UPDATE:
 		case WS_REC_DELETE:
-			rel = lookup_relation(context, record->rel_id);
+			rel = ws_stream_relation(context, record->rel_id);
 			append_relation_ref(out, &first, record->rel_id, rel);
 			append_change_id(out, &first, record, context);
 			if (record->kind != WS_REC_INSERT && record->old_kind != WS_OLD_NONE)
@@ -522,7 +526,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 				appendStringInfoChar(out, '[');
 				for (uint64 i = 0; i < record->nrelations; i++)
 				{
-					const WsRelation *r = lookup_relation(context, record->rel_ids[i]);
+					const WsRelation *r = ws_stream_relation(context, record->rel_ids[i]);
 
 					if (i > 0)
 						appendStringInfoString(out, ", ");

@@ -21,12 +21,17 @@ typedef struct WsStreamContext
 	MemoryContext memory;		/* holds the relations */
 	HTAB	   *relations;		/* rel_id -> latest RELATION record */
 	XLogRecPtr	commit_lsn;		/* of the open transaction, or invalid */
+	TransactionId xid;			/* of the open transaction */
+	int64		commit_time;	/* of the open transaction, us since 1970 */
 } WsStreamContext;
 
 extern void ws_stream_context_init(WsStreamContext *context);
 extern void ws_stream_context_track(WsStreamContext *context,
 									const WsRecord *record);
+extern const WsRelation *ws_stream_relation(const WsStreamContext *context,
+											uint64 rel_id);
 extern void ws_value_to_json(StringInfo out, const WsValue *value);
+extern void ws_append_datetime(StringInfo out, const WsValue *value);
 extern void ws_record_to_json(StringInfo out, const WsRecord *record,
 							  const WsStreamContext *context);
 

@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * ndjson.h
+ *	  Encoding of walship change records as newline-delimited JSON, for
+ *	  endpoints that ingest JSON (walship.format = ndjson).
+ *
+ * IDENTIFICATION
+ *	  src/ndjson.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WALSHIP_NDJSON_H
+#define WALSHIP_NDJSON_H
+
+#include "format.h"
+#include "record_json.h"
+
+typedef enum WsNdjsonShape
+{
+	WS_NDJSON_ENVELOPE,			/* before / after / op / source */
+	WS_NDJSON_FLAT				/* the row plus _op, _lsn, _seq, ... */
+} WsNdjsonShape;
+
+/*
+ * Appends the line(s) for one record to out, each ending in '\n'.  Only
+ * INSERT, UPDATE, DELETE and TRUNCATE produce lines; the stream context
+ * (already updated with ws_stream_context_track for this record) supplies
+ * relation names and the transaction's commit LSN, xid and time.
+ * Returns the number of lines appended.
+ */
+extern int	ws_ndjson_append(StringInfo out, const WsRecord *record,
+							 const WsStreamContext *stream,
+							 WsNdjsonShape shape);
+
+#endif							/* WALSHIP_NDJSON_H */
