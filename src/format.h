@@ -199,6 +199,7 @@ extern void ws_reader_init(WsReader *reader, const void *data, Size len);
 extern bool ws_reader_done(const WsReader *reader);
 extern uint64 ws_get_uvarint(WsReader *reader);
 extern int64 ws_get_svarint(WsReader *reader);
+extern uint64 ws_get_uint64_le(WsReader *reader);
 extern uint8 ws_get_byte(WsReader *reader);
 extern const char *ws_get_bytes(WsReader *reader, Size len);
 

@@ -99,8 +99,8 @@ ws_get_bytes(WsReader *reader, Size len)
 	return result;
 }
 
-static uint64
-get_uint64_le(WsReader *reader)
+uint64
+ws_get_uint64_le(WsReader *reader)
 {
 	const uint8 *p = (const uint8 *) ws_get_bytes(reader, 8);
 	uint64		result = 0;
@@ -208,7 +208,7 @@ read_value_at_depth(WsReader *reader, WsValue *value, int depth)
 			break;
 		case WS_VAL_FLOAT8:
 			{
-				uint64		bits = get_uint64_le(reader);
+				uint64		bits = ws_get_uint64_le(reader);
 
 				memcpy(&value->float_value, &bits, sizeof(double));
 			}
@@ -324,12 +324,12 @@ ws_read_record(WsReader *reader, WsRecord *record)
 						 errdetail("This walship library reads format version %d.",
 								   WALSHIP_FORMAT_VERSION)));
 			record->xid = (TransactionId) ws_get_uvarint(body);
-			record->commit_lsn = get_uint64_le(body);
+			record->commit_lsn = ws_get_uint64_le(body);
 			record->commit_time = ws_get_svarint(body);
 			break;
 		case WS_REC_COMMIT:
-			record->commit_lsn = get_uint64_le(body);
-			record->end_lsn = get_uint64_le(body);
+			record->commit_lsn = ws_get_uint64_le(body);
+			record->end_lsn = ws_get_uint64_le(body);
 			record->commit_time = ws_get_svarint(body);
 			record->nchanges = ws_get_uvarint(body);
 			break;
@@ -363,7 +363,7 @@ ws_read_record(WsReader *reader, WsRecord *record)
 		case WS_REC_MESSAGE:
 			record->ordinal = ws_get_uvarint(body);
 			record->message_flags = ws_get_byte(body);
-			record->message_lsn = get_uint64_le(body);
+			record->message_lsn = ws_get_uint64_le(body);
 			record->prefix = get_string(body);
 			record->content = get_counted(body, &record->content_len);
 			break;

@@ -118,6 +118,13 @@ append_utf8_string(StringInfo out, const char *data, Size len)
 	pfree(server);
 }
 
+/* A NUL-terminated UTF-8 string from a record (a name), as a JSON string. */
+void
+ws_append_json_string(StringInfo out, const char *str)
+{
+	append_utf8_string(out, str, strlen(str));
+}
+
 static void
 append_lsn(StringInfo out, XLogRecPtr lsn)
 {

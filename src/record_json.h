@@ -32,6 +32,7 @@ extern const WsRelation *ws_stream_relation(const WsStreamContext *context,
 											uint64 rel_id);
 extern void ws_value_to_json(StringInfo out, const WsValue *value);
 extern void ws_append_datetime(StringInfo out, const WsValue *value);
+extern void ws_append_json_string(StringInfo out, const char *str);
 extern void ws_record_to_json(StringInfo out, const WsRecord *record,
 							  const WsStreamContext *context);
 

@@ -1,0 +1,421 @@
+/*-------------------------------------------------------------------------
+ *
+ * ndjson.c
+ *	  Encoding of walship change records as newline-delimited JSON.
+ *
+ * Each INSERT, UPDATE and DELETE record becomes one line, each TRUNCATE
+ * record one line per truncated relation; BEGIN, COMMIT, RELATION and
+ * MESSAGE records produce no lines.  Two shapes:
+ *
+ * envelope (Debezium-like):
+ *	  {"op": "c"|"u"|"d"|"t", "before": {...}|null, "after": {...}|null,
+ *	   ["unchanged_columns": [...],]
+ *	   "source": {"schema", "table", "commit_lsn", "xid", "commit_ts",
+ *				  "ordinal"[, "cascade", "restart_identity"]},
+ *	   "id": "<commit LSN, 16 uppercase hex digits>-<ordinal>"}
+ *
+ * flat (one row per line, for ReplacingMergeTree-style tables):
+ *	  {<columns>..., "_op", "_lsn", "_seq", "_commit_ts", "_deleted"
+ *	   [, "_unchanged": [...]]}
+ *	  and for TRUNCATE {"_op": "t", "_schema", "_table", "_lsn", "_seq",
+ *	  "_commit_ts", "_deleted": 0}.
+ *
+ * Columns are written in column order, keyed by name; values are rendered
+ * by ws_value_to_json() exactly as walship.decode() renders them.  An
+ * unchanged TOAST value is replaced by the old row's value when the record
+ * carries a full old row, and otherwise left out of the row and listed by
+ * name.  docs/format.md ("NDJSON encoding") specifies both shapes.
+ *
+ * IDENTIFICATION
+ *	  src/ndjson.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/json.h"
+
+#include "format.h"
+#include "ndjson.h"
+#include "record_json.h"
+
+/* A decoded tuple, indexed by column number of its relation. */
+typedef struct NdjsonRow
+{
+	bool		valid;			/* false: the record has no such tuple */
+	WsValue    *values;			/* ncolumns entries */
+	bool	   *present;		/* has the tuple a value for the column? */
+} NdjsonRow;
+
+static void
+append_key(StringInfo out, bool *first, const char *key)
+{
+	if (!*first)
+		appendStringInfoString(out, ", ");
+	*first = false;
+	escape_json(out, key);
+	appendStringInfoString(out, ": ");
+}
+
+/* A column or relation name, which records hold in UTF-8, as a key. */
+static void
+append_name_key(StringInfo out, bool *first, const char *name)
+{
+	if (!*first)
+		appendStringInfoString(out, ", ");
+	*first = false;
+	ws_append_json_string(out, name);
+	appendStringInfoString(out, ": ");
+}
+
+static void
+append_commit_ts(StringInfo out, const WsStreamContext *stream)
+{
+	WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = stream->commit_time};
+
+	ws_append_datetime(out, &ts);
+}
+
+static const char *
+op_name(char kind)
+{
+	switch (kind)
+	{
+		case WS_REC_INSERT:
+			return "c";
+		case WS_REC_UPDATE:
+			return "u";
+		case WS_REC_DELETE:
+			return "d";
+		case WS_REC_TRUNCATE:
+			return "t";
+	}
+	elog(ERROR, "unexpected walship record kind %d", kind);
+	return NULL;				/* keep compiler quiet */
+}
+
+static const WsRelation *
+lookup_relation(const WsStreamContext *stream, const WsRecord *record,
+				uint64 rel_id)
+{
+	const WsRelation *rel = ws_stream_relation(stream, rel_id);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
+						ws_record_kind_name(record->kind), rel_id),
+				 errdetail("The change has ordinal " UINT64_FORMAT " in the transaction with commit LSN %X/%X.",
+						   record->ordinal, LSN_FORMAT_ARGS(stream->commit_lsn))));
+	return rel;
+}
+
+/*
+ * Decodes a tuple into row, by column number.  A key tuple holds the key
+ * columns only.  The value count must be what docs/format.md section 4.9
+ * prescribes, so that no column is silently lost.
+ */
+static void
+read_row(NdjsonRow *row, const WsTuple *tuple, const WsRelation *rel,
+		 bool key_only)
+{
+	WsReader	values = tuple->values;
+	int			expected = 0;
+	int			col = 0;
+
+	for (int i = 0; i < rel->ncolumns; i++)
+		if (!key_only || (rel->columns[i].flags & WS_COL_KEY))
+			expected++;
+	if (tuple->nvalues != (uint64) expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record: %s tuple has " UINT64_FORMAT " values but relation \"%s.%s\" has %d %s",
+						key_only ? "key" : "row", tuple->nvalues,
+						rel->schema_name, rel->table_name, expected,
+						key_only ? "key columns" : "columns")));
+
+	row->valid = true;
+	row->values = palloc0(sizeof(WsValue) * Max(rel->ncolumns, 1));
+	row->present = palloc0(sizeof(bool) * Max(rel->ncolumns, 1));
+	for (uint64 i = 0; i < tuple->nvalues; i++)
+	{
+		while (key_only && !(rel->columns[col].flags & WS_COL_KEY))
+			col++;
+		ws_read_value(&values, &row->values[col]);
+		row->present[col] = true;
+		col++;
+	}
+}
+
+/*
+ * A value as ws_value_to_json() renders it.  A json value is embedded as
+ * typed, and may contain line breaks as whitespace: they would end the
+ * line, so they become spaces.  Outside JSON strings (where escape_json has
+ * escaped them) a raw line break can only be whitespace, and no server
+ * encoding uses these bytes inside a multibyte character.
+ */
+static void
+append_value(StringInfo out, const WsValue *value)
+{
+	int			start = out->len;
+
+	ws_value_to_json(out, value);
+	for (int i = start; i < out->len; i++)
+		if (out->data[i] == '\n' || out->data[i] == '\r')
+			out->data[i] = ' ';
+}
+
+/*
+ * Writes a row as the members of a JSON object (without braces).  Values
+ * that are unchanged TOAST values are left out and flagged in unchanged.
+ */
+static void
+append_row_members(StringInfo out, bool *first, const NdjsonRow *row,
+				   const WsRelation *rel, bool *unchanged)
+{
+	for (int i = 0; i < rel->ncolumns; i++)
+	{
+		if (!row->present[i])
+			continue;
+		if (row->values[i].tag == WS_VAL_UNCHANGED)
+		{
+			unchanged[i] = true;
+			continue;
+		}
+		append_name_key(out, first, rel->columns[i].name);
+		append_value(out, &row->values[i]);
+	}
+}
+
+static void
+append_row_object(StringInfo out, const NdjsonRow *row, const WsRelation *rel,
+				  bool *unchanged)
+{
+	bool		first = true;
+
+	if (!row->valid)
+	{
+		appendStringInfoString(out, "null");
+		return;
+	}
+	appendStringInfoChar(out, '{');
+	append_row_members(out, &first, row, rel, unchanged);
+	appendStringInfoChar(out, '}');
+}
+
+/* The names of the flagged columns, as a JSON array; false if none. */
+static bool
+append_unchanged(StringInfo out, bool *first, const char *key,
+				 const WsRelation *rel, const bool *unchanged)
+{
+	bool		any = false;
+
+	for (int i = 0; i < rel->ncolumns; i++)
+	{
+		if (!unchanged[i])
+			continue;
+		if (!any)
+		{
+			append_key(out, first, key);
+			appendStringInfoChar(out, '[');
+		}
+		else
+			appendStringInfoString(out, ", ");
+		ws_append_json_string(out, rel->columns[i].name);
+		any = true;
+	}
+	if (any)
+		appendStringInfoChar(out, ']');
+	return any;
+}
+
+/* "source" of the envelope shape, up to and including the ordinal */
+static void
+append_source(StringInfo out, bool *first, const WsRecord *record,
+			  const WsStreamContext *stream, const WsRelation *rel)
+{
+	bool		sfirst = true;
+
+	append_key(out, first, "source");
+	appendStringInfoChar(out, '{');
+	append_key(out, &sfirst, "schema");
+	ws_append_json_string(out, rel->schema_name);
+	append_key(out, &sfirst, "table");
+	ws_append_json_string(out, rel->table_name);
+	append_key(out, &sfirst, "commit_lsn");
+	appendStringInfo(out, "\"%X/%X\"", LSN_FORMAT_ARGS(stream->commit_lsn));
+	append_key(out, &sfirst, "xid");
+	appendStringInfo(out, "%u", stream->xid);
+	append_key(out, &sfirst, "commit_ts");
+	append_commit_ts(out, stream);
+	append_key(out, &sfirst, "ordinal");
+	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
+	if (record->kind == WS_REC_TRUNCATE)
+	{
+		append_key(out, &sfirst, "cascade");
+		appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_CASCADE) ? "true" : "false");
+		append_key(out, &sfirst, "restart_identity");
+		appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_RESTART_SEQS) ? "true" : "false");
+	}
+	appendStringInfoChar(out, '}');
+}
+
+/* The change id: commit LSN as 16 uppercase hex digits, '-', ordinal. */
+static void
+append_id(StringInfo out, bool *first, const WsRecord *record,
+		  const WsStreamContext *stream)
+{
+	append_key(out, first, "id");
+	appendStringInfo(out, "\"%08X%08X-" UINT64_FORMAT "\"",
+					 LSN_FORMAT_ARGS(stream->commit_lsn), record->ordinal);
+}
+
+/* The metadata members of the flat shape, after the row's columns */
+static void
+append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
+				 const WsStreamContext *stream)
+{
+	append_key(out, first, "_op");
+	escape_json(out, op_name(record->kind));
+	append_key(out, first, "_lsn");
+	appendStringInfo(out, UINT64_FORMAT, (uint64) stream->commit_lsn);
+	append_key(out, first, "_seq");
+	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
+	append_key(out, first, "_commit_ts");
+	append_commit_ts(out, stream);
+	append_key(out, first, "_deleted");
+	appendStringInfoString(out, record->kind == WS_REC_DELETE ? "1" : "0");
+}
+
+static int
+append_truncate(StringInfo out, const WsRecord *record,
+				const WsStreamContext *stream, WsNdjsonShape shape)
+{
+	for (uint64 i = 0; i < record->nrelations; i++)
+	{
+		const WsRelation *rel = lookup_relation(stream, record,
+												record->rel_ids[i]);
+		bool		first = true;
+
+		appendStringInfoChar(out, '{');
+		if (shape == WS_NDJSON_ENVELOPE)
+		{
+			append_key(out, &first, "op");
+			escape_json(out, "t");
+			append_key(out, &first, "before");
+			appendStringInfoString(out, "null");
+			append_key(out, &first, "after");
+			appendStringInfoString(out, "null");
+			append_source(out, &first, record, stream, rel);
+			append_id(out, &first, record, stream);
+		}
+		else
+		{
+			append_key(out, &first, "_op");
+			escape_json(out, "t");
+			append_key(out, &first, "_schema");
+			ws_append_json_string(out, rel->schema_name);
+			append_key(out, &first, "_table");
+			ws_append_json_string(out, rel->table_name);
+			append_key(out, &first, "_lsn");
+			appendStringInfo(out, UINT64_FORMAT, (uint64) stream->commit_lsn);
+			append_key(out, &first, "_seq");
+			appendStringInfo(out, UINT64_FORMAT, record->ordinal);
+			append_key(out, &first, "_commit_ts");
+			append_commit_ts(out, stream);
+			append_key(out, &first, "_deleted");
+			appendStringInfoChar(out, '0');
+		}
+		appendStringInfoString(out, "}\n");
+	}
+	return (int) record->nrelations;
+}
+
+int
+ws_ndjson_append(StringInfo out, const WsRecord *record,
+				 const WsStreamContext *stream, WsNdjsonShape shape)
+{
+	const WsRelation *rel;
+	NdjsonRow	before = {0};
+	NdjsonRow	after = {0};
+	bool	   *unchanged;
+	bool		first = true;
+
+	switch (record->kind)
+	{
+		case WS_REC_INSERT:
+		case WS_REC_UPDATE:
+		case WS_REC_DELETE:
+		case WS_REC_TRUNCATE:
+			break;
+		default:
+			return 0;
+	}
+
+	if (XLogRecPtrIsInvalid(stream->commit_lsn))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record stream: %s record outside a transaction",
+						ws_record_kind_name(record->kind)),
+				 errdetail("No BEGIN record precedes it, so it has no commit LSN.")));
+
+	if (record->kind == WS_REC_TRUNCATE)
+		return append_truncate(out, record, stream, shape);
+
+	rel = lookup_relation(stream, record, record->rel_id);
+	if (record->kind != WS_REC_INSERT && record->old_kind != WS_OLD_NONE)
+		read_row(&before, &record->old_tuple, rel,
+				 record->old_kind == WS_OLD_KEY);
+	if (record->kind != WS_REC_DELETE)
+		read_row(&after, &record->new_tuple, rel, false);
+
+	/* never send an unchanged-TOAST marker where the real value is known */
+	if (after.valid && record->old_kind == WS_OLD_FULL &&
+		record->kind == WS_REC_UPDATE)
+	{
+		for (int i = 0; i < rel->ncolumns; i++)
+			if (after.values[i].tag == WS_VAL_UNCHANGED &&
+				before.values[i].tag != WS_VAL_UNCHANGED)
+				after.values[i] = before.values[i];
+	}
+
+	unchanged = palloc0(sizeof(bool) * Max(rel->ncolumns, 1));
+	appendStringInfoChar(out, '{');
+	if (shape == WS_NDJSON_ENVELOPE)
+	{
+		append_key(out, &first, "op");
+		escape_json(out, op_name(record->kind));
+		append_key(out, &first, "before");
+		append_row_object(out, &before, rel, unchanged);
+		append_key(out, &first, "after");
+		append_row_object(out, &after, rel, unchanged);
+		append_unchanged(out, &first, "unchanged_columns", rel, unchanged);
+		append_source(out, &first, record, stream, rel);
+		append_id(out, &first, record, stream);
+	}
+	else
+	{
+		/* the new row; for a delete the old row or key, if any */
+		const NdjsonRow *row = record->kind == WS_REC_DELETE ? &before : &after;
+
+		if (row->valid)
+			append_row_members(out, &first, row, rel, unchanged);
+		append_flat_meta(out, &first, record, stream);
+		append_unchanged(out, &first, "_unchanged", rel, unchanged);
+	}
+	appendStringInfoString(out, "}\n");
+
+	pfree(unchanged);
+	if (before.valid)
+	{
+		pfree(before.values);
+		pfree(before.present);
+	}
+	if (after.valid)
+	{
+		pfree(after.values);
+		pfree(after.present);
+	}
+	return 1;
+}
