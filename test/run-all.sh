@@ -54,6 +54,10 @@ PACKAGES=(
 	perl
 	make
 	gcc
+	python3
+	python3-zstandard
+	zstd
+	curl
 )
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
