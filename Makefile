@@ -5,6 +5,7 @@ EXTVERSION = $(shell grep default_version $(EXTENSION).control | sed -e "s/defau
 
 MODULE_big = walship
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
+SHLIB_LINK += -lcurl -lz -lzstd
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 # setup defines the helpers the other tests use, so it runs first.

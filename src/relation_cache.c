@@ -29,12 +29,15 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
+#include "catalog/dependency.h"
 #include "catalog/partition.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_publication.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_publication_rel.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "lib/stringinfo.h"
 #include "nodes/bitmapset.h"
 #include "utils/builtins.h"
@@ -64,6 +67,7 @@ typedef struct WsRelationCache
 	List	   *publications;	/* Publication *, valid when
 								 * publications_valid */
 	bool		publications_valid;
+	Oid			extension_oid;	/* of extension walship, when installed */
 	MemoryContextCallback reset_callback;
 } WsRelationCache;
 
@@ -192,6 +196,8 @@ load_publications(WsRelationCache *cache)
 	ListCell   *lc;
 
 	/* the previous list is left to the cache context: invalidations are rare */
+	cache->extension_oid = get_extension_oid("walship", true);
+
 	old = MemoryContextSwitchTo(cache->context);
 	cache->publications = NIL;
 	foreach(lc, cache->publication_names)
@@ -273,6 +279,19 @@ resolve_publications(WsRelationCache *cache, WsRelationEntry *entry,
 
 	entry->publish_as_relid = relid;
 	*rel_publications = NIL;
+
+	/*
+	 * The extension's own tables (the worker's progress) are never
+	 * published, even by FOR ALL TABLES: shipping them would loop.
+	 */
+	if (OidIsValid(cache->extension_oid) &&
+		getExtensionOfObject(RelationRelationId, relid) == cache->extension_oid)
+	{
+		list_free(table_pubids);
+		list_free(schema_pubids);
+		list_free(ancestors);
+		return;
+	}
 
 	foreach(lc, cache->publications)
 	{

@@ -18,6 +18,9 @@ struct OutputPluginCallbacks;
 /* walship.c: the library's initialisation */
 extern PGDLLEXPORT void _PG_init(void);
 
+/* worker.c */
+extern void ws_register_worker(void);
+
 /* plugin.c: the logical decoding output plugin's entry point */
 extern PGDLLEXPORT void _PG_output_plugin_init(struct OutputPluginCallbacks *cb);
 

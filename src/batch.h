@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * batch.h
+ *	  Assembly of decoded records into self-contained batches.
+ *
+ * IDENTIFICATION
+ *	  src/batch.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WALSHIP_BATCH_H
+#define WALSHIP_BATCH_H
+
+#include "access/xlogdefs.h"
+#include "datatype/timestamp.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "utils/hsearch.h"
+
+typedef enum WsBatchStatus
+{
+	WS_BATCH_OPEN,				/* still receiving records */
+	WS_BATCH_READY,				/* sealed, not sent yet (or due for retry) */
+	WS_BATCH_SENDING,			/* a request is in flight */
+	WS_BATCH_WAITING,			/* failed, waiting for retry_at */
+	WS_BATCH_DONE				/* acknowledged, or nothing to send */
+} WsBatchStatus;
+
+#define WS_CHANGE_ID_LEN	48
+
+typedef struct WsBatch
+{
+	uint64		seq;			/* order of creation, 1-based */
+	WsBatchStatus status;
+	StringInfoData records;		/* a self-contained walship record stream */
+	int			nchanges;		/* change and message records */
+	XLogRecPtr	confirm_lsn;	/* end of its last COMMIT, or invalid */
+	TimestampTz opened_at;
+	TimestampTz oldest_commit_time; /* of its first transaction, or 0 */
+	char		first_change[WS_CHANGE_ID_LEN];
+	char		last_change[WS_CHANGE_ID_LEN];
+
+	/* delivery */
+	char	   *body;			/* encoded and compressed, when prepared */
+	size_t		body_len;
+	int			nlines;			/* NDJSON lines, or changes for binary */
+	int			attempts;
+	TimestampTz retry_at;
+} WsBatch;
+
+typedef struct WsBatchLimits
+{
+	int			max_changes;
+	int			max_bytes;
+} WsBatchLimits;
+
+typedef struct WsBatcher
+{
+	MemoryContext context;
+	List	   *queue;			/* WsBatch *, oldest first; the open one last */
+	WsBatch    *open;			/* batch receiving records, or NULL */
+	uint64		next_seq;
+
+	/* what a new batch must repeat to be self-contained */
+	HTAB	   *relations;		/* rel_id -> latest RELATION record */
+	StringInfoData begin;		/* BEGIN of the transaction in progress */
+	List	   *open_rel_ids;	/* rel_ids whose RELATION the open batch has */
+
+	/* the transaction in progress */
+	XLogRecPtr	commit_lsn;
+	TimestampTz commit_time;
+} WsBatcher;
+
+extern WsBatcher *ws_batcher_create(MemoryContext parent);
+extern void ws_batcher_add(WsBatcher *batcher, const char *record, int len,
+						   const WsBatchLimits *limits);
+extern void ws_batcher_seal_due(WsBatcher *batcher, TimestampTz now,
+								int max_delay_ms);
+extern void ws_batcher_split(WsBatcher *batcher, WsBatch *batch);
+extern XLogRecPtr ws_batcher_release_done(WsBatcher *batcher);
+extern bool ws_batcher_idle(const WsBatcher *batcher);
+extern int	ws_batcher_pending_bytes(const WsBatcher *batcher);
+extern TimestampTz ws_batcher_oldest_commit(const WsBatcher *batcher);
+extern void ws_batch_free_body(WsBatch *batch);
+
+#endif							/* WALSHIP_BATCH_H */

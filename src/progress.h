@@ -1,0 +1,40 @@
+/*-------------------------------------------------------------------------
+ *
+ * progress.h
+ *	  The worker's catalog: walship.progress and walship.dead_letter.
+ *
+ * IDENTIFICATION
+ *	  src/progress.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WALSHIP_PROGRESS_H
+#define WALSHIP_PROGRESS_H
+
+#include "access/xlogdefs.h"
+#include "nodes/pg_list.h"
+
+#include "batch.h"
+#include "http_transport.h"
+
+/* A batch the endpoint rejected, on its way to walship.dead_letter. */
+typedef struct WsRejectedBatch
+{
+	WsBatch    *batch;
+	long		http_status;
+	char		error[WS_HTTP_MAX_ERROR + 64];
+	char		response[WS_HTTP_MAX_RESPONSE];
+} WsRejectedBatch;
+
+/* These two run inside the caller's transaction. */
+extern bool ws_progress_extension_installed(void);
+extern void ws_progress_create_slot(const char *slot_name);
+
+/* These run their own transactions. */
+extern void ws_progress_load(const char *slot_name);
+extern void ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn);
+extern void ws_progress_write_dead_letters(List *rejected,
+										   const char *content_type,
+										   const char *content_encoding);
+
+#endif							/* WALSHIP_PROGRESS_H */

@@ -1,0 +1,403 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.c
+ *	  Definition and validation of the walship.* configuration parameters.
+ *
+ * Every parameter is checked when it is set or reloaded, so a bad value in
+ * postgresql.conf is refused at SIGHUP with a message saying why, and the
+ * running pipeline keeps the last good value.  Values that may carry
+ * credentials (the endpoint URL and extra headers) are visible to
+ * superusers only.
+ *
+ * IDENTIFICATION
+ *	  src/settings.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+
+#include "utils/guc.h"
+#include "utils/varlena.h"
+
+#include "http_transport.h"
+#include "settings.h"
+
+bool		walship_enabled = true;
+char	   *walship_database = NULL;
+char	   *walship_slot_name = NULL;
+char	   *walship_publication = NULL;
+char	   *walship_endpoint = NULL;
+int			walship_format = WS_FORMAT_NDJSON;
+int			walship_ndjson_shape = WS_NDJSON_ENVELOPE;
+int			walship_compression = WS_COMPRESSION_NONE;
+int			walship_batch_max_changes = 10000;
+int			walship_batch_max_bytes = 4096;
+int			walship_batch_max_delay = 50;
+int			walship_max_inflight = 4;
+int			walship_http_timeout = 30000;
+int			walship_connect_timeout = 10000;
+int			walship_retry_min_delay = 100;
+int			walship_retry_max_delay = 60000;
+char	   *walship_headers = NULL;
+char	   *walship_auth_token_file = NULL;
+char	   *walship_tls_ca_file = NULL;
+bool		walship_tls_verify = true;
+int			walship_on_rejected = WS_ON_REJECTED_STOP;
+
+static const struct config_enum_entry format_options[] = {
+	{"binary", WS_FORMAT_BINARY, false},
+	{"ndjson", WS_FORMAT_NDJSON, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry shape_options[] = {
+	{"envelope", WS_NDJSON_ENVELOPE, false},
+	{"flat", WS_NDJSON_FLAT, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry compression_options[] = {
+	{"none", WS_COMPRESSION_NONE, false},
+	{"gzip", WS_COMPRESSION_GZIP, false},
+	{"zstd", WS_COMPRESSION_ZSTD, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry on_rejected_options[] = {
+	{"stop", WS_ON_REJECTED_STOP, false},
+	{"dead_letter", WS_ON_REJECTED_DEAD_LETTER, false},
+	{NULL, 0, false}
+};
+
+static bool
+check_endpoint(char **newval, void **extra, GucSource source)
+{
+	const char *problem;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;			/* not configured: the worker waits */
+
+	problem = ws_http_url_problem(*newval);
+	if (problem == NULL)
+		return true;
+
+	/* the URL itself may hold credentials: it is not repeated */
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid URL in \"walship.endpoint\"");
+	GUC_check_errdetail("%s", problem);
+	GUC_check_errhint("Set \"walship.endpoint\" to an http:// or https:// URL, for example 'https://ingest.example.com/v1/events'.");
+	return false;
+}
+
+static bool
+check_database(char **newval, void **extra, GucSource source)
+{
+	if (*newval != NULL && (*newval)[0] != '\0' &&
+		strlen(*newval) < NAMEDATALEN)
+		return true;
+
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid database name in \"walship.database\"");
+	GUC_check_errdetail("A database name must have 1 to %d characters.",
+						NAMEDATALEN - 1);
+	return false;
+}
+
+static bool
+check_slot_name(char **newval, void **extra, GucSource source)
+{
+	const char *name = *newval;
+
+	if (name != NULL && name[0] != '\0' && strlen(name) < NAMEDATALEN)
+	{
+		const char *p;
+
+		for (p = name; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+				break;
+		if (*p == '\0')
+			return true;
+	}
+
+	GUC_check_errcode(ERRCODE_INVALID_NAME);
+	GUC_check_errmsg("invalid replication slot name \"%s\" in \"walship.slot_name\"",
+					 name ? name : "");
+	GUC_check_errhint("Replication slot names may only contain lower case letters, numbers, and the underscore character, and have at most %d characters.",
+					  NAMEDATALEN - 1);
+	return false;
+}
+
+static bool
+check_publication(char **newval, void **extra, GucSource source)
+{
+	char	   *copy;
+	List	   *names = NIL;
+	bool		ok;
+
+	if (*newval == NULL)
+		return false;
+	copy = pstrdup(*newval);
+	ok = SplitIdentifierString(copy, ',', &names) && names != NIL;
+	list_free(names);
+	pfree(copy);
+	if (ok)
+		return true;
+
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid publication list in \"walship.publication\"");
+	GUC_check_errhint("Give one or more publication names separated by commas.");
+	return false;
+}
+
+/*
+ * Parses "Name: value; Name2: value2".  Returns NIL for an empty setting
+ * and raises no error: the check hook reports problems through *problem.
+ */
+static List *
+parse_headers_internal(const char *value, const char **problem)
+{
+	List	   *result = NIL;
+	char	   *copy = pstrdup(value ? value : "");
+	char	   *entry;
+	char	   *saveptr = NULL;
+
+	*problem = NULL;
+	for (entry = strtok_r(copy, ";", &saveptr); entry != NULL;
+		 entry = strtok_r(NULL, ";", &saveptr))
+	{
+		char	   *colon;
+		char	   *name = entry;
+		char	   *val;
+
+		while (isspace((unsigned char) *name))
+			name++;
+		if (*name == '\0')
+			continue;
+		colon = strchr(name, ':');
+		if (colon == NULL || colon == name)
+		{
+			*problem = "Each header must have the form \"Name: value\".";
+			break;
+		}
+		for (char *p = name; p < colon; p++)
+			if (!(isalnum((unsigned char) *p) || strchr("!#$%&'*+-.^_`|~", *p)))
+			{
+				*problem = "A header name may only contain letters, digits and !#$%&'*+-.^_`|~.";
+				break;
+			}
+		if (*problem)
+			break;
+		val = colon + 1;
+		while (isspace((unsigned char) *val))
+			val++;
+		for (char *p = val; *p; p++)
+			if (*p == '\r' || *p == '\n')
+			{
+				*problem = "A header value may not contain line breaks.";
+				break;
+			}
+		if (*problem)
+			break;
+		/* trailing spaces of the value */
+		{
+			char	   *end = val + strlen(val);
+
+			while (end > val && isspace((unsigned char) end[-1]))
+				*--end = '\0';
+		}
+		*colon = '\0';
+		result = lappend(result, psprintf("%s: %s", name, val));
+	}
+	pfree(copy);
+	return result;
+}
+
+List *
+ws_parse_headers(const char *value)
+{
+	const char *problem;
+	List	   *result = parse_headers_internal(value, &problem);
+
+	if (problem)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid header list in \"walship.headers\""),
+				 errdetail("%s", problem)));
+	return result;
+}
+
+static bool
+check_headers(char **newval, void **extra, GucSource source)
+{
+	const char *problem;
+
+	list_free_deep(parse_headers_internal(*newval, &problem));
+	if (problem == NULL)
+		return true;
+
+	/* header values may be secrets: they are not repeated */
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid header list in \"walship.headers\"");
+	GUC_check_errdetail("%s", problem);
+	GUC_check_errhint("Separate headers with semicolons, for example 'X-Api-Key: abc; X-Source: walship'.");
+	return false;
+}
+
+char *
+ws_endpoint_for_display(const char *url)
+{
+	const char *scheme_end;
+	const char *host_start;
+	const char *at;
+	const char *path;
+
+	if (url == NULL)
+		return NULL;
+	scheme_end = strstr(url, "://");
+	if (scheme_end == NULL)
+		return pstrdup(url);
+	host_start = scheme_end + 3;
+	path = host_start + strcspn(host_start, "/?#");
+	at = memchr(host_start, '@', path - host_start);
+	if (at == NULL)
+		return pstrdup(url);
+	return psprintf("%.*s%s", (int) (host_start - url), url, at + 1);
+}
+
+void
+ws_define_settings(void)
+{
+	DefineCustomBoolVariable("walship.enabled",
+							 "Whether the walship worker ships changes.",
+							 "When off, the worker stays connected but decodes and sends nothing.",
+							 &walship_enabled, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("walship.database",
+							   "Database whose changes walship ships.",
+							   NULL,
+							   &walship_database, "postgres",
+							   PGC_POSTMASTER, 0, check_database, NULL, NULL);
+
+	DefineCustomStringVariable("walship.slot_name",
+							   "Logical replication slot the walship worker uses (created if missing).",
+							   NULL,
+							   &walship_slot_name, "walship",
+							   PGC_POSTMASTER, 0, check_slot_name, NULL, NULL);
+
+	DefineCustomStringVariable("walship.publication",
+							   "Publications (comma-separated) whose tables walship ships.",
+							   NULL,
+							   &walship_publication, "walship",
+							   PGC_SIGHUP, 0, check_publication, NULL, NULL);
+
+	DefineCustomStringVariable("walship.endpoint",
+							   "URL that batches of changes are POSTed to.",
+							   "Empty means not configured: the worker waits.",
+							   &walship_endpoint, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_endpoint, NULL, NULL);
+
+	DefineCustomEnumVariable("walship.format",
+							 "Body format of the requests: binary or ndjson.",
+							 NULL,
+							 &walship_format, WS_FORMAT_NDJSON, format_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("walship.ndjson_shape",
+							 "Shape of NDJSON lines: envelope or flat.",
+							 NULL,
+							 &walship_ndjson_shape, WS_NDJSON_ENVELOPE, shape_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("walship.compression",
+							 "Compression of request bodies: none, gzip or zstd.",
+							 NULL,
+							 &walship_compression, WS_COMPRESSION_NONE,
+							 compression_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.batch_max_changes",
+							"Most changes in one batch.",
+							NULL,
+							&walship_batch_max_changes, 10000, 1, 10000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.batch_max_bytes",
+							"Largest uncompressed batch body.",
+							"A single change larger than this is sent in a batch of its own.",
+							&walship_batch_max_bytes, 4096, 1, 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_KB, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.batch_max_delay",
+							"Longest time a change waits for its batch to fill.",
+							NULL,
+							&walship_batch_max_delay, 50, 0, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.max_inflight",
+							"Most requests in flight at once.",
+							NULL,
+							&walship_max_inflight, 4, 1, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.http_timeout",
+							"Time limit of one request, response included.",
+							NULL,
+							&walship_http_timeout, 30000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.connect_timeout",
+							"Time limit for connecting to the endpoint.",
+							NULL,
+							&walship_connect_timeout, 10000, 100, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.retry_min_delay",
+							"First delay before retrying a failed request.",
+							"Later retries double it, up to walship.retry_max_delay, with jitter.",
+							&walship_retry_min_delay, 100, 1, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.retry_max_delay",
+							"Longest delay between retries of a failed request.",
+							NULL,
+							&walship_retry_max_delay, 60000, 1, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("walship.headers",
+							   "Extra request headers, as 'Name: value; Name2: value2'.",
+							   NULL,
+							   &walship_headers, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_headers, NULL, NULL);
+
+	DefineCustomStringVariable("walship.auth_token_file",
+							   "File holding a bearer token sent as the Authorization header.",
+							   "Read at worker start and on every configuration reload.",
+							   &walship_auth_token_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("walship.tls_ca_file",
+							   "File of CA certificates to verify the endpoint with, instead of the system's.",
+							   NULL,
+							   &walship_tls_ca_file, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("walship.tls_verify",
+							 "Whether to verify the endpoint's TLS certificate and host name.",
+							 NULL,
+							 &walship_tls_verify, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("walship.on_rejected",
+							 "What to do with a batch the endpoint rejects permanently: stop or dead_letter.",
+							 "stop keeps retrying it slowly and ships nothing after it; dead_letter stores it in walship.dead_letter and moves on.",
+							 &walship_on_rejected, WS_ON_REJECTED_STOP,
+							 on_rejected_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("walship");
+}

@@ -1,0 +1,61 @@
+/*-------------------------------------------------------------------------
+ *
+ * settings.h
+ *	  The walship.* configuration parameters.
+ *
+ * IDENTIFICATION
+ *	  src/settings.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WALSHIP_SETTINGS_H
+#define WALSHIP_SETTINGS_H
+
+#include "nodes/pg_list.h"
+
+#include "compression.h"
+#include "ndjson.h"
+
+typedef enum WsFormat
+{
+	WS_FORMAT_BINARY,
+	WS_FORMAT_NDJSON
+} WsFormat;
+
+typedef enum WsOnRejected
+{
+	WS_ON_REJECTED_STOP,
+	WS_ON_REJECTED_DEAD_LETTER
+} WsOnRejected;
+
+extern bool walship_enabled;
+extern char *walship_database;
+extern char *walship_slot_name;
+extern char *walship_publication;
+extern char *walship_endpoint;
+extern int	walship_format;
+extern int	walship_ndjson_shape;
+extern int	walship_compression;
+extern int	walship_batch_max_changes;
+extern int	walship_batch_max_bytes;	/* kB */
+extern int	walship_batch_max_delay;	/* ms */
+extern int	walship_max_inflight;
+extern int	walship_http_timeout;	/* ms */
+extern int	walship_connect_timeout;	/* ms */
+extern int	walship_retry_min_delay;	/* ms */
+extern int	walship_retry_max_delay;	/* ms */
+extern char *walship_headers;
+extern char *walship_auth_token_file;
+extern char *walship_tls_ca_file;
+extern bool walship_tls_verify;
+extern int	walship_on_rejected;
+
+extern void ws_define_settings(void);
+
+/* walship.headers as a list of "Name: value" strings */
+extern List *ws_parse_headers(const char *value);
+
+/* The endpoint URL without any user:password part, for display. */
+extern char *ws_endpoint_for_display(const char *url);
+
+#endif							/* WALSHIP_SETTINGS_H */
