@@ -99,6 +99,7 @@ typedef struct WsWorker
 PGDLLEXPORT void walship_worker_main(Datum main_arg);
 
 static void pump_http(WsWorker *worker, int timeout_ms);
+static void run_pipeline(WsWorker *worker);
 
 /* ---------------------------------------------------------------------
  * Status in shared memory
@@ -883,6 +884,31 @@ walship_worker_main(Datum main_arg)
 	worker->batcher = ws_batcher_create(context);
 	apply_settings(worker);
 
+	/*
+	 * An error ends the process and the postmaster starts it again after
+	 * bgw_restart_time; walship.status keeps the error meanwhile.
+	 */
+	PG_TRY();
+	{
+		run_pipeline(worker);
+	}
+	PG_CATCH();
+	{
+		MemoryContext error_context = MemoryContextSwitchTo(worker->context);
+		ErrorData  *edata = CopyErrorData();
+
+		MemoryContextSwitchTo(error_context);
+		ws_shared_set_error(edata->message);
+		set_state(WS_STATE_ERROR);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* Waits for the prerequisites, then ships until the process ends. */
+static void
+run_pipeline(WsWorker *worker)
+{
 	/* wait until the extension, publications and slot are in order */
 	for (;;)
 	{
