@@ -392,7 +392,11 @@ start_decoding(WsWorker *worker)
 	List	   *options;
 	MemoryContext old;
 
+#if PG_VERSION_NUM >= 180000
+	ReplicationSlotAcquire(walship_slot_name, true, true);
+#else
 	ReplicationSlotAcquire(walship_slot_name, true);
+#endif
 
 	old = MemoryContextSwitchTo(worker->context);
 	options = list_make2(makeDefElem("publication_names",
