@@ -63,6 +63,7 @@ CREATE TABLE dead_letter (
     first_change     text NOT NULL,
     last_change      text NOT NULL,
     changes          integer NOT NULL,
+    endpoint         text NOT NULL,
     content_type     text NOT NULL,
     content_encoding text,
     records          bytea NOT NULL,
@@ -76,6 +77,7 @@ COMMENT ON TABLE dead_letter IS
 'Batches the endpoint rejected permanently; records decode with walship.decode_stream()';
 COMMENT ON COLUMN dead_letter.records IS 'The batch as walship binary records';
 COMMENT ON COLUMN dead_letter.body IS 'The request body as sent (encoded and compressed)';
+COMMENT ON COLUMN dead_letter.endpoint IS 'The URL the body was sent to, without any user:password part';
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.progress', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.dead_letter', '');

@@ -348,19 +348,29 @@ ws_batcher_seal_due(WsBatcher *batcher, TimestampTz now, int max_delay_ms)
 		seal_open(batcher);
 }
 
+/* Forgets the prepared requests, e.g. to prepare the batch again. */
 void
-ws_batch_free_body(WsBatch *batch)
+ws_batch_free_parts(WsBatch *batch)
 {
-	if (batch->body)
-		pfree(batch->body);
-	batch->body = NULL;
-	batch->body_len = 0;
+	ListCell   *lc;
+
+	foreach(lc, batch->parts)
+	{
+		WsBatchPart *part = lfirst(lc);
+
+		pfree(part->url);
+		if (part->body)
+			pfree(part->body);
+		pfree(part);
+	}
+	list_free(batch->parts);
+	batch->parts = NIL;
 }
 
 static void
 free_batch(WsBatch *batch)
 {
-	ws_batch_free_body(batch);
+	ws_batch_free_parts(batch);
 	pfree(batch->records.data);
 	pfree(batch);
 }
@@ -507,7 +517,6 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 	second->confirm_lsn = batch->confirm_lsn;
 	second->opened_at = batch->opened_at;
 	second->oldest_commit_time = begin.len > 0 ? commit_time : 0;
-	second->retry_at = batch->retry_at;
 	strlcpy(second->first_change, second_first, WS_CHANGE_ID_LEN);
 	strlcpy(second->last_change, batch->last_change, WS_CHANGE_ID_LEN);
 	strlcpy(batch->last_change, first_last, WS_CHANGE_ID_LEN);
@@ -520,7 +529,8 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 	batch->nchanges = target;
 	batch->confirm_lsn = first_confirm;
 	batch->status = WS_BATCH_READY;
-	ws_batch_free_body(batch);
+	/* both halves are prepared again; parts already acknowledged repeat */
+	ws_batch_free_parts(batch);
 
 	/* insert the second right after the first */
 	foreach(lc, batcher->queue)

@@ -19,14 +19,29 @@
 
 typedef enum WsBatchStatus
 {
-	WS_BATCH_OPEN,				/* still receiving records */
-	WS_BATCH_READY,				/* sealed, not sent yet (or due for retry) */
-	WS_BATCH_SENDING,			/* a request is in flight */
-	WS_BATCH_WAITING,			/* failed, waiting for retry_at */
+	WS_BATCH_OPEN,				/* batch: still receiving records */
+	WS_BATCH_READY,				/* sealed, or part not sent yet */
+	WS_BATCH_SENDING,			/* part: a request is in flight */
+	WS_BATCH_WAITING,			/* part: failed, waiting for retry_at */
 	WS_BATCH_DONE				/* acknowledged, or nothing to send */
 } WsBatchStatus;
 
 #define WS_CHANGE_ID_LEN	48
+
+/* One request of a batch. */
+typedef struct WsBatchPart
+{
+	int			index;			/* in the batch's parts */
+	char	   *url;			/* the endpoint, placeholders filled in */
+	const char *content_type;
+	const char *content_encoding;	/* NULL for none */
+	char	   *body;			/* encoded and compressed */
+	size_t		body_len;
+	int			nlines;			/* NDJSON lines, or changes for binary */
+	WsBatchStatus status;		/* READY, SENDING, WAITING or DONE */
+	int			attempts;
+	TimestampTz retry_at;
+} WsBatchPart;
 
 typedef struct WsBatch
 {
@@ -40,12 +55,9 @@ typedef struct WsBatch
 	char		first_change[WS_CHANGE_ID_LEN];
 	char		last_change[WS_CHANGE_ID_LEN];
 
-	/* delivery */
-	char	   *body;			/* encoded and compressed, when prepared */
-	size_t		body_len;
-	int			nlines;			/* NDJSON lines, or changes for binary */
-	int			attempts;
-	TimestampTz retry_at;
+	/* delivery: one part per request (one per table with {table} URLs) */
+	List	   *parts;			/* WsBatchPart *, NIL until prepared */
+	bool		split_pending;	/* 413: split once no part is in flight */
 } WsBatch;
 
 typedef struct WsBatchLimits
@@ -81,6 +93,6 @@ extern XLogRecPtr ws_batcher_release_done(WsBatcher *batcher);
 extern bool ws_batcher_idle(const WsBatcher *batcher);
 extern int	ws_batcher_pending_bytes(const WsBatcher *batcher);
 extern TimestampTz ws_batcher_oldest_commit(const WsBatcher *batcher);
-extern void ws_batch_free_body(WsBatch *batch);
+extern void ws_batch_free_parts(WsBatch *batch);
 
 #endif							/* WALSHIP_BATCH_H */

@@ -26,6 +26,7 @@
 #include "utils/timestamp.h"
 
 #include "progress.h"
+#include "settings.h"
 #include "shared_state.h"
 
 bool
@@ -157,11 +158,10 @@ ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn)
 }
 
 void
-ws_progress_write_dead_letters(List *rejected, const char *content_type,
-							   const char *content_encoding)
+ws_progress_write_dead_letters(List *rejected)
 {
-	Oid			argtypes[10] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
-	BYTEAOID, BYTEAOID, INT4OID, TEXTOID, TEXTOID};
+	Oid			argtypes[11] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
+	BYTEAOID, BYTEAOID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
 	ListCell   *lc;
 
 	begin_work("walship: writing dead letters");
@@ -169,23 +169,24 @@ ws_progress_write_dead_letters(List *rejected, const char *content_type,
 	{
 		WsRejectedBatch *r = lfirst(lc);
 		WsBatch    *batch = r->batch;
-		Datum		values[10];
-		char		nulls[10] = "          ";
+		WsBatchPart *part = r->part;
+		Datum		values[11];
+		char		nulls[11] = "           ";
 		bytea	   *records = palloc(VARHDRSZ + batch->records.len);
-		bytea	   *body = palloc(VARHDRSZ + batch->body_len);
+		bytea	   *body = palloc(VARHDRSZ + part->body_len);
 
 		SET_VARSIZE(records, VARHDRSZ + batch->records.len);
 		memcpy(VARDATA(records), batch->records.data, batch->records.len);
-		SET_VARSIZE(body, VARHDRSZ + batch->body_len);
-		if (batch->body_len > 0)
-			memcpy(VARDATA(body), batch->body, batch->body_len);
+		SET_VARSIZE(body, VARHDRSZ + part->body_len);
+		if (part->body_len > 0)
+			memcpy(VARDATA(body), part->body, part->body_len);
 
 		values[0] = CStringGetTextDatum(batch->first_change);
 		values[1] = CStringGetTextDatum(batch->last_change);
 		values[2] = Int32GetDatum(batch->nchanges);
-		values[3] = CStringGetTextDatum(content_type);
-		if (content_encoding)
-			values[4] = CStringGetTextDatum(content_encoding);
+		values[3] = CStringGetTextDatum(part->content_type);
+		if (part->content_encoding)
+			values[4] = CStringGetTextDatum(part->content_encoding);
 		else
 			nulls[4] = 'n';
 		values[5] = PointerGetDatum(records);
@@ -193,11 +194,12 @@ ws_progress_write_dead_letters(List *rejected, const char *content_type,
 		values[7] = Int32GetDatum((int32) r->http_status);
 		values[8] = CStringGetTextDatum(r->error);
 		values[9] = CStringGetTextDatum(r->response);
+		values[10] = CStringGetTextDatum(ws_endpoint_for_display(part->url));
 
 		if (SPI_execute_with_args("INSERT INTO walship.dead_letter "
-								  "(first_change, last_change, changes, content_type, content_encoding, records, body, http_status, error, response) "
-								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-								  10, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+								  "(first_change, last_change, changes, content_type, content_encoding, records, body, http_status, error, response, endpoint) "
+								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+								  11, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into walship.dead_letter");
 	}
 	end_work();

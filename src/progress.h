@@ -21,6 +21,7 @@
 typedef struct WsRejectedBatch
 {
 	WsBatch    *batch;
+	WsBatchPart *part;			/* the rejected request */
 	long		http_status;
 	char		error[WS_HTTP_MAX_ERROR + 64];
 	char		response[WS_HTTP_MAX_RESPONSE];
@@ -33,8 +34,6 @@ extern void ws_progress_create_slot(const char *slot_name);
 /* These run their own transactions. */
 extern void ws_progress_load(const char *slot_name);
 extern void ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn);
-extern void ws_progress_write_dead_letters(List *rejected,
-										   const char *content_type,
-										   const char *content_encoding);
+extern void ws_progress_write_dead_letters(List *rejected);
 
 #endif							/* WALSHIP_PROGRESS_H */

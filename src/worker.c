@@ -94,6 +94,7 @@ typedef struct WsWorker
 	bool		progress_dirty;
 	TimestampTz progress_written_at;
 	uint64		last_error_batch;	/* batch whose error is being reported */
+	bool		settings_problem;	/* settings that cannot work together */
 } WsWorker;
 
 PGDLLEXPORT void walship_worker_main(Datum main_arg);
@@ -498,93 +499,265 @@ confirm(WsWorker *worker, XLogRecPtr lsn, bool acknowledged)
  * ---------------------------------------------------------------------
  */
 
-/* Encodes a batch's records per walship.format and compresses them. */
+/* Appends str percent-encoded for use anywhere in a URL. */
 static void
-prepare_body(WsWorker *worker, WsBatch *batch)
+append_url_escaped(StringInfo out, const char *str)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) str; *p; p++)
+	{
+		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+			appendStringInfoChar(out, (char) *p);
+		else
+		{
+			appendStringInfoChar(out, '%');
+			appendStringInfoChar(out, hex[*p >> 4]);
+			appendStringInfoChar(out, hex[*p & 0xF]);
+		}
+	}
+}
+
+static bool
+endpoint_per_table(void)
+{
+	return strstr(walship_endpoint, "{table}") != NULL ||
+		strstr(walship_endpoint, "{schema}") != NULL;
+}
+
+/* The endpoint with {schema} and {table} replaced, URL-encoded. */
+static char *
+endpoint_for(const char *schema, const char *table)
+{
+	StringInfoData url;
+	const char *p = walship_endpoint;
+
+	initStringInfo(&url);
+	while (*p)
+	{
+		if (strncmp(p, "{schema}", 8) == 0)
+		{
+			append_url_escaped(&url, schema);
+			p += 8;
+		}
+		else if (strncmp(p, "{table}", 7) == 0)
+		{
+			append_url_escaped(&url, table);
+			p += 7;
+		}
+		else
+			appendStringInfoChar(&url, *p++);
+	}
+	return url.data;
+}
+
+/* A part under construction: the lines for one URL. */
+typedef struct WsPartBuilder
+{
+	char	   *schema;
+	char	   *table;
+	StringInfoData lines;
+	int			nlines;
+} WsPartBuilder;
+
+static WsPartBuilder *
+builder_for(List **builders, const WsRelation *rel)
+{
+	ListCell   *lc;
+	WsPartBuilder *builder;
+
+	foreach(lc, *builders)
+	{
+		builder = lfirst(lc);
+		if (rel == NULL ||
+			(strcmp(builder->schema, rel->schema_name) == 0 &&
+			 strcmp(builder->table, rel->table_name) == 0))
+			return builder;
+	}
+	builder = palloc0(sizeof(WsPartBuilder));
+	builder->schema = rel ? pstrdup(rel->schema_name) : "";
+	builder->table = rel ? pstrdup(rel->table_name) : "";
+	initStringInfo(&builder->lines);
+	*builders = lappend(*builders, builder);
+	return builder;
+}
+
+/*
+ * Encodes a batch's records as NDJSON lines, grouped by table when the
+ * endpoint has placeholders, else all in one group.
+ */
+static List *
+encode_ndjson_groups(WsBatch *batch, bool per_table)
+{
+	List	   *builders = NIL;
+	WsStreamContext stream;
+	WsReader	reader;
+	StringInfoData lines;
+
+	initStringInfo(&lines);
+	ws_stream_context_init(&stream);
+	ws_reader_init(&reader, batch->records.data, batch->records.len);
+	if (!per_table)
+		(void) builder_for(&builders, NULL);
+
+	while (!ws_reader_done(&reader))
+	{
+		WsRecord	record;
+		int			n;
+		char	   *line;
+
+		ws_read_record(&reader, &record);
+		ws_stream_context_track(&stream, &record);
+		resetStringInfo(&lines);
+		n = ws_ndjson_append(&lines, &record, &stream,
+							 (WsNdjsonShape) walship_ndjson_shape);
+		if (n == 0)
+			continue;
+		if (!per_table)
+		{
+			WsPartBuilder *only = linitial(builders);
+
+			appendBinaryStringInfo(&only->lines, lines.data, lines.len);
+			only->nlines += n;
+			continue;
+		}
+
+		/* one line per relation; a TRUNCATE has one per truncated table */
+		line = lines.data;
+		for (int i = 0; i < n; i++)
+		{
+			uint64		rel_id = record.kind == WS_REC_TRUNCATE ?
+				record.rel_ids[i] : record.rel_id;
+			WsPartBuilder *builder = builder_for(&builders,
+												 ws_stream_relation(&stream, rel_id));
+			char	   *end = strchr(line, '\n');
+
+			appendBinaryStringInfo(&builder->lines, line, end - line + 1);
+			builder->nlines++;
+			line = end + 1;
+		}
+	}
+	return builders;
+}
+
+static void
+add_part(WsWorker *worker, WsBatch *batch, const char *url,
+		 const char *payload, int payload_len, int nlines,
+		 const char *content_type)
+{
+	MemoryContext old = MemoryContextSwitchTo(worker->batcher->context);
+	WsBatchPart *part = palloc0(sizeof(WsBatchPart));
+	StringInfoData compressed;
+
+	initStringInfo(&compressed);
+	ws_compress((WsCompression) walship_compression, payload, payload_len,
+				&compressed);
+	part->index = list_length(batch->parts);
+	part->url = pstrdup(url);
+	part->content_type = content_type;
+	part->content_encoding = ws_compression_encoding((WsCompression) walship_compression);
+	part->body = compressed.data;
+	part->body_len = compressed.len;
+	part->nlines = nlines;
+	part->status = nlines > 0 ? WS_BATCH_READY : WS_BATCH_DONE;
+	batch->parts = lappend(batch->parts, part);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Prepares a batch's requests with the settings in force now: encoded per
+ * walship.format, one per table when the endpoint has placeholders, and
+ * compressed.  Retries send exactly these bodies again.  Returns false
+ * when the settings cannot be used together.
+ */
+static bool
+prepare_parts(WsWorker *worker, WsBatch *batch)
 {
 	MemoryContext encode_context = AllocSetContextCreate(CurrentMemoryContext,
 														 "walship encode",
 														 ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(encode_context);
-	StringInfoData encoded;
-	StringInfoData compressed;
-	const char *payload;
-	int			payload_len;
+	bool		per_table = endpoint_per_table();
 
 	if (walship_format == WS_FORMAT_BINARY)
 	{
-		payload = batch->records.data;
-		payload_len = batch->records.len;
-		batch->nlines = batch->nchanges;
+		if (per_table)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(encode_context);
+			worker->settings_problem = true;
+			report_problem(WS_STATE_ERROR,
+						   "walship.endpoint has {schema} or {table} placeholders, which need walship.format = ndjson",
+						   "Set walship.format = 'ndjson', or use an endpoint without placeholders, and reload.");
+			return false;
+		}
+		add_part(worker, batch, walship_endpoint, batch->records.data,
+				 batch->records.len, batch->nchanges, WS_CONTENT_TYPE_BINARY);
 	}
 	else
 	{
-		WsStreamContext stream;
-		WsReader	reader;
+		ListCell   *lc;
 
-		initStringInfo(&encoded);
-		ws_stream_context_init(&stream);
-		ws_reader_init(&reader, batch->records.data, batch->records.len);
-		batch->nlines = 0;
-		while (!ws_reader_done(&reader))
+		foreach(lc, encode_ndjson_groups(batch, per_table))
 		{
-			WsRecord	record;
+			WsPartBuilder *builder = lfirst(lc);
+			char	   *url = per_table ?
+				endpoint_for(builder->schema, builder->table) : walship_endpoint;
 
-			ws_read_record(&reader, &record);
-			ws_stream_context_track(&stream, &record);
-			batch->nlines += ws_ndjson_append(&encoded, &record, &stream,
-											  (WsNdjsonShape) walship_ndjson_shape);
+			add_part(worker, batch, url, builder->lines.data,
+					 builder->lines.len, builder->nlines,
+					 WS_CONTENT_TYPE_NDJSON);
 		}
-		payload = encoded.data;
-		payload_len = encoded.len;
 	}
-
-	initStringInfo(&compressed);
-	ws_compress((WsCompression) walship_compression, payload, payload_len,
-				&compressed);
-
-	MemoryContextSwitchTo(worker->batcher->context);
-	batch->body = palloc(compressed.len + 1);
-	memcpy(batch->body, compressed.data, compressed.len);
-	batch->body_len = compressed.len;
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(encode_context);
+	return true;
 }
 
+/* request ids: batch sequence number and part index */
+#define REQUEST_ID(batch, part)	(((batch)->seq << 16) | (uint64) (part)->index)
+#define MAX_PARTS				65536
+
 static void
-start_request(WsWorker *worker, WsBatch *batch)
+start_part(WsWorker *worker, WsBatch *batch, WsBatchPart *part)
 {
 	WsHttpRequest request;
 	char		batch_id[2 * WS_CHANGE_ID_LEN + 16];
 
-	if (batch->body == NULL)
-		prepare_body(worker, batch);
-
-	/* nothing for the endpoint (e.g. only messages in NDJSON): done */
-	if (batch->nlines == 0)
-	{
-		batch->status = WS_BATCH_DONE;
-		return;
-	}
-
 	snprintf(batch_id, sizeof(batch_id), "%s..%s",
 			 batch->first_change, batch->last_change);
 	memset(&request, 0, sizeof(request));
-	request.request_id = batch->seq;
-	request.url = walship_endpoint;
-	request.content_type = walship_format == WS_FORMAT_BINARY ?
-		WS_CONTENT_TYPE_BINARY : WS_CONTENT_TYPE_NDJSON;
-	request.content_encoding = ws_compression_encoding((WsCompression) walship_compression);
+	request.request_id = REQUEST_ID(batch, part);
+	request.url = part->url;
+	request.content_type = part->content_type;
+	request.content_encoding = part->content_encoding;
 	request.batch_id = batch_id;
-	request.body = batch->body;
-	request.body_len = batch->body_len;
+	request.body = part->body;
+	request.body_len = part->body_len;
 	ws_http_start(worker->http, &request);
-	batch->status = WS_BATCH_SENDING;
-	batch->attempts++;
+	part->status = WS_BATCH_SENDING;
+	part->attempts++;
+}
+
+/* Marks the batch done when every part is. */
+static void
+check_batch_done(WsWorker *worker, WsBatch *batch)
+{
+	ListCell   *lc;
+
+	foreach(lc, batch->parts)
+		if (((WsBatchPart *) lfirst(lc))->status != WS_BATCH_DONE)
+			return;
+	batch->status = WS_BATCH_DONE;
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->batches_shipped++;
+	ws_shared->changes_shipped += batch->nchanges;
+	SpinLockRelease(&ws_shared->mutex);
+	worker->progress_dirty = true;
 }
 
 static WsBatch *
-find_batch(WsWorker *worker, uint64 seq, WsBatchStatus status)
+find_batch(WsWorker *worker, uint64 request_id, WsBatchPart **part)
 {
 	ListCell   *lc;
 
@@ -592,8 +765,22 @@ find_batch(WsWorker *worker, uint64 seq, WsBatchStatus status)
 	{
 		WsBatch    *batch = lfirst(lc);
 
-		if (batch->seq == seq && batch->status == status)
-			return batch;
+		if (batch->seq == (request_id >> 16) && batch->status == WS_BATCH_READY)
+		{
+			ListCell   *plc;
+
+			foreach(plc, batch->parts)
+			{
+				WsBatchPart *candidate = lfirst(plc);
+
+				if (candidate->index == (int) (request_id & 0xFFFF) &&
+					candidate->status == WS_BATCH_SENDING)
+				{
+					*part = candidate;
+					return batch;
+				}
+			}
+		}
 	}
 	return NULL;
 }
@@ -630,12 +817,13 @@ describe_failure(StringInfo message, const WsHttpResult *result)
 static void
 handle_result(WsWorker *worker, const WsHttpResult *result)
 {
-	WsBatch    *batch = find_batch(worker, result->request_id, WS_BATCH_SENDING);
+	WsBatchPart *part = NULL;
+	WsBatch    *batch = find_batch(worker, result->request_id, &part);
 	TimestampTz now = GetCurrentTimestamp();
 	StringInfoData message;
 
 	if (batch == NULL)
-		elog(ERROR, "walship received a result for unknown batch " UINT64_FORMAT,
+		elog(ERROR, "walship received a result for unknown request " UINT64_FORMAT,
 			 result->request_id);
 
 	SpinLockAcquire(&ws_shared->mutex);
@@ -646,11 +834,9 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 	switch (result->outcome)
 	{
 		case WS_HTTP_ACKNOWLEDGED:
-			batch->status = WS_BATCH_DONE;
+			part->status = WS_BATCH_DONE;
 			SpinLockAcquire(&ws_shared->mutex);
-			ws_shared->batches_shipped++;
-			ws_shared->changes_shipped += batch->nchanges;
-			ws_shared->bytes_shipped += batch->body_len;
+			ws_shared->bytes_shipped += part->body_len;
 			ws_shared->last_success_at = now;
 			if (ws_shared->state == WS_STATE_BACKOFF ||
 				(ws_shared->state == WS_STATE_ERROR && worker->last_error_batch == batch->seq))
@@ -661,12 +847,13 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 				ereport(LOG,
 						(errmsg("walship endpoint accepted batch %s..%s after %d attempts",
 								batch->first_change, batch->last_change,
-								batch->attempts)));
+								part->attempts)));
 				worker->last_error_batch = 0;
 				clear_error();
 			}
-			ws_batch_free_body(batch);
-			worker->progress_dirty = true;
+			pfree(part->body);
+			part->body = NULL;
+			check_batch_done(worker, batch);
 			break;
 
 		case WS_HTTP_TOO_LARGE:
@@ -675,7 +862,9 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 				ereport(LOG,
 						(errmsg("walship endpoint refused a batch of %d changes as too large (HTTP 413); splitting it",
 								batch->nchanges)));
-				ws_batcher_split(worker->batcher, batch);
+				part->status = WS_BATCH_WAITING;
+				part->retry_at = DT_NOEND;
+				batch->split_pending = true;
 				break;
 			}
 			/* a single change that is too large is a permanent rejection */
@@ -688,22 +877,22 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 			SpinLockRelease(&ws_shared->mutex);
 			if (walship_on_rejected == WS_ON_REJECTED_DEAD_LETTER)
 			{
+				MemoryContext old = MemoryContextSwitchTo(worker->context);
+				WsRejectedBatch *rejected = palloc0(sizeof(WsRejectedBatch));
+
 				ereport(WARNING,
 						(errmsg("walship endpoint rejected batch %s..%s (%s); moving it to walship.dead_letter",
 								batch->first_change, batch->last_change, message.data)));
-				{
-					MemoryContext old = MemoryContextSwitchTo(worker->context);
-					WsRejectedBatch *rejected = palloc0(sizeof(WsRejectedBatch));
-
-					rejected->batch = batch;
-					rejected->http_status = result->status;
-					strlcpy(rejected->error, message.data, sizeof(rejected->error));
-					strlcpy(rejected->response, result->response, sizeof(rejected->response));
-					worker->rejected = lappend(worker->rejected, rejected);
-					MemoryContextSwitchTo(old);
-				}
-				batch->status = WS_BATCH_DONE;
+				rejected->batch = batch;
+				rejected->part = part;
+				rejected->http_status = result->status;
+				strlcpy(rejected->error, message.data, sizeof(rejected->error));
+				strlcpy(rejected->response, result->response, sizeof(rejected->response));
+				worker->rejected = lappend(worker->rejected, rejected);
+				MemoryContextSwitchTo(old);
 				/* its body is kept until the dead letter is written */
+				part->status = WS_BATCH_DONE;
+				check_batch_done(worker, batch);
 			}
 			else
 			{
@@ -715,8 +904,8 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 							   "Fix the endpoint or the data; walship retries this batch every walship.retry_max_delay, or set walship.on_rejected = 'dead_letter' to set rejected batches aside.");
 				worker->last_error_batch = batch->seq;
 				worker->progress_dirty = true;
-				batch->status = WS_BATCH_WAITING;
-				batch->retry_at = TimestampTzPlusMilliseconds(now, Max(walship_retry_max_delay, walship_retry_min_delay));
+				part->status = WS_BATCH_WAITING;
+				part->retry_at = TimestampTzPlusMilliseconds(now, Max(walship_retry_max_delay, walship_retry_min_delay));
 				pfree(error);
 			}
 			break;
@@ -724,17 +913,17 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 		case WS_HTTP_RETRY:
 			describe_failure(&message, result);
 			{
-				int			delay = backoff_ms(batch->attempts, result->retry_after_ms);
+				int			delay = backoff_ms(part->attempts, result->retry_after_ms);
 				char	   *error = psprintf("could not deliver batch %s..%s (attempt %d, retrying in %d ms): %s",
 											 batch->first_change, batch->last_change,
-											 batch->attempts, delay, message.data);
+											 part->attempts, delay, message.data);
 
-				batch->status = WS_BATCH_WAITING;
-				batch->retry_at = TimestampTzPlusMilliseconds(now, delay);
+				part->status = WS_BATCH_WAITING;
+				part->retry_at = TimestampTzPlusMilliseconds(now, delay);
 				SpinLockAcquire(&ws_shared->mutex);
 				ws_shared->retries++;
 				SpinLockRelease(&ws_shared->mutex);
-				ereport(batch->attempts == 1 ? LOG : DEBUG1,
+				ereport(part->attempts == 1 ? LOG : DEBUG1,
 						(errmsg("walship %s", error)));
 				ws_shared_set_error(error);
 				worker->last_error_batch = batch->seq;
@@ -745,6 +934,18 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 			break;
 	}
 	pfree(message.data);
+
+	/* split once the batch's other requests, whose bodies curl uses, are over */
+	if (batch->split_pending)
+	{
+		ListCell   *lc;
+
+		foreach(lc, batch->parts)
+			if (((WsBatchPart *) lfirst(lc))->status == WS_BATCH_SENDING)
+				return;
+		batch->split_pending = false;
+		ws_batcher_split(worker->batcher, batch);
+	}
 }
 
 /* Starts requests for due batches, in order, and collects results. */
@@ -766,12 +967,34 @@ pump_http(WsWorker *worker, int timeout_ms)
 		foreach(lc, worker->batcher->queue)
 		{
 			WsBatch    *batch = lfirst(lc);
+			ListCell   *plc;
 
 			if (ws_http_inflight(worker->http) >= walship_max_inflight)
 				break;
-			if (batch->status == WS_BATCH_READY ||
-				(batch->status == WS_BATCH_WAITING && batch->retry_at <= now))
-				start_request(worker, batch);
+			if (batch->status != WS_BATCH_READY || batch->split_pending)
+				continue;
+			if (batch->parts == NIL)
+			{
+				if (!prepare_parts(worker, batch))
+					break;
+				if (worker->settings_problem)
+				{
+					worker->settings_problem = false;
+					clear_error();
+					set_state(WS_STATE_STREAMING);
+				}
+				check_batch_done(worker, batch);	/* nothing to send */
+			}
+			foreach(plc, batch->parts)
+			{
+				WsBatchPart *part = lfirst(plc);
+
+				if (ws_http_inflight(worker->http) >= walship_max_inflight)
+					break;
+				if (part->status == WS_BATCH_READY ||
+					(part->status == WS_BATCH_WAITING && part->retry_at <= now))
+					start_part(worker, batch, part);
+			}
 		}
 	}
 
@@ -793,10 +1016,7 @@ advance(WsWorker *worker, bool more_wal)
 
 	if (worker->rejected != NIL)
 	{
-		ws_progress_write_dead_letters(worker->rejected,
-									   walship_format == WS_FORMAT_BINARY ?
-									   WS_CONTENT_TYPE_BINARY : WS_CONTENT_TYPE_NDJSON,
-									   ws_compression_encoding((WsCompression) walship_compression));
+		ws_progress_write_dead_letters(worker->rejected);
 		list_free_deep(worker->rejected);
 		worker->rejected = NIL;
 	}
