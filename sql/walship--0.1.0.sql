@@ -31,13 +31,14 @@ LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION decode_stream(bytea) IS
 'Decodes concatenated walship binary change records into jsonb, one row per record, with relation names resolved';
 
-CREATE FUNCTION encode_ndjson(records bytea, shape text DEFAULT 'envelope')
+CREATE FUNCTION encode_ndjson(records bytea, shape text DEFAULT 'envelope',
+                              dialect text DEFAULT 'standard')
 RETURNS text
 AS 'MODULE_PATHNAME', 'walship_encode_ndjson'
 LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 
-COMMENT ON FUNCTION encode_ndjson(bytea, text) IS
-'Encodes concatenated walship binary change records as NDJSON, one line per change, in the shape ''envelope'' or ''flat'' the shipping worker sends';
+COMMENT ON FUNCTION encode_ndjson(bytea, text, text) IS
+'Encodes concatenated walship binary change records as NDJSON as the shipping worker sends them: shape ''envelope'' or ''flat'', dialect ''standard'' or ''clickhouse''';
 
 -- The shipping worker's durable progress, one row per slot.
 CREATE TABLE progress (

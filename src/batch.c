@@ -405,6 +405,7 @@ ws_batcher_idle(const WsBatcher *batcher)
 	return batcher->queue == NIL && batcher->begin.len == 0;
 }
 
+/* Bytes of the batches not yet acknowledged: what memory back-pressure counts. */
 int
 ws_batcher_pending_bytes(const WsBatcher *batcher)
 {
@@ -412,7 +413,12 @@ ws_batcher_pending_bytes(const WsBatcher *batcher)
 	ListCell   *lc;
 
 	foreach(lc, batcher->queue)
-		total += ((WsBatch *) lfirst(lc))->records.len;
+	{
+		WsBatch    *batch = lfirst(lc);
+
+		if (batch->status != WS_BATCH_DONE)
+			total += batch->records.len;
+	}
 	return total;
 }
 
@@ -511,7 +517,7 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 	appendBinaryStringInfo(&second->records, prefix.data, prefix.len);
 	appendBinaryStringInfo(&second->records, batch->records.data + split_at,
 						   batch->records.len - split_at);
-	second->seq = batch->seq;
+	second->seq = batcher->next_seq++;	/* request ids must stay unique */
 	second->status = WS_BATCH_READY;
 	second->nchanges = batch->nchanges - target;
 	second->confirm_lsn = batch->confirm_lsn;

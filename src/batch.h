@@ -39,13 +39,14 @@ typedef struct WsBatchPart
 	size_t		body_len;
 	int			nlines;			/* NDJSON lines, or changes for binary */
 	WsBatchStatus status;		/* READY, SENDING, WAITING or DONE */
+	bool		rejected;		/* the endpoint refused it permanently */
 	int			attempts;
 	TimestampTz retry_at;
 } WsBatchPart;
 
 typedef struct WsBatch
 {
-	uint64		seq;			/* order of creation, 1-based */
+	uint64		seq;			/* unique id, 1-based; the queue gives order */
 	WsBatchStatus status;
 	StringInfoData records;		/* a self-contained walship record stream */
 	int			nchanges;		/* change and message records */

@@ -181,6 +181,8 @@ typedef struct WsRecord
 	char		old_kind;		/* WS_OLD_*, UPDATE and DELETE */
 	WsTuple		old_tuple;
 	WsTuple		new_tuple;
+	XLogRecPtr	change_lsn;		/* of the change's WAL record; invalid if
+								 * the record does not carry it */
 
 	/* TRUNCATE */
 	uint8		truncate_flags;

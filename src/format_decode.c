@@ -337,20 +337,15 @@ ws_read_record(WsReader *reader, WsRecord *record)
 			read_relation(body, &record->relation);
 			break;
 		case WS_REC_INSERT:
-			record->rel_id = ws_get_uvarint(body);
-			record->ordinal = ws_get_uvarint(body);
-			read_tuple(body, &record->new_tuple);
-			break;
 		case WS_REC_UPDATE:
-			record->rel_id = ws_get_uvarint(body);
-			record->ordinal = ws_get_uvarint(body);
-			read_old_tuple(body, record);
-			read_tuple(body, &record->new_tuple);
-			break;
 		case WS_REC_DELETE:
 			record->rel_id = ws_get_uvarint(body);
 			record->ordinal = ws_get_uvarint(body);
-			read_old_tuple(body, record);
+			if (record->kind != WS_REC_INSERT)
+				read_old_tuple(body, record);
+			if (record->kind != WS_REC_DELETE)
+				read_tuple(body, &record->new_tuple);
+			record->change_lsn = ws_get_uvarint(body);
 			break;
 		case WS_REC_TRUNCATE:
 			record->ordinal = ws_get_uvarint(body);

@@ -33,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 
@@ -156,14 +157,97 @@ read_row(NdjsonRow *row, const WsTuple *tuple, const WsRelation *rel,
  * encoding uses these bytes inside a multibyte character.
  */
 static void
-append_value(StringInfo out, const WsValue *value)
+append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid);
+
+static void
+append_value(StringInfo out, const WsValue *value, Oid type_oid,
+			 WsNdjsonDialect dialect)
 {
 	int			start = out->len;
 
-	ws_value_to_json(out, value);
+	if (dialect == WS_NDJSON_CLICKHOUSE)
+		append_clickhouse_value(out, value, type_oid);
+	else
+		ws_value_to_json(out, value);
 	for (int i = start; i < out->len; i++)
 		if (out->data[i] == '\n' || out->data[i] == '\r')
 			out->data[i] = ' ';
+}
+
+/*
+ * Values as ClickHouse 18.16's JSONEachRow takes them (docs/clickhouse.md):
+ * timestamps as integer microseconds since 1970 (no DateTime64 there),
+ * bytea as lowercase hex for unhex(), json as a JSON string, numeric NaN
+ * and infinities as null, infinite dates as the ends of ClickHouse's
+ * Date range.  Everything else as in the standard dialect.
+ */
+static void
+append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid)
+{
+	switch (value->tag)
+	{
+		case WS_VAL_TIMESTAMP:
+		case WS_VAL_TIMESTAMPTZ:
+			appendStringInfo(out, INT64_FORMAT, value->int_value);
+			break;
+		case WS_VAL_POS_INFINITY:
+		case WS_VAL_NEG_INFINITY:
+			if (type_oid == DATEOID)
+				appendStringInfoString(out, value->tag == WS_VAL_POS_INFINITY ?
+									   "\"2105-12-31\"" : "\"1970-01-01\"");
+			else
+				appendStringInfoString(out, value->tag == WS_VAL_POS_INFINITY ?
+									   "9223372036854775807" : "-9223372036854775808");
+			break;
+		case WS_VAL_BYTES:
+			{
+				static const char hex[] = "0123456789abcdef";
+
+				appendStringInfoChar(out, '"');
+				for (Size i = 0; i < value->len; i++)
+				{
+					appendStringInfoChar(out, hex[(unsigned char) value->data[i] >> 4]);
+					appendStringInfoChar(out, hex[(unsigned char) value->data[i] & 0xF]);
+				}
+				appendStringInfoChar(out, '"');
+			}
+			break;
+		case WS_VAL_JSON:
+			{
+				StringInfoData json;
+
+				initStringInfo(&json);
+				ws_value_to_json(&json, value);
+				ws_append_json_string(out, json.data);
+				pfree(json.data);
+			}
+			break;
+		case WS_VAL_NUMERIC:
+			if (value->len > 0 && strpbrk(pnstrdup(value->data, value->len), "0123456789") == NULL)
+				appendStringInfoString(out, "null");
+			else
+				ws_value_to_json(out, value);
+			break;
+		case WS_VAL_ARRAY:
+			{
+				WsReader	elements = value->elements;
+				WsValue		element;
+
+				appendStringInfoChar(out, '[');
+				for (uint64 i = 0; i < value->nelements; i++)
+				{
+					if (i > 0)
+						appendStringInfoString(out, ", ");
+					ws_read_value(&elements, &element);
+					append_clickhouse_value(out, &element, InvalidOid);
+				}
+				appendStringInfoChar(out, ']');
+			}
+			break;
+		default:
+			ws_value_to_json(out, value);
+			break;
+	}
 }
 
 /*
@@ -172,7 +256,8 @@ append_value(StringInfo out, const WsValue *value)
  */
 static void
 append_row_members(StringInfo out, bool *first, const NdjsonRow *row,
-				   const WsRelation *rel, bool *unchanged)
+				   const WsRelation *rel, bool *unchanged,
+				   WsNdjsonDialect dialect)
 {
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
@@ -184,13 +269,13 @@ append_row_members(StringInfo out, bool *first, const NdjsonRow *row,
 			continue;
 		}
 		append_name_key(out, first, rel->columns[i].name);
-		append_value(out, &row->values[i]);
+		append_value(out, &row->values[i], rel->columns[i].type_oid, dialect);
 	}
 }
 
 static void
 append_row_object(StringInfo out, const NdjsonRow *row, const WsRelation *rel,
-				  bool *unchanged)
+				  bool *unchanged, WsNdjsonDialect dialect)
 {
 	bool		first = true;
 
@@ -200,7 +285,7 @@ append_row_object(StringInfo out, const NdjsonRow *row, const WsRelation *rel,
 		return;
 	}
 	appendStringInfoChar(out, '{');
-	append_row_members(out, &first, row, rel, unchanged);
+	append_row_members(out, &first, row, rel, unchanged, dialect);
 	appendStringInfoChar(out, '}');
 }
 
@@ -271,21 +356,77 @@ append_id(StringInfo out, bool *first, const WsRecord *record,
 					 LSN_FORMAT_ARGS(stream->commit_lsn), record->ordinal);
 }
 
-/* The metadata members of the flat shape, after the row's columns */
+/*
+ * The metadata members of the flat shape, after the row's columns.
+ * _version is the change's own WAL position: for any one row it grows with
+ * every change, so a ReplacingMergeTree(_version) keeps the latest.
+ */
 static void
 append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
-				 const WsStreamContext *stream)
+				 const WsStreamContext *stream, char kind)
 {
+	XLogRecPtr	version = XLogRecPtrIsInvalid(record->change_lsn) ?
+		stream->commit_lsn : record->change_lsn;
+
 	append_key(out, first, "_op");
-	escape_json(out, op_name(record->kind));
+	escape_json(out, op_name(kind));
 	append_key(out, first, "_lsn");
 	appendStringInfo(out, UINT64_FORMAT, (uint64) stream->commit_lsn);
 	append_key(out, first, "_seq");
 	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
+	append_key(out, first, "_version");
+	appendStringInfo(out, UINT64_FORMAT, (uint64) version);
 	append_key(out, first, "_commit_ts");
 	append_commit_ts(out, stream);
 	append_key(out, first, "_deleted");
-	appendStringInfoString(out, record->kind == WS_REC_DELETE ? "1" : "0");
+	appendStringInfoString(out, kind == WS_REC_DELETE ? "1" : "0");
+}
+
+static bool
+values_equal(const WsValue *a, const WsValue *b)
+{
+	if (a->tag != b->tag)
+		return false;
+	switch (a->tag)
+	{
+		case WS_VAL_INT:
+		case WS_VAL_DATE:
+		case WS_VAL_TIMESTAMP:
+		case WS_VAL_TIMESTAMPTZ:
+		case WS_VAL_TIME:
+			return a->int_value == b->int_value;
+		case WS_VAL_FLOAT4:
+		case WS_VAL_FLOAT8:
+			return a->float_value == b->float_value;
+		case WS_VAL_NUMERIC:
+		case WS_VAL_TEXT:
+		case WS_VAL_JSON:
+		case WS_VAL_BYTES:
+		case WS_VAL_UUID:
+			return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+		case WS_VAL_ARRAY:
+			return a->elements.len == b->elements.len &&
+				memcmp(a->elements.data, b->elements.data, a->elements.len) == 0;
+		default:
+			return true;		/* tags without payload */
+	}
+}
+
+/* Whether an UPDATE moved the row to another key. */
+static bool
+key_changed(const NdjsonRow *before, const NdjsonRow *after,
+			const WsRelation *rel)
+{
+	if (!before->valid || !after->valid)
+		return false;
+	for (int i = 0; i < rel->ncolumns; i++)
+	{
+		if (!(rel->columns[i].flags & WS_COL_KEY) || !before->present[i])
+			continue;
+		if (!values_equal(&before->values[i], &after->values[i]))
+			return true;
+	}
+	return false;
 }
 
 static int
@@ -334,8 +475,10 @@ append_truncate(StringInfo out, const WsRecord *record,
 
 int
 ws_ndjson_append(StringInfo out, const WsRecord *record,
-				 const WsStreamContext *stream, WsNdjsonShape shape)
+				 const WsStreamContext *stream, const WsNdjsonOptions *options)
 {
+	WsNdjsonShape shape = options->shape;
+	int			nlines = 1;
 	const WsRelation *rel;
 	NdjsonRow	before = {0};
 	NdjsonRow	after = {0};
@@ -387,9 +530,9 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		append_key(out, &first, "op");
 		escape_json(out, op_name(record->kind));
 		append_key(out, &first, "before");
-		append_row_object(out, &before, rel, unchanged);
+		append_row_object(out, &before, rel, unchanged, options->dialect);
 		append_key(out, &first, "after");
-		append_row_object(out, &after, rel, unchanged);
+		append_row_object(out, &after, rel, unchanged, options->dialect);
 		append_unchanged(out, &first, "unchanged_columns", rel, unchanged);
 		append_source(out, &first, record, stream, rel);
 		append_id(out, &first, record, stream);
@@ -399,9 +542,26 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		/* the new row; for a delete the old row or key, if any */
 		const NdjsonRow *row = record->kind == WS_REC_DELETE ? &before : &after;
 
+		/*
+		 * A row moved to another key leaves its old key: a delete line for
+		 * it goes first, so a table keyed on the primary key drops it.
+		 */
+		if (record->kind == WS_REC_UPDATE && key_changed(&before, &after, rel))
+		{
+			bool	   *ignored = palloc0(sizeof(bool) * Max(rel->ncolumns, 1));
+
+			append_row_members(out, &first, &before, rel, ignored,
+							   options->dialect);
+			append_flat_meta(out, &first, record, stream, WS_REC_DELETE);
+			appendStringInfoString(out, "}\n{");
+			first = true;
+			nlines++;
+			pfree(ignored);
+		}
 		if (row->valid)
-			append_row_members(out, &first, row, rel, unchanged);
-		append_flat_meta(out, &first, record, stream);
+			append_row_members(out, &first, row, rel, unchanged,
+							   options->dialect);
+		append_flat_meta(out, &first, record, stream, record->kind);
 		append_unchanged(out, &first, "_unchanged", rel, unchanged);
 	}
 	appendStringInfoString(out, "}\n");
@@ -417,5 +577,5 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		pfree(after.values);
 		pfree(after.present);
 	}
-	return 1;
+	return nlines;
 }

@@ -21,6 +21,19 @@ typedef enum WsNdjsonShape
 	WS_NDJSON_FLAT				/* the row plus _op, _lsn, _seq, ... */
 } WsNdjsonShape;
 
+/* How values are written. */
+typedef enum WsNdjsonDialect
+{
+	WS_NDJSON_STANDARD,			/* as walship.decode() renders them */
+	WS_NDJSON_CLICKHOUSE		/* what ClickHouse's JSONEachRow parses */
+} WsNdjsonDialect;
+
+typedef struct WsNdjsonOptions
+{
+	WsNdjsonShape shape;
+	WsNdjsonDialect dialect;
+} WsNdjsonOptions;
+
 /*
  * Appends the line(s) for one record to out, each ending in '\n'.  Only
  * INSERT, UPDATE, DELETE and TRUNCATE produce lines; the stream context
@@ -30,6 +43,6 @@ typedef enum WsNdjsonShape
  */
 extern int	ws_ndjson_append(StringInfo out, const WsRecord *record,
 							 const WsStreamContext *stream,
-							 WsNdjsonShape shape);
+							 const WsNdjsonOptions *options);
 
 #endif							/* WALSHIP_NDJSON_H */

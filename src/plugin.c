@@ -465,6 +465,8 @@ ws_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	}
 	if (kind != WS_REC_DELETE)
 		write_tuple(ctx->out, entry, desc, new_tuple, false);
+	/* the change's own WAL position: a per-row version for consumers */
+	ws_put_uvarint(ctx->out, change->lsn);
 	ws_record_end(ctx->out, mark);
 	OutputPluginWrite(ctx, true);
 	state->nrecords++;

@@ -502,6 +502,8 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			rel = ws_stream_relation(context, record->rel_id);
 			append_relation_ref(out, &first, record->rel_id, rel);
 			append_change_id(out, &first, record, context);
+			append_key(out, &first, "lsn");
+			append_lsn(out, record->change_lsn);
 			if (record->kind != WS_REC_INSERT && record->old_kind != WS_OLD_NONE)
 			{
 				append_key(out, &first,

@@ -31,6 +31,7 @@ char	   *walship_publication = NULL;
 char	   *walship_endpoint = NULL;
 int			walship_format = WS_FORMAT_NDJSON;
 int			walship_ndjson_shape = WS_NDJSON_ENVELOPE;
+int			walship_ndjson_dialect = WS_NDJSON_STANDARD;
 int			walship_compression = WS_COMPRESSION_NONE;
 int			walship_batch_max_changes = 10000;
 int			walship_batch_max_bytes = 4096;
@@ -55,6 +56,12 @@ static const struct config_enum_entry format_options[] = {
 static const struct config_enum_entry shape_options[] = {
 	{"envelope", WS_NDJSON_ENVELOPE, false},
 	{"flat", WS_NDJSON_FLAT, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry dialect_options[] = {
+	{"standard", WS_NDJSON_STANDARD, false},
+	{"clickhouse", WS_NDJSON_CLICKHOUSE, false},
 	{NULL, 0, false}
 };
 
@@ -310,6 +317,12 @@ ws_define_settings(void)
 							 "Shape of NDJSON lines: envelope or flat.",
 							 NULL,
 							 &walship_ndjson_shape, WS_NDJSON_ENVELOPE, shape_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("walship.ndjson_dialect",
+							 "How NDJSON values are written: standard or clickhouse.",
+							 "clickhouse writes timestamps as integer microseconds, bytea as hex and json as strings, as ClickHouse's JSONEachRow takes them.",
+							 &walship_ndjson_dialect, WS_NDJSON_STANDARD, dialect_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("walship.compression",

@@ -142,7 +142,7 @@ walship_decode_stream(PG_FUNCTION_ARGS)
 
 typedef struct EncodeNdjsonState
 {
-	WsNdjsonShape shape;
+	WsNdjsonOptions options;
 	StringInfoData out;
 } EncodeNdjsonState;
 
@@ -153,29 +153,39 @@ encode_ndjson_record(const WsRecord *record, const WsStreamContext *stream,
 	EncodeNdjsonState *state = arg;
 
 	/* out's buffer lives in the caller's context, not the per-record one */
-	(void) ws_ndjson_append(&state->out, record, stream, state->shape);
+	(void) ws_ndjson_append(&state->out, record, stream, &state->options);
 }
 
 /*
- * walship.encode_ndjson(records bytea, shape text) -> text: the NDJSON
- * lines the shipping worker would send for concatenated records.
+ * walship.encode_ndjson(records bytea, shape text, dialect text) -> text:
+ * the NDJSON lines the shipping worker would send for concatenated records.
  */
 Datum
 walship_encode_ndjson(PG_FUNCTION_ARGS)
 {
 	bytea	   *input = PG_GETARG_BYTEA_PP(0);
 	char	   *shape = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	char	   *dialect = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	EncodeNdjsonState state;
 
 	if (strcmp(shape, "envelope") == 0)
-		state.shape = WS_NDJSON_ENVELOPE;
+		state.options.shape = WS_NDJSON_ENVELOPE;
 	else if (strcmp(shape, "flat") == 0)
-		state.shape = WS_NDJSON_FLAT;
+		state.options.shape = WS_NDJSON_FLAT;
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unrecognized NDJSON shape \"%s\"", shape),
 				 errhint("Valid shapes are \"envelope\" and \"flat\".")));
+	if (strcmp(dialect, "standard") == 0)
+		state.options.dialect = WS_NDJSON_STANDARD;
+	else if (strcmp(dialect, "clickhouse") == 0)
+		state.options.dialect = WS_NDJSON_CLICKHOUSE;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized NDJSON dialect \"%s\"", dialect),
+				 errhint("Valid dialects are \"standard\" and \"clickhouse\".")));
 
 	initStringInfo(&state.out);
 	for_each_record(input, encode_ndjson_record, &state);

@@ -593,6 +593,10 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 	WsStreamContext stream;
 	WsReader	reader;
 	StringInfoData lines;
+	WsNdjsonOptions options;
+
+	options.shape = (WsNdjsonShape) walship_ndjson_shape;
+	options.dialect = (WsNdjsonDialect) walship_ndjson_dialect;
 
 	initStringInfo(&lines);
 	ws_stream_context_init(&stream);
@@ -609,8 +613,7 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 		ws_read_record(&reader, &record);
 		ws_stream_context_track(&stream, &record);
 		resetStringInfo(&lines);
-		n = ws_ndjson_append(&lines, &record, &stream,
-							 (WsNdjsonShape) walship_ndjson_shape);
+		n = ws_ndjson_append(&lines, &record, &stream, &options);
 		if (n == 0)
 			continue;
 		if (!per_table)
@@ -622,7 +625,7 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 			continue;
 		}
 
-		/* one line per relation; a TRUNCATE has one per truncated table */
+		/* a TRUNCATE has a line per truncated table, others one table */
 		line = lines.data;
 		for (int i = 0; i < n; i++)
 		{
@@ -835,6 +838,7 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 	{
 		case WS_HTTP_ACKNOWLEDGED:
 			part->status = WS_BATCH_DONE;
+			part->rejected = false;
 			SpinLockAcquire(&ws_shared->mutex);
 			ws_shared->bytes_shipped += part->body_len;
 			ws_shared->last_success_at = now;
@@ -872,9 +876,13 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 
 		case WS_HTTP_REJECTED:
 			describe_failure(&message, result);
-			SpinLockAcquire(&ws_shared->mutex);
-			ws_shared->rejected_batches++;
-			SpinLockRelease(&ws_shared->mutex);
+			if (!part->rejected)
+			{
+				SpinLockAcquire(&ws_shared->mutex);
+				ws_shared->rejected_batches++;
+				SpinLockRelease(&ws_shared->mutex);
+			}
+			part->rejected = true;
 			if (walship_on_rejected == WS_ON_REJECTED_DEAD_LETTER)
 			{
 				MemoryContext old = MemoryContextSwitchTo(worker->context);
@@ -957,6 +965,7 @@ pump_http(WsWorker *worker, int timeout_ms)
 	TimestampTz now = GetCurrentTimestamp();
 	ListCell   *lc;
 	bool		paused;
+	bool		stop_here = false;
 
 	SpinLockAcquire(&ws_shared->mutex);
 	paused = ws_shared->pause_requested;
@@ -973,6 +982,8 @@ pump_http(WsWorker *worker, int timeout_ms)
 				break;
 			if (batch->status != WS_BATCH_READY || batch->split_pending)
 				continue;
+			if (stop_here)
+				break;
 			if (batch->parts == NIL)
 			{
 				if (!prepare_parts(worker, batch))
@@ -994,6 +1005,11 @@ pump_http(WsWorker *worker, int timeout_ms)
 				if (part->status == WS_BATCH_READY ||
 					(part->status == WS_BATCH_WAITING && part->retry_at <= now))
 					start_part(worker, batch, part);
+
+				/* under on_rejected = stop nothing after a rejected batch goes */
+				if (part->rejected && part->status != WS_BATCH_DONE &&
+					walship_on_rejected == WS_ON_REJECTED_STOP)
+					stop_here = true;
 			}
 		}
 	}

@@ -19,7 +19,7 @@ CREATE ROLE walship_operator IN ROLE walship_admin;
 SELECT r.rolname, f.fn, has_function_privilege(r.rolname, f.fn, 'EXECUTE') AS can_execute
   FROM (VALUES ('walship_plain_user'), ('walship_operator')) r(rolname),
        (VALUES ('walship.pause()'), ('walship.resume()'), ('walship.decode(bytea)'),
-               ('walship.decode_stream(bytea)'), ('walship.encode_ndjson(bytea,text)')) f(fn)
+               ('walship.decode_stream(bytea)'), ('walship.encode_ndjson(bytea,text,text)')) f(fn)
  ORDER BY 1, 2;
 SELECT r.rolname, t.tbl, has_table_privilege(r.rolname, t.tbl, 'SELECT') AS can_select
   FROM (VALUES ('walship_plain_user'), ('walship_operator')) r(rolname),
