@@ -76,7 +76,9 @@ static bool callbacks_registered = false;
 
 static void relation_invalidated(Datum arg, Oid relid);
 static void cache_context_gone(void *arg);
+#if PG_VERSION_NUM < 180000
 static int	listable_attribute_count(Relation relation);
+#endif
 static void publications_invalidated(Datum arg, int cacheid, uint32 hashvalue);
 
 void
@@ -354,10 +356,66 @@ resolve_publications(WsRelationCache *cache, WsRelationEntry *entry,
 	list_free(ancestors);
 }
 
+#if PG_VERSION_NUM >= 180000
+/*
+ * The publish_generated_columns setting of the publications of the relation
+ * that have no column list for it (a column list names the generated
+ * columns to publish itself).  They must agree, as in pgoutput, when the
+ * relation has generated columns.
+ */
+static PublishGencolsType
+resolve_generated_columns(WsRelationEntry *entry, Relation publish_rel,
+						  List *rel_publications)
+{
+	TupleDesc	desc = RelationGetDescr(publish_rel);
+	PublishGencolsType result = PUBLISH_GENCOLS_NONE;
+	bool		has_generated = false;
+	bool		first = true;
+	ListCell   *lc;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		if (TupleDescAttr(desc, i)->attgenerated)
+		{
+			has_generated = true;
+			break;
+		}
+	}
+	if (!has_generated)
+		return PUBLISH_GENCOLS_NONE;
+
+	foreach(lc, rel_publications)
+	{
+		Publication *pub = (Publication *) lfirst(lc);
+
+		if (check_and_fetch_column_list(pub, entry->publish_as_relid, NULL, NULL))
+			continue;
+		if (first)
+			result = pub->pubgencols_type;
+		else if (result != pub->pubgencols_type)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot use different values of publish_generated_columns for table \"%s.%s\" in different publications",
+							get_namespace_name(RelationGetNamespace(publish_rel)),
+							RelationGetRelationName(publish_rel)),
+					 errhint("Give every publication named in \"publication_names\" the same publish_generated_columns setting.")));
+		first = false;
+	}
+	return result;
+}
+#endif
+
 /*
  * The column list shared by all publications of the relation, NULL for
- * every column.  Different lists in different publications are an error,
- * as in pgoutput.
+ * every column except generated ones.  Different lists in different
+ * publications are an error, as in pgoutput.
+ *
+ * From PostgreSQL 18 on, a column list may name stored generated columns,
+ * and publications without a list publish the stored generated columns
+ * when publish_generated_columns is 'stored'; as in pgoutput, such a
+ * publication stands for the list of all the columns it publishes, and
+ * when none of the publications has a list but they publish generated
+ * columns, that list is the result.
  */
 static Bitmapset *
 resolve_column_list(WsRelationEntry *entry, Relation publish_rel,
@@ -366,6 +424,15 @@ resolve_column_list(WsRelationEntry *entry, Relation publish_rel,
 	Bitmapset  *result = NULL;
 	bool		first = true;
 	ListCell   *lc;
+#if PG_VERSION_NUM >= 180000
+	PublishGencolsType gencols = resolve_generated_columns(entry, publish_rel,
+														   rel_publications);
+	MemoryContext old = MemoryContextSwitchTo(entry->context);
+	Bitmapset  *all_columns = pub_form_cols_map(publish_rel, gencols);
+	bool		found_list = false;
+
+	MemoryContextSwitchTo(old);
+#endif
 
 	foreach(lc, rel_publications)
 	{
@@ -373,11 +440,21 @@ resolve_column_list(WsRelationEntry *entry, Relation publish_rel,
 		Bitmapset  *columns = publication_column_list(pub, entry->publish_as_relid,
 													  entry->context);
 
+#if PG_VERSION_NUM < 180000
 		/* a list of every column is the same as no list, as in pgoutput */
 		if (columns != NULL &&
 			bms_num_members(columns) == listable_attribute_count(publish_rel))
 			columns = NULL;
-
+#else
+		/*
+		 * A list may name generated columns: it is compared with the columns
+		 * a publication without a list publishes instead, as in pgoutput.
+		 */
+		if (columns != NULL)
+			found_list = true;
+		else
+			columns = all_columns;
+#endif
 		if (!first && !bms_equal(result, columns))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -388,9 +465,14 @@ resolve_column_list(WsRelationEntry *entry, Relation publish_rel,
 		result = columns;
 		first = false;
 	}
+#if PG_VERSION_NUM >= 180000
+	if (!found_list)
+		result = gencols == PUBLISH_GENCOLS_STORED ? all_columns : NULL;
+#endif
 	return result;
 }
 
+#if PG_VERSION_NUM < 180000
 /* Number of attributes a publication can list: not dropped, not generated. */
 static int
 listable_attribute_count(Relation relation)
@@ -404,6 +486,7 @@ listable_attribute_count(Relation relation)
 			count++;
 	return count;
 }
+#endif
 
 /*
  * The SQL name of a type, independent of search_path: built-in types as
@@ -450,9 +533,11 @@ build_schema(WsRelationEntry *entry, Relation publish_rel, Bitmapset *columns)
 		uint8		flags = 0;
 		char	   *type_name;
 
-		if (att->attisdropped || att->attgenerated)
+		if (att->attisdropped)
 			continue;
-		if (columns != NULL && !bms_is_member(att->attnum, columns))
+		/* a list names the generated columns to publish (PostgreSQL 18) */
+		if (columns != NULL ? !bms_is_member(att->attnum, columns) :
+			att->attgenerated != '\0')
 			continue;
 
 		entry->attrs[i].published = true;

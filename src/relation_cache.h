@@ -23,8 +23,8 @@
 /* What the record writer needs to know about one attribute. */
 typedef struct WsAttribute
 {
-	bool		published;		/* sent at all: not dropped, not generated, in
-								 * the column list */
+	bool		published;		/* sent at all: not dropped, in the column
+								 * list, not generated unless published */
 	bool		key;			/* sent in an old key tuple */
 	WsTypeEncoder encoder;
 } WsAttribute;
