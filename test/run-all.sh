@@ -58,6 +58,8 @@ PACKAGES=(
 	python3-zstandard
 	zstd
 	curl
+	clickhouse-server
+	clickhouse-client
 )
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
