@@ -504,7 +504,28 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 				 errdetail("No BEGIN record precedes it, so it has no commit LSN.")));
 
 	if (record->kind == WS_REC_TRUNCATE)
+	{
+		/*
+		 * ClickHouse has no row that means "empty the table": a line would
+		 * insert a row of defaults or be refused.  Say so instead.
+		 */
+		if (options->dialect == WS_NDJSON_CLICKHOUSE && shape == WS_NDJSON_FLAT)
+		{
+			for (uint64 i = 0; i < record->nrelations; i++)
+			{
+				const WsRelation *rel = lookup_relation(stream, record,
+														record->rel_ids[i]);
+
+				ereport(WARNING,
+						(errmsg("walship does not ship TRUNCATE of \"%s.%s\" in the ClickHouse dialect",
+								rel->schema_name, rel->table_name),
+						 errdetail("The flat shape has no row that empties a table."),
+						 errhint("Truncate the ClickHouse table yourself, or reload it from PostgreSQL.")));
+			}
+			return 0;
+		}
 		return append_truncate(out, record, stream, shape);
+	}
 
 	rel = lookup_relation(stream, record, record->rel_id);
 	if (record->kind != WS_REC_INSERT && record->old_kind != WS_OLD_NONE)

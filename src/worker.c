@@ -815,11 +815,58 @@ describe_failure(StringInfo message, const WsHttpResult *result)
 						 result->clickhouse_exception_code);
 	if (result->error[0] != '\0')
 		appendStringInfo(message, ": %s", result->error);
+	/*
+	 * ClickHouse puts its error in the body.  Only its code is kept: the
+	 * text may quote row data, and walship.status is readable by everyone
+	 * (walship.dead_letter, for admins, keeps the whole response).
+	 */
+	{
+		int			code;
+
+		if (sscanf(result->response, "Code: %d", &code) == 1)
+			appendStringInfo(message, " (ClickHouse error code %d)", code);
+	}
+}
+
+/*
+ * ClickHouse reports errors in the data (parse errors, unknown columns,
+ * types that do not fit, unknown tables) as HTTP 500 with "Code: N" at the
+ * start of the body: retrying them cannot succeed.
+ */
+static bool
+clickhouse_permanent_error(const WsHttpResult *result)
+{
+	static const int permanent_codes[] = {
+		6,						/* CANNOT_PARSE_TEXT */
+		26,						/* CANNOT_PARSE_QUOTED_STRING */
+		27,						/* CANNOT_PARSE_INPUT_ASSERTION_FAILED */
+		38,						/* CANNOT_PARSE_DATE */
+		41,						/* CANNOT_PARSE_DATETIME */
+		53,						/* TYPE_MISMATCH */
+		60,						/* UNKNOWN_TABLE */
+		69,						/* ARGUMENT_OUT_OF_BOUND */
+		70,						/* CANNOT_CONVERT_TYPE */
+		72,						/* CANNOT_PARSE_NUMBER */
+		81,						/* UNKNOWN_DATABASE */
+		117,					/* INCORRECT_DATA */
+		1000					/* POCO_EXCEPTION, e.g. unsupported encoding */
+	};
+	int			code;
+
+	if (result->outcome != WS_HTTP_RETRY || result->status != 500 ||
+		sscanf(result->response, "Code: %d", &code) != 1)
+		return false;
+	for (int i = 0; i < lengthof(permanent_codes); i++)
+		if (permanent_codes[i] == code)
+			return true;
+	return false;
 }
 
 static void
-handle_result(WsWorker *worker, const WsHttpResult *result)
+handle_result(WsWorker *worker, const WsHttpResult *given)
 {
+	WsHttpResult adjusted = *given;
+	const WsHttpResult *result = &adjusted;
 	WsBatchPart *part = NULL;
 	WsBatch    *batch = find_batch(worker, result->request_id, &part);
 	TimestampTz now = GetCurrentTimestamp();
@@ -832,6 +879,9 @@ handle_result(WsWorker *worker, const WsHttpResult *result)
 	SpinLockAcquire(&ws_shared->mutex);
 	ws_shared->last_http_status = (int) result->status;
 	SpinLockRelease(&ws_shared->mutex);
+
+	if (clickhouse_permanent_error(result))
+		adjusted.outcome = WS_HTTP_REJECTED;
 
 	initStringInfo(&message);
 	switch (result->outcome)
