@@ -363,7 +363,8 @@ append_id(StringInfo out, bool *first, const WsRecord *record,
  */
 static void
 append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
-				 const WsStreamContext *stream, char kind)
+				 const WsStreamContext *stream, char kind,
+				 WsNdjsonDialect dialect)
 {
 	XLogRecPtr	version = XLogRecPtrIsInvalid(record->change_lsn) ?
 		stream->commit_lsn : record->change_lsn;
@@ -377,7 +378,10 @@ append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
 	append_key(out, first, "_version");
 	appendStringInfo(out, UINT64_FORMAT, (uint64) version);
 	append_key(out, first, "_commit_ts");
-	append_commit_ts(out, stream);
+	if (dialect == WS_NDJSON_CLICKHOUSE)
+		appendStringInfo(out, INT64_FORMAT, stream->commit_time);
+	else
+		append_commit_ts(out, stream);
 	append_key(out, first, "_deleted");
 	appendStringInfoString(out, kind == WS_REC_DELETE ? "1" : "0");
 }
@@ -573,7 +577,8 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 
 			append_row_members(out, &first, &before, rel, ignored,
 							   options->dialect);
-			append_flat_meta(out, &first, record, stream, WS_REC_DELETE);
+			append_flat_meta(out, &first, record, stream, WS_REC_DELETE,
+							 options->dialect);
 			appendStringInfoString(out, "}\n{");
 			first = true;
 			nlines++;
@@ -582,7 +587,8 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		if (row->valid)
 			append_row_members(out, &first, row, rel, unchanged,
 							   options->dialect);
-		append_flat_meta(out, &first, record, stream, record->kind);
+		append_flat_meta(out, &first, record, stream, record->kind,
+						 options->dialect);
 		append_unchanged(out, &first, "_unchanged", rel, unchanged);
 	}
 	appendStringInfoString(out, "}\n");
