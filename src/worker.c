@@ -89,6 +89,7 @@ typedef struct WsWorker
 	LogicalDecodingContext *decoding;
 	char	   *decoding_publication;	/* publication the context decodes */
 	XLogRecPtr	confirmed_lsn;
+	XLogRecPtr	pending_confirm;	/* released inside decoding, to confirm */
 	char	   *auth_token;
 	List	   *rejected;		/* WsRejectedBatch * for walship.dead_letter */
 	bool		progress_dirty;
@@ -384,6 +385,19 @@ decoding_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 	{
 		CHECK_FOR_INTERRUPTS();
 		pump_http(worker, WS_IDLE_POLL_MS);
+
+		/*
+		 * Free acknowledged batches now, or memory grows with the
+		 * transaction; the slot is confirmed later, in advance().  Dead
+		 * letters must be written first, outside decoding.
+		 */
+		if (worker->rejected == NIL)
+		{
+			XLogRecPtr	lsn = ws_batcher_release_done(worker->batcher);
+
+			if (lsn > worker->pending_confirm)
+				worker->pending_confirm = lsn;
+		}
 	}
 }
 
@@ -1076,7 +1090,7 @@ pump_http(WsWorker *worker, int timeout_ms)
 
 /* Writes dead letters, then confirms what is acknowledged, in order. */
 static void
-advance(WsWorker *worker, bool more_wal)
+advance(WsWorker *worker)
 {
 	XLogRecPtr	lsn;
 
@@ -1088,6 +1102,9 @@ advance(WsWorker *worker, bool more_wal)
 	}
 
 	lsn = ws_batcher_release_done(worker->batcher);
+	if (worker->pending_confirm > lsn)
+		lsn = worker->pending_confirm;
+	worker->pending_confirm = InvalidXLogRecPtr;
 	confirm(worker, lsn, true);
 
 	/* nothing pending: what was read holds nothing to ship */
@@ -1097,10 +1114,18 @@ advance(WsWorker *worker, bool more_wal)
 	if (worker->progress_dirty &&
 		TimestampDifferenceExceeds(worker->progress_written_at,
 								   GetCurrentTimestamp(),
-								   more_wal ? WS_PROGRESS_INTERVAL_MS : 0))
+								   WS_PROGRESS_INTERVAL_MS))
 	{
 		ws_progress_write(walship_slot_name, worker->confirmed_lsn);
 		worker->progress_dirty = false;
+
+		/*
+		 * Make the confirmed position durable too: otherwise only a
+		 * checkpoint writes it, and a crash would resend everything
+		 * shipped since the last one.
+		 */
+		ReplicationSlotMarkDirty();
+		ReplicationSlotSave();
 		worker->progress_written_at = GetCurrentTimestamp();
 	}
 }
@@ -1258,7 +1283,7 @@ run_pipeline(WsWorker *worker)
 
 		pump_http(worker, more_wal ? 0 :
 				  (ws_http_inflight(worker->http) > 0 ? WS_IDLE_POLL_MS : 0));
-		advance(worker, more_wal);
+		advance(worker);
 
 		if (!more_wal && ws_http_inflight(worker->http) == 0)
 			wait_for_work(shipping ? WS_IDLE_POLL_MS : 1000);
