@@ -125,10 +125,17 @@ SELECT r->>'kind' AS kind, r->>'replica_identity' AS replica_identity,
 INSERT INTO id_def VALUES (7, 'seven', 70);
 UPDATE id_def SET a = 8 WHERE a = 7;
 UPDATE id_full SET b = 4 WHERE id = 2;
-SELECT walship.decode(data) - 'ordinal' AS decoded
+CREATE TEMP TABLE id_raw AS
+SELECT n, data
   FROM pg_logical_slot_get_binary_changes('id_slot', NULL, NULL,
          'publication_names', 'id_pub,id_pub_ins')
- WHERE get_byte(data, 0) IN (ascii('I'), ascii('U'), ascii('D'));
+       WITH ORDINALITY AS c(lsn, xid, data, n);
+SELECT walship.decode(data) - '{ordinal,lsn}'::text[] AS decoded
+  FROM id_raw
+ WHERE get_byte(data, 0) IN (ascii('I'), ascii('U'), ascii('D'))
+ ORDER BY n;
+-- ... and their change LSNs (left out above: they vary by run)
+SELECT * FROM change_lsns((SELECT array_agg(data ORDER BY n) FROM id_raw));
 
 SELECT pg_drop_replication_slot('id_slot');
 DROP PUBLICATION id_pub, id_pub_ins;

@@ -29,6 +29,42 @@ SELECT stable_json(r)
                  WITH ORDINALITY AS c(lsn, xid, data, n))) AS r
 $$;
 
+-- change_lsns() checks the change LSN ("lsn") of every INSERT, UPDATE and
+-- DELETE in records, the rows of a slot in order: a valid, non-zero pg_lsn,
+-- the same from walship.decode() alone as from walship.decode_stream(),
+-- below the commit LSN of its transaction, and strictly increasing within
+-- the transaction.  The tests show decode()'s output without "lsn", as it
+-- varies from run to run.
+CREATE FUNCTION change_lsns(records bytea[])
+RETURNS TABLE (changes bigint, valid boolean, same_in_decode boolean,
+               below_commit boolean, increasing boolean)
+LANGUAGE sql AS $$
+WITH s AS (
+  SELECT d.n, d.r
+    FROM walship.decode_stream(
+           (SELECT string_agg(x, ''::bytea ORDER BY o)
+              FROM unnest(records) WITH ORDINALITY AS u(x, o)))
+         WITH ORDINALITY AS d(r, n)),
+c AS (
+  SELECT s.n, s.r->>'commit_lsn' AS commit_lsn,
+         walship.decode(records[array_lower(records, 1) + s.n - 1])->>'lsn' AS decoded,
+         CASE WHEN s.r->>'lsn' ~ '^[0-9A-F]{1,8}/[0-9A-F]{1,8}$'
+                   AND s.r->>'lsn' <> '0/0'
+              THEN (s.r->>'lsn')::pg_lsn END AS lsn
+    FROM s
+   WHERE s.r->>'kind' IN ('insert', 'update', 'delete')),
+w AS (
+  SELECT c.*, lag(lsn) OVER (PARTITION BY commit_lsn ORDER BY n) AS prev,
+         row_number() OVER (PARTITION BY commit_lsn ORDER BY n) AS k
+    FROM c)
+SELECT count(*),
+       coalesce(bool_and(lsn IS NOT NULL), false),
+       coalesce(bool_and(coalesce(decoded::pg_lsn = lsn, false)), false),
+       coalesce(bool_and(coalesce(lsn < commit_lsn::pg_lsn, false)), false),
+       coalesce(bool_and(k = 1 OR coalesce(lsn > prev, false)), false)
+  FROM w
+$$;
+
 -- The extension is in place and the plugin loads without preloading.
 SELECT extname, extversion FROM pg_extension WHERE extname = 'walship';
 SHOW shared_preload_libraries;

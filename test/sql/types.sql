@@ -223,9 +223,11 @@ SELECT t.id, r->'new'->>'t' = t AS t, r->'new'->>'vc' = vc AS vc,
 
 -- The stateless decode() of the same INSERTs: values as an array, in
 -- column order, no names.
-SELECT walship.decode(data) - 'ordinal' AS decoded
+SELECT walship.decode(data) - '{ordinal,lsn}'::text[] AS decoded
   FROM types_raw WHERE get_byte(data, 0) = ascii('I')
  ORDER BY n;
+-- ... and their change LSNs (left out above: they vary by run)
+SELECT * FROM change_lsns((SELECT array_agg(data ORDER BY n) FROM types_raw));
 -- ... the same values as decode_stream() gave by name.
 SELECT count(*) AS inserts,
        count(*) FILTER (WHERE (SELECT jsonb_agg(v ORDER BY o)
