@@ -23,7 +23,7 @@
 
 #include "compression.h"
 
-#define WS_GZIP_LEVEL		6
+#define WS_GZIP_LEVEL		1	/* speed first: the worker is single-threaded */
 #define WS_ZSTD_LEVEL		3
 
 /*

@@ -157,16 +157,27 @@ read_row(NdjsonRow *row, const WsTuple *tuple, const WsRelation *rel,
  * encoding uses these bytes inside a multibyte character.
  */
 static void
-append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid);
+append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
+						bool is_array);
+
+/* Whether a RELATION record's column is an array ("integer[]", "public.mood[]"). */
+static bool
+column_is_array(const WsColumn *column)
+{
+	size_t		len = strlen(column->type_name);
+
+	return len > 2 && strcmp(column->type_name + len - 2, "[]") == 0;
+}
 
 static void
-append_value(StringInfo out, const WsValue *value, Oid type_oid,
+append_value(StringInfo out, const WsValue *value, const WsColumn *column,
 			 WsNdjsonDialect dialect)
 {
 	int			start = out->len;
 
 	if (dialect == WS_NDJSON_CLICKHOUSE)
-		append_clickhouse_value(out, value, type_oid);
+		append_clickhouse_value(out, value, column->type_oid,
+								column_is_array(column));
 	else
 		ws_value_to_json(out, value);
 	for (int i = start; i < out->len; i++)
@@ -182,7 +193,8 @@ append_value(StringInfo out, const WsValue *value, Oid type_oid,
  * Date range.  Everything else as in the standard dialect.
  */
 static void
-append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid)
+append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
+						bool is_array)
 {
 	switch (value->tag)
 	{
@@ -190,9 +202,13 @@ append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid)
 		case WS_VAL_TIMESTAMPTZ:
 			appendStringInfo(out, INT64_FORMAT, value->int_value);
 			break;
+		case WS_VAL_NULL:
+			/* ClickHouse has no Nullable(Array): a NULL array is empty */
+			appendStringInfoString(out, is_array ? "[]" : "null");
+			break;
 		case WS_VAL_POS_INFINITY:
 		case WS_VAL_NEG_INFINITY:
-			if (type_oid == DATEOID)
+			if (type_oid == DATEOID || type_oid == DATEARRAYOID)
 				appendStringInfoString(out, value->tag == WS_VAL_POS_INFINITY ?
 									   "\"2105-12-31\"" : "\"1970-01-01\"");
 			else
@@ -239,7 +255,8 @@ append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid)
 					if (i > 0)
 						appendStringInfoString(out, ", ");
 					ws_read_value(&elements, &element);
-					append_clickhouse_value(out, &element, InvalidOid);
+					/* elements of date[] keep date semantics; NULLs stay null */
+					append_clickhouse_value(out, &element, type_oid, false);
 				}
 				appendStringInfoChar(out, ']');
 			}
@@ -269,7 +286,7 @@ append_row_members(StringInfo out, bool *first, const NdjsonRow *row,
 			continue;
 		}
 		append_name_key(out, first, rel->columns[i].name);
-		append_value(out, &row->values[i], rel->columns[i].type_oid, dialect);
+		append_value(out, &row->values[i], &rel->columns[i], dialect);
 	}
 }
 
@@ -421,11 +438,22 @@ static bool
 key_changed(const NdjsonRow *before, const NdjsonRow *after,
 			const WsRelation *rel)
 {
+	uint8		key_flag = WS_COL_KEY;
+
 	if (!before->valid || !after->valid)
 		return false;
+
+	/*
+	 * Under REPLICA IDENTITY FULL every column is flagged as key: the row's
+	 * key is then its primary key, when it has one.
+	 */
+	for (int i = 0; i < rel->ncolumns; i++)
+		if (rel->columns[i].flags & WS_COL_PRIMARY_KEY)
+			key_flag = WS_COL_PRIMARY_KEY;
+
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
-		if (!(rel->columns[i].flags & WS_COL_KEY) || !before->present[i])
+		if (!(rel->columns[i].flags & key_flag) || !before->present[i])
 			continue;
 		if (!values_equal(&before->values[i], &after->values[i]))
 			return true;

@@ -105,6 +105,62 @@ append_key(StringInfo out, bool *first, const char *key)
 	appendStringInfoString(out, ": ");
 }
 
+/*
+ * Appends data as a JSON string, as escape_json() does but without needing
+ * a terminated copy: runs of plain bytes are copied whole.  Text holds no
+ * zero bytes, so one means the record is corrupt.
+ */
+static void
+append_escaped_json(StringInfo out, const char *data, Size len)
+{
+	Size		run = 0;
+
+	appendStringInfoChar(out, '"');
+	for (Size i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) data[i];
+
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		appendBinaryStringInfo(out, data + run, i - run);
+		run = i + 1;
+		switch (c)
+		{
+			case '\b':
+				appendStringInfoString(out, "\\b");
+				break;
+			case '\f':
+				appendStringInfoString(out, "\\f");
+				break;
+			case '\n':
+				appendStringInfoString(out, "\\n");
+				break;
+			case '\r':
+				appendStringInfoString(out, "\\r");
+				break;
+			case '\t':
+				appendStringInfoString(out, "\\t");
+				break;
+			case '"':
+				appendStringInfoString(out, "\\\"");
+				break;
+			case '\\':
+				appendStringInfoString(out, "\\\\");
+				break;
+			case '\0':
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("invalid walship record: a text value contains a zero byte")));
+				break;
+			default:
+				appendStringInfo(out, "\\u%04x", c);
+				break;
+		}
+	}
+	appendBinaryStringInfo(out, data + run, len - run);
+	appendStringInfoChar(out, '"');
+}
+
 /* A UTF-8 byte string from a record, as a JSON string. */
 static void
 append_utf8_string(StringInfo out, const char *data, Size len)
@@ -113,9 +169,12 @@ append_utf8_string(StringInfo out, const char *data, Size len)
 
 	/* pg_any_to_server verified the encoding; it may return data itself */
 	if (server == data)
-		server = pnstrdup(data, len);
-	escape_json(out, server);
-	pfree(server);
+		append_escaped_json(out, data, len);
+	else
+	{
+		escape_json(out, server);
+		pfree(server);
+	}
 }
 
 /* A NUL-terminated UTF-8 string from a record (a name), as a JSON string. */
