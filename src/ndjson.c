@@ -447,9 +447,10 @@ key_changed(const NdjsonRow *before, const NdjsonRow *after,
 	 * Under REPLICA IDENTITY FULL every column is flagged as key: the row's
 	 * key is then its primary key, when it has one.
 	 */
-	for (int i = 0; i < rel->ncolumns; i++)
-		if (rel->columns[i].flags & WS_COL_PRIMARY_KEY)
-			key_flag = WS_COL_PRIMARY_KEY;
+	if (rel->replica_identity == 'f')
+		for (int i = 0; i < rel->ncolumns; i++)
+			if (rel->columns[i].flags & WS_COL_PRIMARY_KEY)
+				key_flag = WS_COL_PRIMARY_KEY;
 
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
