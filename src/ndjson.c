@@ -49,16 +49,6 @@ typedef struct NdjsonRow
 	bool	   *present;		/* has the tuple a value for the column? */
 } NdjsonRow;
 
-static void
-append_key(StringInfo out, bool *first, const char *key)
-{
-	if (!*first)
-		appendStringInfoString(out, ", ");
-	*first = false;
-	escape_json(out, key);
-	appendStringInfoString(out, ": ");
-}
-
 /* A column or relation name, which records hold in UTF-8, as a key. */
 static void
 append_name_key(StringInfo out, bool *first, const char *name)
@@ -319,7 +309,7 @@ append_unchanged(StringInfo out, bool *first, const char *key,
 			continue;
 		if (!any)
 		{
-			append_key(out, first, key);
+			ws_append_json_key(out, first, key);
 			appendStringInfoChar(out, '[');
 		}
 		else
@@ -339,25 +329,25 @@ append_source(StringInfo out, bool *first, const WsRecord *record,
 {
 	bool		sfirst = true;
 
-	append_key(out, first, "source");
+	ws_append_json_key(out, first, "source");
 	appendStringInfoChar(out, '{');
-	append_key(out, &sfirst, "schema");
+	ws_append_json_key(out, &sfirst, "schema");
 	ws_append_json_string(out, rel->schema_name);
-	append_key(out, &sfirst, "table");
+	ws_append_json_key(out, &sfirst, "table");
 	ws_append_json_string(out, rel->table_name);
-	append_key(out, &sfirst, "commit_lsn");
+	ws_append_json_key(out, &sfirst, "commit_lsn");
 	appendStringInfo(out, "\"%X/%X\"", LSN_FORMAT_ARGS(stream->commit_lsn));
-	append_key(out, &sfirst, "xid");
+	ws_append_json_key(out, &sfirst, "xid");
 	appendStringInfo(out, "%u", stream->xid);
-	append_key(out, &sfirst, "commit_ts");
+	ws_append_json_key(out, &sfirst, "commit_ts");
 	append_commit_ts(out, stream);
-	append_key(out, &sfirst, "ordinal");
+	ws_append_json_key(out, &sfirst, "ordinal");
 	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
 	if (record->kind == WS_REC_TRUNCATE)
 	{
-		append_key(out, &sfirst, "cascade");
+		ws_append_json_key(out, &sfirst, "cascade");
 		appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_CASCADE) ? "true" : "false");
-		append_key(out, &sfirst, "restart_identity");
+		ws_append_json_key(out, &sfirst, "restart_identity");
 		appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_RESTART_SEQS) ? "true" : "false");
 	}
 	appendStringInfoChar(out, '}');
@@ -368,7 +358,7 @@ static void
 append_id(StringInfo out, bool *first, const WsRecord *record,
 		  const WsStreamContext *stream)
 {
-	append_key(out, first, "id");
+	ws_append_json_key(out, first, "id");
 	appendStringInfo(out, "\"%08X%08X-" UINT64_FORMAT "\"",
 					 LSN_FORMAT_ARGS(stream->commit_lsn), record->ordinal);
 }
@@ -386,20 +376,20 @@ append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
 	XLogRecPtr	version = XLogRecPtrIsInvalid(record->change_lsn) ?
 		stream->commit_lsn : record->change_lsn;
 
-	append_key(out, first, "_op");
+	ws_append_json_key(out, first, "_op");
 	escape_json(out, op_name(kind));
-	append_key(out, first, "_lsn");
+	ws_append_json_key(out, first, "_lsn");
 	appendStringInfo(out, UINT64_FORMAT, (uint64) stream->commit_lsn);
-	append_key(out, first, "_seq");
+	ws_append_json_key(out, first, "_seq");
 	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
-	append_key(out, first, "_version");
+	ws_append_json_key(out, first, "_version");
 	appendStringInfo(out, UINT64_FORMAT, (uint64) version);
-	append_key(out, first, "_commit_ts");
+	ws_append_json_key(out, first, "_commit_ts");
 	if (dialect == WS_NDJSON_CLICKHOUSE)
 		appendStringInfo(out, INT64_FORMAT, stream->commit_time);
 	else
 		append_commit_ts(out, stream);
-	append_key(out, first, "_deleted");
+	ws_append_json_key(out, first, "_deleted");
 	appendStringInfoString(out, kind == WS_REC_DELETE ? "1" : "0");
 }
 
@@ -475,30 +465,30 @@ append_truncate(StringInfo out, const WsRecord *record,
 		appendStringInfoChar(out, '{');
 		if (shape == WS_NDJSON_ENVELOPE)
 		{
-			append_key(out, &first, "op");
+			ws_append_json_key(out, &first, "op");
 			escape_json(out, "t");
-			append_key(out, &first, "before");
+			ws_append_json_key(out, &first, "before");
 			appendStringInfoString(out, "null");
-			append_key(out, &first, "after");
+			ws_append_json_key(out, &first, "after");
 			appendStringInfoString(out, "null");
 			append_source(out, &first, record, stream, rel);
 			append_id(out, &first, record, stream);
 		}
 		else
 		{
-			append_key(out, &first, "_op");
+			ws_append_json_key(out, &first, "_op");
 			escape_json(out, "t");
-			append_key(out, &first, "_schema");
+			ws_append_json_key(out, &first, "_schema");
 			ws_append_json_string(out, rel->schema_name);
-			append_key(out, &first, "_table");
+			ws_append_json_key(out, &first, "_table");
 			ws_append_json_string(out, rel->table_name);
-			append_key(out, &first, "_lsn");
+			ws_append_json_key(out, &first, "_lsn");
 			appendStringInfo(out, UINT64_FORMAT, (uint64) stream->commit_lsn);
-			append_key(out, &first, "_seq");
+			ws_append_json_key(out, &first, "_seq");
 			appendStringInfo(out, UINT64_FORMAT, record->ordinal);
-			append_key(out, &first, "_commit_ts");
+			ws_append_json_key(out, &first, "_commit_ts");
 			append_commit_ts(out, stream);
-			append_key(out, &first, "_deleted");
+			ws_append_json_key(out, &first, "_deleted");
 			appendStringInfoChar(out, '0');
 		}
 		appendStringInfoString(out, "}\n");
@@ -581,11 +571,11 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 	appendStringInfoChar(out, '{');
 	if (shape == WS_NDJSON_ENVELOPE)
 	{
-		append_key(out, &first, "op");
+		ws_append_json_key(out, &first, "op");
 		escape_json(out, op_name(record->kind));
-		append_key(out, &first, "before");
+		ws_append_json_key(out, &first, "before");
 		append_row_object(out, &before, rel, unchanged, options->dialect);
-		append_key(out, &first, "after");
+		ws_append_json_key(out, &first, "after");
 		append_row_object(out, &after, rel, unchanged, options->dialect);
 		append_unchanged(out, &first, "unchanged_columns", rel, unchanged);
 		append_source(out, &first, record, stream, rel);

@@ -95,8 +95,9 @@ ws_stream_relation(const WsStreamContext *context, uint64 rel_id)
 	return slot ? &slot->relation : NULL;
 }
 
-static void
-append_key(StringInfo out, bool *first, const char *key)
+/* Starts an object member: a separator unless first, then "key": */
+void
+ws_append_json_key(StringInfo out, bool *first, const char *key)
 {
 	if (!*first)
 		appendStringInfoString(out, ", ");
@@ -408,7 +409,7 @@ append_tuple(StringInfo out, const WsTuple *tuple, const WsRelation *rel,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("invalid walship record: tuple has more values than relation \"%s.%s\" has columns",
 							rel->schema_name, rel->table_name)));
-		append_key(out, &first, rel->columns[col].name);
+		ws_append_json_key(out, &first, rel->columns[col].name);
 		ws_read_value(&values, &value);
 		ws_value_to_json(out, &value);
 		col++;
@@ -436,17 +437,17 @@ replica_identity_name(char identity)
 static void
 append_relation(StringInfo out, bool *first, const WsRelation *rel)
 {
-	append_key(out, first, "relation_id");
+	ws_append_json_key(out, first, "relation_id");
 	appendStringInfo(out, UINT64_FORMAT, rel->rel_id);
-	append_key(out, first, "oid");
+	ws_append_json_key(out, first, "oid");
 	appendStringInfo(out, "%u", rel->relation_oid);
-	append_key(out, first, "schema");
+	ws_append_json_key(out, first, "schema");
 	append_utf8_string(out, rel->schema_name, strlen(rel->schema_name));
-	append_key(out, first, "table");
+	ws_append_json_key(out, first, "table");
 	append_utf8_string(out, rel->table_name, strlen(rel->table_name));
-	append_key(out, first, "replica_identity");
+	ws_append_json_key(out, first, "replica_identity");
 	escape_json(out, replica_identity_name(rel->replica_identity));
-	append_key(out, first, "columns");
+	ws_append_json_key(out, first, "columns");
 	appendStringInfoChar(out, '[');
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
@@ -456,19 +457,19 @@ append_relation(StringInfo out, bool *first, const WsRelation *rel)
 		if (i > 0)
 			appendStringInfoString(out, ", ");
 		appendStringInfoChar(out, '{');
-		append_key(out, &cfirst, "name");
+		ws_append_json_key(out, &cfirst, "name");
 		append_utf8_string(out, col->name, strlen(col->name));
-		append_key(out, &cfirst, "type");
+		ws_append_json_key(out, &cfirst, "type");
 		append_utf8_string(out, col->type_name, strlen(col->type_name));
-		append_key(out, &cfirst, "type_oid");
+		ws_append_json_key(out, &cfirst, "type_oid");
 		appendStringInfo(out, "%u", col->type_oid);
-		append_key(out, &cfirst, "typmod");
+		ws_append_json_key(out, &cfirst, "typmod");
 		appendStringInfo(out, "%d", col->typmod);
-		append_key(out, &cfirst, "key");
+		ws_append_json_key(out, &cfirst, "key");
 		appendStringInfoString(out, (col->flags & WS_COL_KEY) ? "true" : "false");
-		append_key(out, &cfirst, "not_null");
+		ws_append_json_key(out, &cfirst, "not_null");
 		appendStringInfoString(out, (col->flags & WS_COL_NOT_NULL) ? "true" : "false");
-		append_key(out, &cfirst, "primary_key");
+		ws_append_json_key(out, &cfirst, "primary_key");
 		appendStringInfoString(out, (col->flags & WS_COL_PRIMARY_KEY) ? "true" : "false");
 		appendStringInfoChar(out, '}');
 	}
@@ -489,11 +490,11 @@ static void
 append_relation_ref(StringInfo out, bool *first, uint64 rel_id,
 					const WsRelation *rel)
 {
-	append_key(out, first, "relation_id");
+	ws_append_json_key(out, first, "relation_id");
 	appendStringInfo(out, UINT64_FORMAT, rel_id);
 	if (rel)
 	{
-		append_key(out, first, "relation");
+		ws_append_json_key(out, first, "relation");
 		append_qualified_name(out, rel);
 	}
 }
@@ -504,10 +505,10 @@ append_change_id(StringInfo out, bool *first, const WsRecord *record,
 {
 	if (context && !XLogRecPtrIsInvalid(context->commit_lsn))
 	{
-		append_key(out, first, "commit_lsn");
+		ws_append_json_key(out, first, "commit_lsn");
 		append_lsn(out, context->commit_lsn);
 	}
-	append_key(out, first, "ordinal");
+	ws_append_json_key(out, first, "ordinal");
 	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
 }
 
@@ -519,19 +520,19 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 	const WsRelation *rel = NULL;
 
 	appendStringInfoChar(out, '{');
-	append_key(out, &first, "kind");
+	ws_append_json_key(out, &first, "kind");
 	escape_json(out, ws_record_kind_name(record->kind));
 
 	switch (record->kind)
 	{
 		case WS_REC_BEGIN:
-			append_key(out, &first, "format_version");
+			ws_append_json_key(out, &first, "format_version");
 			appendStringInfo(out, "%d", record->format_version);
-			append_key(out, &first, "xid");
+			ws_append_json_key(out, &first, "xid");
 			appendStringInfo(out, "%u", record->xid);
-			append_key(out, &first, "commit_lsn");
+			ws_append_json_key(out, &first, "commit_lsn");
 			append_lsn(out, record->commit_lsn);
-			append_key(out, &first, "commit_time");
+			ws_append_json_key(out, &first, "commit_time");
 			{
 				WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->commit_time};
 
@@ -539,17 +540,17 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			}
 			break;
 		case WS_REC_COMMIT:
-			append_key(out, &first, "commit_lsn");
+			ws_append_json_key(out, &first, "commit_lsn");
 			append_lsn(out, record->commit_lsn);
-			append_key(out, &first, "end_lsn");
+			ws_append_json_key(out, &first, "end_lsn");
 			append_lsn(out, record->end_lsn);
-			append_key(out, &first, "commit_time");
+			ws_append_json_key(out, &first, "commit_time");
 			{
 				WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->commit_time};
 
 				ws_append_datetime(out, &ts);
 			}
-			append_key(out, &first, "changes");
+			ws_append_json_key(out, &first, "changes");
 			appendStringInfo(out, UINT64_FORMAT, record->nchanges);
 			break;
 		case WS_REC_RELATION:
@@ -561,28 +562,28 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			rel = ws_stream_relation(context, record->rel_id);
 			append_relation_ref(out, &first, record->rel_id, rel);
 			append_change_id(out, &first, record, context);
-			append_key(out, &first, "lsn");
+			ws_append_json_key(out, &first, "lsn");
 			append_lsn(out, record->change_lsn);
 			if (record->kind != WS_REC_INSERT && record->old_kind != WS_OLD_NONE)
 			{
-				append_key(out, &first,
+				ws_append_json_key(out, &first,
 						   record->old_kind == WS_OLD_FULL ? "old" : "key");
 				append_tuple(out, &record->old_tuple, rel,
 							 record->old_kind == WS_OLD_KEY);
 			}
 			if (record->kind != WS_REC_DELETE)
 			{
-				append_key(out, &first, "new");
+				ws_append_json_key(out, &first, "new");
 				append_tuple(out, &record->new_tuple, rel, false);
 			}
 			break;
 		case WS_REC_TRUNCATE:
 			append_change_id(out, &first, record, context);
-			append_key(out, &first, "cascade");
+			ws_append_json_key(out, &first, "cascade");
 			appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_CASCADE) ? "true" : "false");
-			append_key(out, &first, "restart_identity");
+			ws_append_json_key(out, &first, "restart_identity");
 			appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_RESTART_SEQS) ? "true" : "false");
-			append_key(out, &first, "relation_ids");
+			ws_append_json_key(out, &first, "relation_ids");
 			appendStringInfoChar(out, '[');
 			for (uint64 i = 0; i < record->nrelations; i++)
 				appendStringInfo(out, "%s" UINT64_FORMAT, i > 0 ? ", " : "",
@@ -590,7 +591,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			appendStringInfoChar(out, ']');
 			if (context)
 			{
-				append_key(out, &first, "relations");
+				ws_append_json_key(out, &first, "relations");
 				appendStringInfoChar(out, '[');
 				for (uint64 i = 0; i < record->nrelations; i++)
 				{
@@ -607,15 +608,15 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			}
 			break;
 		case WS_REC_MESSAGE:
-			append_key(out, &first, "transactional");
+			ws_append_json_key(out, &first, "transactional");
 			appendStringInfoString(out, (record->message_flags & WS_MESSAGE_TRANSACTIONAL) ? "true" : "false");
-			append_key(out, &first, "lsn");
+			ws_append_json_key(out, &first, "lsn");
 			append_lsn(out, record->message_lsn);
 			if (record->message_flags & WS_MESSAGE_TRANSACTIONAL)
 				append_change_id(out, &first, record, context);
-			append_key(out, &first, "prefix");
+			ws_append_json_key(out, &first, "prefix");
 			append_utf8_string(out, record->prefix, strlen(record->prefix));
-			append_key(out, &first, "content");
+			ws_append_json_key(out, &first, "content");
 			append_bytea_hex(out, record->content, record->content_len);
 			break;
 	}

@@ -33,6 +33,7 @@ extern const WsRelation *ws_stream_relation(const WsStreamContext *context,
 extern void ws_value_to_json(StringInfo out, const WsValue *value);
 extern void ws_append_datetime(StringInfo out, const WsValue *value);
 extern void ws_append_json_string(StringInfo out, const char *str);
+extern void ws_append_json_key(StringInfo out, bool *first, const char *key);
 extern void ws_record_to_json(StringInfo out, const WsRecord *record,
 							  const WsStreamContext *context);
 
