@@ -246,6 +246,33 @@ process_interrupts(WsWorker *worker)
  */
 
 /*
+ * Whether this server lets walship be an output plugin.  PostgreSQL 15.19,
+ * 17.11 and 18.6 introduced output_plugin_libraries; older servers have no
+ * such setting and allow any plugin.
+ */
+static bool
+walship_allowed_as_output_plugin(void)
+{
+	const char *value = GetConfigOption("output_plugin_libraries", true, false);
+	char	   *copy;
+	List	   *names = NIL;
+	ListCell   *lc;
+	bool		found = false;
+
+	if (value == NULL)
+		return true;
+	copy = pstrdup(value);
+	if (!SplitIdentifierString(copy, ',', &names))
+		return true;			/* let the server itself say what is wrong */
+	foreach(lc, names)
+		if (strcmp((char *) lfirst(lc), "walship") == 0)
+			found = true;
+	list_free(names);
+	pfree(copy);
+	return found;
+}
+
+/*
  * Whether everything the pipeline needs exists; if not, the problem is
  * reported and the caller waits and checks again.
  */
@@ -261,7 +288,25 @@ pipeline_prerequisites(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "checking walship prerequisites");
 
-	if (!ws_progress_extension_installed())
+	if (wal_level < WAL_LEVEL_LOGICAL)
+	{
+		ok = false;
+		message = pstrdup("walship needs wal_level = logical");
+		hint = pstrdup("Set wal_level = logical in postgresql.conf and restart the server.");
+	}
+	else if (max_replication_slots == 0)
+	{
+		ok = false;
+		message = pstrdup("walship needs a replication slot, but max_replication_slots = 0");
+		hint = pstrdup("Set max_replication_slots to at least 1 in postgresql.conf and restart the server.");
+	}
+	else if (!walship_allowed_as_output_plugin())
+	{
+		ok = false;
+		message = pstrdup("walship is not listed in output_plugin_libraries");
+		hint = pstrdup("Add walship to output_plugin_libraries in postgresql.conf and reload.");
+	}
+	else if (!ws_progress_extension_installed())
 	{
 		ok = false;
 		message = psprintf("extension \"walship\" is not installed in database \"%s\"",
