@@ -49,6 +49,18 @@ typedef struct NdjsonRow
 	bool	   *present;		/* has the tuple a value for the column? */
 } NdjsonRow;
 
+/* One of this file's own key names (plain ASCII): no escaping needed. */
+static inline void
+append_literal_key(StringInfo out, bool *first, const char *key)
+{
+	if (!*first)
+		appendBinaryStringInfo(out, ", ", 2);
+	*first = false;
+	appendStringInfoChar(out, '"');
+	appendStringInfoString(out, key);
+	appendBinaryStringInfo(out, "\": ", 3);
+}
+
 /* A column or relation name, which records hold in UTF-8, as a key. */
 static void
 append_name_key(StringInfo out, bool *first, const char *name)
@@ -63,9 +75,7 @@ append_name_key(StringInfo out, bool *first, const char *name)
 static void
 append_commit_ts(StringInfo out, const WsStreamContext *stream)
 {
-	WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = stream->commit_time};
-
-	ws_append_datetime(out, &ts);
+	appendStringInfoString(out, stream->commit_time_json);
 }
 
 static const char *
@@ -190,7 +200,7 @@ append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
 	{
 		case WS_VAL_TIMESTAMP:
 		case WS_VAL_TIMESTAMPTZ:
-			appendStringInfo(out, INT64_FORMAT, value->int_value);
+			ws_append_int64(out, value->int_value);
 			break;
 		case WS_VAL_NULL:
 			/* ClickHouse has no Nullable(Array): a NULL array is empty */
@@ -309,7 +319,7 @@ append_unchanged(StringInfo out, bool *first, const char *key,
 			continue;
 		if (!any)
 		{
-			ws_append_json_key(out, first, key);
+			append_literal_key(out, first, key);
 			appendStringInfoChar(out, '[');
 		}
 		else
@@ -329,25 +339,25 @@ append_source(StringInfo out, bool *first, const WsRecord *record,
 {
 	bool		sfirst = true;
 
-	ws_append_json_key(out, first, "source");
+	append_literal_key(out, first, "source");
 	appendStringInfoChar(out, '{');
-	ws_append_json_key(out, &sfirst, "schema");
+	append_literal_key(out, &sfirst, "schema");
 	ws_append_json_string(out, rel->schema_name);
-	ws_append_json_key(out, &sfirst, "table");
+	append_literal_key(out, &sfirst, "table");
 	ws_append_json_string(out, rel->table_name);
-	ws_append_json_key(out, &sfirst, "commit_lsn");
+	append_literal_key(out, &sfirst, "commit_lsn");
 	appendStringInfo(out, "\"%X/%X\"", LSN_FORMAT_ARGS(stream->commit_lsn));
-	ws_append_json_key(out, &sfirst, "xid");
-	appendStringInfo(out, "%u", stream->xid);
-	ws_append_json_key(out, &sfirst, "commit_ts");
+	append_literal_key(out, &sfirst, "xid");
+	ws_append_uint64(out, stream->xid);
+	append_literal_key(out, &sfirst, "commit_ts");
 	append_commit_ts(out, stream);
-	ws_append_json_key(out, &sfirst, "ordinal");
-	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
+	append_literal_key(out, &sfirst, "ordinal");
+	ws_append_uint64(out, record->ordinal);
 	if (record->kind == WS_REC_TRUNCATE)
 	{
-		ws_append_json_key(out, &sfirst, "cascade");
+		append_literal_key(out, &sfirst, "cascade");
 		appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_CASCADE) ? "true" : "false");
-		ws_append_json_key(out, &sfirst, "restart_identity");
+		append_literal_key(out, &sfirst, "restart_identity");
 		appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_RESTART_SEQS) ? "true" : "false");
 	}
 	appendStringInfoChar(out, '}');
@@ -358,7 +368,7 @@ static void
 append_id(StringInfo out, bool *first, const WsRecord *record,
 		  const WsStreamContext *stream)
 {
-	ws_append_json_key(out, first, "id");
+	append_literal_key(out, first, "id");
 	appendStringInfo(out, "\"%08X%08X-" UINT64_FORMAT "\"",
 					 LSN_FORMAT_ARGS(stream->commit_lsn), record->ordinal);
 }
@@ -376,20 +386,20 @@ append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
 	XLogRecPtr	version = XLogRecPtrIsInvalid(record->change_lsn) ?
 		stream->commit_lsn : record->change_lsn;
 
-	ws_append_json_key(out, first, "_op");
+	append_literal_key(out, first, "_op");
 	escape_json(out, op_name(kind));
-	ws_append_json_key(out, first, "_lsn");
-	appendStringInfo(out, UINT64_FORMAT, (uint64) stream->commit_lsn);
-	ws_append_json_key(out, first, "_seq");
-	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
-	ws_append_json_key(out, first, "_version");
-	appendStringInfo(out, UINT64_FORMAT, (uint64) version);
-	ws_append_json_key(out, first, "_commit_ts");
+	append_literal_key(out, first, "_lsn");
+	ws_append_uint64(out, (uint64) stream->commit_lsn);
+	append_literal_key(out, first, "_seq");
+	ws_append_uint64(out, record->ordinal);
+	append_literal_key(out, first, "_version");
+	ws_append_uint64(out, (uint64) version);
+	append_literal_key(out, first, "_commit_ts");
 	if (dialect == WS_NDJSON_CLICKHOUSE)
-		appendStringInfo(out, INT64_FORMAT, stream->commit_time);
+		ws_append_int64(out, stream->commit_time);
 	else
 		append_commit_ts(out, stream);
-	ws_append_json_key(out, first, "_deleted");
+	append_literal_key(out, first, "_deleted");
 	appendStringInfoString(out, kind == WS_REC_DELETE ? "1" : "0");
 }
 
@@ -465,30 +475,30 @@ append_truncate(StringInfo out, const WsRecord *record,
 		appendStringInfoChar(out, '{');
 		if (shape == WS_NDJSON_ENVELOPE)
 		{
-			ws_append_json_key(out, &first, "op");
+			append_literal_key(out, &first, "op");
 			escape_json(out, "t");
-			ws_append_json_key(out, &first, "before");
+			append_literal_key(out, &first, "before");
 			appendStringInfoString(out, "null");
-			ws_append_json_key(out, &first, "after");
+			append_literal_key(out, &first, "after");
 			appendStringInfoString(out, "null");
 			append_source(out, &first, record, stream, rel);
 			append_id(out, &first, record, stream);
 		}
 		else
 		{
-			ws_append_json_key(out, &first, "_op");
+			append_literal_key(out, &first, "_op");
 			escape_json(out, "t");
-			ws_append_json_key(out, &first, "_schema");
+			append_literal_key(out, &first, "_schema");
 			ws_append_json_string(out, rel->schema_name);
-			ws_append_json_key(out, &first, "_table");
+			append_literal_key(out, &first, "_table");
 			ws_append_json_string(out, rel->table_name);
-			ws_append_json_key(out, &first, "_lsn");
-			appendStringInfo(out, UINT64_FORMAT, (uint64) stream->commit_lsn);
-			ws_append_json_key(out, &first, "_seq");
-			appendStringInfo(out, UINT64_FORMAT, record->ordinal);
-			ws_append_json_key(out, &first, "_commit_ts");
+			append_literal_key(out, &first, "_lsn");
+			ws_append_uint64(out, (uint64) stream->commit_lsn);
+			append_literal_key(out, &first, "_seq");
+			ws_append_uint64(out, record->ordinal);
+			append_literal_key(out, &first, "_commit_ts");
 			append_commit_ts(out, stream);
-			ws_append_json_key(out, &first, "_deleted");
+			append_literal_key(out, &first, "_deleted");
 			appendStringInfoChar(out, '0');
 		}
 		appendStringInfoString(out, "}\n");
@@ -571,11 +581,11 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 	appendStringInfoChar(out, '{');
 	if (shape == WS_NDJSON_ENVELOPE)
 	{
-		ws_append_json_key(out, &first, "op");
+		append_literal_key(out, &first, "op");
 		escape_json(out, op_name(record->kind));
-		ws_append_json_key(out, &first, "before");
+		append_literal_key(out, &first, "before");
 		append_row_object(out, &before, rel, unchanged, options->dialect);
-		ws_append_json_key(out, &first, "after");
+		append_literal_key(out, &first, "after");
 		append_row_object(out, &after, rel, unchanged, options->dialect);
 		append_unchanged(out, &first, "unchanged_columns", rel, unchanged);
 		append_source(out, &first, record, stream, rel);

@@ -48,6 +48,7 @@ ws_stream_context_init(WsStreamContext *context)
 	context->relations = hash_create("walship decoded relations", 16, &ctl,
 									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	context->commit_lsn = InvalidXLogRecPtr;
+	context->commit_time_json[0] = '\0';
 }
 
 /* Remembers what later records of the stream refer to. */
@@ -59,6 +60,17 @@ ws_stream_context_track(WsStreamContext *context, const WsRecord *record)
 		context->commit_lsn = record->commit_lsn;
 		context->xid = record->xid;
 		context->commit_time = record->commit_time;
+		/* rendered once per transaction, not once per change */
+		{
+			StringInfoData text;
+			WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->commit_time};
+
+			initStringInfo(&text);
+			ws_append_datetime(&text, &ts);
+			strlcpy(context->commit_time_json, text.data,
+					sizeof(context->commit_time_json));
+			pfree(text.data);
+		}
 	}
 	else if (record->kind == WS_REC_COMMIT)
 		context->commit_lsn = InvalidXLogRecPtr;
@@ -93,6 +105,23 @@ ws_stream_relation(const WsStreamContext *context, uint64 rel_id)
 		return NULL;
 	slot = hash_search(context->relations, &rel_id, HASH_FIND, NULL);
 	return slot ? &slot->relation : NULL;
+}
+
+/* Integers without going through printf. */
+void
+ws_append_int64(StringInfo out, int64 value)
+{
+	char		buf[MAXINT8LEN + 1];
+
+	appendBinaryStringInfo(out, buf, pg_lltoa(value, buf));
+}
+
+void
+ws_append_uint64(StringInfo out, uint64 value)
+{
+	char		buf[MAXINT8LEN + 1];
+
+	appendBinaryStringInfo(out, buf, pg_ulltoa_n(value, buf));
 }
 
 /* Starts an object member: a separator unless first, then "key": */
@@ -287,7 +316,7 @@ ws_value_to_json(StringInfo out, const WsValue *value)
 			appendStringInfoString(out, "true");
 			break;
 		case WS_VAL_INT:
-			appendStringInfo(out, INT64_FORMAT, value->int_value);
+			ws_append_int64(out, value->int_value);
 			break;
 		case WS_VAL_FLOAT4:
 		case WS_VAL_FLOAT8:

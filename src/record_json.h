@@ -23,6 +23,7 @@ typedef struct WsStreamContext
 	XLogRecPtr	commit_lsn;		/* of the open transaction, or invalid */
 	TransactionId xid;			/* of the open transaction */
 	int64		commit_time;	/* of the open transaction, us since 1970 */
+	char		commit_time_json[64];	/* commit_time as a JSON string */
 } WsStreamContext;
 
 extern void ws_stream_context_init(WsStreamContext *context);
@@ -34,6 +35,8 @@ extern void ws_value_to_json(StringInfo out, const WsValue *value);
 extern void ws_append_datetime(StringInfo out, const WsValue *value);
 extern void ws_append_json_string(StringInfo out, const char *str);
 extern void ws_append_json_key(StringInfo out, bool *first, const char *key);
+extern void ws_append_int64(StringInfo out, int64 value);
+extern void ws_append_uint64(StringInfo out, uint64 value);
 extern void ws_record_to_json(StringInfo out, const WsRecord *record,
 							  const WsStreamContext *context);
 
