@@ -30,6 +30,7 @@ use Test::More;
 use JSON::PP;
 use Time::HiRes qw(usleep);
 use WalshipHttpSink;
+use WalshipTest;
 
 my $json = JSON::PP->new->utf8;
 
@@ -41,14 +42,7 @@ my $token_file = "$tmp/token";
 write_file($token_file, "  $token\n");
 my $header_secret = 'hdr-SECRET-4b1e0a';
 
-my $node = PostgreSQL::Test::Cluster->new('delivery');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', qq{
-wal_level = logical
-max_replication_slots = 10
-max_wal_senders = 10
-output_plugin_libraries = 'pgoutput, test_decoding, walship'
-shared_preload_libraries = 'walship'
+my $node = worker_node('delivery', qq{
 walship.endpoint = '${\ $sink->url('/ingest') }'
 walship.publication = 'pub'
 walship.batch_max_delay = 20ms
@@ -68,15 +62,6 @@ sub write_file
 	close($fh) or die "cannot write $path: $!";
 	return;
 }
-
-sub lsn_int
-{
-	my ($lsn) = @_;
-	my ($hi, $lo) = split m{/}, $lsn;
-	return (hex($hi) << 32) | hex($lo);
-}
-
-sub lsn_text { my ($n) = @_; return sprintf('%X/%X', $n >> 32, $n & 0xffffffff); }
 
 # pg_reload_conf() returns before the postmaster has re-read the files and
 # signalled its children: wait for its log line, then give the worker (which
@@ -101,9 +86,7 @@ sub run_tx
 sub wait_confirmed
 {
 	my ($lsn, $what) = @_;
-	ok( $node->poll_query_until('postgres',
-			"SELECT confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots WHERE slot_name = 'walship'"),
-		"slot confirmed up to $lsn ($what)");
+	ok(wait_slot_confirmed($node, $lsn), "slot confirmed up to $lsn ($what)");
 	return;
 }
 
@@ -125,7 +108,7 @@ sub parse_envelope
 		  if @out == 0;
 		my $s = $l->{source};
 		my $lsn = $s->{commit_lsn};
-		my $id = sprintf('%016X-%d', lsn_int($lsn), $s->{ordinal});
+		my $id = sprintf('%016X-%d', lsn_num($lsn), $s->{ordinal});
 		is($l->{id}, $id, "$label: id is commit LSN and ordinal") if $l->{id} ne $id;
 		ok($s->{commit_ts} =~ $ts_re && $s->{xid} =~ /^\d+$/ && $s->{schema} eq 'public',
 			"$label: source fields") or diag($line);
@@ -258,14 +241,7 @@ sub check_request
 sub envelope_changes
 {
 	my ($since) = @_;
-	my @out;
-	for my $r ($sink->requests(since => $since))
-	{
-		next unless defined $r->{status} && $r->{status} =~ /^2/;
-		my $body = $sink->body($r->{seq}) // '';
-		push @out, map { $json->decode($_) } split /\n/, $body;
-	}
-	return @out;
+	return map { body_changes($sink, $_->{seq}) } grep { is_2xx($_) } $sink->requests(since => $since);
 }
 
 sub wait_for_item
@@ -281,11 +257,7 @@ sub wait_for_item
 	return $found;
 }
 
-sub status
-{
-	my ($cols) = @_;
-	return $node->safe_psql('postgres', "SELECT $cols FROM walship.status");
-}
+sub status { my ($cols) = @_; return walship_status($node, $cols); }
 
 # ---------------------------------------------------------------------------
 # Startup: the worker waits for the extension and the publication
@@ -305,8 +277,7 @@ CREATE PUBLICATION pub FOR TABLE items, other, evolve;
 });
 my $log_offset = -s $node->logfile;
 $node->reload;    # wakes the worker, which re-checks at once
-ok($node->poll_query_until('postgres', "SELECT state = 'streaming' FROM walship.status"),
-	'worker streams once extension and publication exist');
+ok(wait_streaming($node), 'worker streams once extension and publication exist');
 ok($node->wait_for_log(qr/walship created logical replication slot "walship"/, $log_offset),
 	'worker created its slot');
 is( $node->safe_psql('postgres',
@@ -409,7 +380,7 @@ COMMIT});
 		# stream order: by the first change id of each batch
 		my $batch_key = sub {
 			my ($id) = @_;
-			return $id =~ m{^([0-9A-F]+/[0-9A-F]+):(\d+)\.\.} ? sprintf('%016X:%010d', lsn_int($1), $2) : '';
+			return $id =~ m{^([0-9A-F]+/[0-9A-F]+):(\d+)\.\.} ? sprintf('%016X:%010d', lsn_num($1), $2) : '';
 		};
 		my @sorted = sort { $batch_key->($a->[0]) cmp $batch_key->($b->[0]) } @batches;
 		my @act = map { @{ $_->[1] } } @sorted;
@@ -425,8 +396,8 @@ COMMIT});
 		{
 			last if $k > $#exp;
 			my $tx = $exp[$k]{tx};
-			my $l = lsn_int($act[$k]{lsn} // '0/0');
-			if ($l > lsn_int($win[$tx]) && $l < lsn_int($win[ $tx + 1 ]))
+			my $l = lsn_num($act[$k]{lsn} // '0/0');
+			if ($l > lsn_num($win[$tx]) && $l < lsn_num($win[ $tx + 1 ]))
 			{
 				$exp[$k]{lsn} = $act[$k]{lsn};
 			}
@@ -461,7 +432,7 @@ COMMIT});
 				next if $a->{op} eq 't';
 				my $v = $a->{version} // 0;
 				$version_ok = 0, diag("$label: _version $v not below commit LSN $a->{lsn}")
-				  unless $v > 0 && $v < lsn_int($a->{lsn});
+				  unless $v > 0 && $v < lsn_num($a->{lsn});
 				next unless $p && $p->{op} ne 't' && $p->{lsn} eq $a->{lsn};
 				$version_ok = 0, diag("$label: _version $v after $p->{version} in one transaction")
 				  unless ($a->{seq} > $p->{seq} && $v > $p->{version})
@@ -517,7 +488,7 @@ reload_settled();
 # 2. walship.status and walship.progress
 # ---------------------------------------------------------------------------
 {
-	my @acked = grep { defined $_->{status} && $_->{status} =~ /^2/ } $sink->requests;
+	my @acked = grep { is_2xx($_) } $sink->requests;
 	my ($batches, $changes, $bytes) = (scalar(@acked), 0, 0);
 	for my $r (@acked)
 	{
@@ -532,9 +503,8 @@ SELECT count(*) FROM walship.decode_stream(decode('$hex', 'hex')) r
 		}
 		else
 		{
-			for my $line (split /\n/, $body)
+			for my $l (parse_ndjson($body))
 			{
-				my $l = $json->decode($line);
 				my $id = exists $l->{_lsn} ? "$l->{_lsn}-$l->{_seq}" : $l->{id};
 				$ids{$id} = 1;
 			}
@@ -703,8 +673,7 @@ INSERT INTO unpub SELECT g FROM generate_series(1, 2000) g;
 DELETE FROM unpub;
 });
 	my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-	ok( $node->poll_query_until('postgres',
-			"SELECT confirmed_flush_lsn >= '$lsn' FROM pg_replication_slots WHERE slot_name = 'walship'"),
+	ok(wait_slot_confirmed($node, $lsn),
 		'idle slot: confirmed_flush_lsn catches up with traffic in unpublished tables and other databases');
 	ok($node->poll_query_until('postgres', 'SELECT lag_bytes = 0 FROM walship.status'),
 		'idle slot: lag_bytes back to 0');
@@ -849,8 +818,7 @@ COMMIT});
 	my %by_path;
 	for my $r (@r)
 	{
-		push @{ $by_path{ $r->{path} } },
-		  map { $json->decode($_) } split /\n/, ($sink->body($r->{seq}) // '');
+		push @{ $by_path{ $r->{path} } }, body_changes($sink, $r->{seq});
 	}
 	is_deeply(
 		{ map { $_ => [ map { "$_->{source}{table}:$_->{after}{id}" } @{ $by_path{$_} } ] } keys %by_path },

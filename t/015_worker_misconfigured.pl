@@ -12,6 +12,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use WalshipHttpSink;
+use WalshipTest;
 
 my $sink = WalshipHttpSink->new(dir => PostgreSQL::Test::Utils::tempdir());
 
@@ -35,8 +36,8 @@ $node->reload;    # wakes the worker
 
 sub status_of
 {
-	return $node->safe_psql('postgres',
-		q{SELECT state || '|' || coalesce(last_error, '') || '|' || coalesce(worker_pid, 0) FROM walship.status});
+	return walship_status($node,
+		q{state || '|' || coalesce(last_error, '') || '|' || coalesce(worker_pid, 0)});
 }
 
 # 1. wal_level too low

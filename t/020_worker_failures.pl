@@ -29,6 +29,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time sleep);
 use WalshipHttpSink;
+use WalshipTest;
 
 my $json = JSON::PP->new->utf8;
 
@@ -36,14 +37,7 @@ my $tmp = PostgreSQL::Test::Utils::tempdir('worker_failures');
 my $sink = WalshipHttpSink->new(dir => "$tmp/sink",
 	behaviour => { default => { status => 204 } });
 
-my $node = PostgreSQL::Test::Cluster->new('failures');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-wal_level = logical
-max_replication_slots = 10
-max_wal_senders = 10
-output_plugin_libraries = 'pgoutput, test_decoding, walship'
-shared_preload_libraries = 'walship'
+my $node = worker_node('failures', q{
 walship.publication = 'walship'
 walship.format = 'ndjson'
 walship.ndjson_shape = 'envelope'
@@ -64,29 +58,16 @@ SELECT pg_create_logical_replication_slot('audit', 'walship');
 # Helpers
 # ---------------------------------------------------------------------------
 
-sub lsn_num
-{
-	my ($lsn) = @_;
-	die "bad LSN '" . ($lsn // 'undef') . "'" unless defined $lsn && $lsn =~ m{^([0-9A-F]+)/([0-9A-F]+)$}i;
-	return hex($1) * 4294967296 + hex($2);
-}
-
 sub status
 {
-	my $row = $node->safe_psql('postgres', q{
-SELECT json_build_object('state', state, 'retries', retries,
+	return $json->decode(walship_status($node, q{
+json_build_object('state', state, 'retries', retries,
   'rejected_batches', rejected_batches, 'last_http_status', last_http_status,
   'last_error', last_error, 'confirmed_lsn', confirmed_lsn::text,
-  'worker_pid', worker_pid)
-FROM walship.status});
-	return $json->decode($row);
+  'worker_pid', worker_pid)}));
 }
 
-sub slot_confirmed
-{
-	return $node->safe_psql('postgres',
-		q{SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'walship'});
-}
+sub slot_confirmed { return slot_confirmed_lsn($node); }
 
 sub reload_with
 {
@@ -129,26 +110,9 @@ sub commit_rows
 	return @ids;
 }
 
-# NDJSON text to a list of change hashes.
-sub parse_ndjson
-{
-	my ($text) = @_;
-	return map { $json->decode($_) } grep { $_ ne '' } split /\n/, ($text // '');
-}
-
 # The changes committed since the previous call, as the independent
 # "audit" slot decodes them (the same plugin, the same change ids).
-sub committed_changes
-{
-	my $text = $node->safe_psql('postgres', q{
-SELECT coalesce(walship.encode_ndjson(string_agg(data, ''::bytea ORDER BY n)), '')
-FROM pg_logical_slot_get_binary_changes('audit', NULL, NULL,
-       'publication_names', 'walship', 'format_version', '1')
-     WITH ORDINALITY AS c(lsn, xid, data, n)});
-	return [ parse_ndjson($text) ];
-}
-
-sub is_2xx { my ($r) = @_; return defined $r->{status} && $r->{status} >= 200 && $r->{status} <= 299; }
+sub committed_changes { return [ parse_ndjson(slot_ndjson($node, 'audit', 'walship')) ]; }
 
 sub has_exception_header
 {
@@ -167,19 +131,13 @@ sub acked_requests
 	return grep { is_2xx($_) && !has_exception_header($_) && !$exclude->{ $_->{seq} } } @$reqs;
 }
 
-sub body_changes
-{
-	my ($seq) = @_;
-	return parse_ndjson($sink->body($seq));
-}
-
 sub acked_ids
 {
 	my ($exclude) = @_;
 	my %ids;
 	for my $r (acked_requests(scalar($sink->requests), $exclude))
 	{
-		$ids{ $_->{id} }++ for body_changes($r->{seq});
+		$ids{ $_->{id} }++ for body_changes($sink, $r->{seq});
 	}
 	return \%ids;
 }
@@ -244,7 +202,7 @@ sub requests_since { my ($mark) = @_; return [ $sink->requests(since => $mark) ]
 # ---------------------------------------------------------------------------
 # Start: the worker streams
 # ---------------------------------------------------------------------------
-$node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship.status})
+wait_streaming($node)
   or die 'walship worker did not start streaming';
 my $worker_pid = status()->{worker_pid};
 ok($worker_pid > 0, 'worker running');
@@ -293,7 +251,7 @@ FROM walship.status}),
 
 	$sink->start;
 	check_at_least_once('down', $c);
-	ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship.status}),
+	ok(wait_streaming($node),
 		'down: back to streaming once the endpoint is up');
 	wait_confirmed_past('down', $c);
 }
@@ -314,9 +272,9 @@ FROM walship.status}),
 		'500: three failures then success');
 	is(scalar(keys %{ { map { $_->{batch_id} => 1 } @$r } }), 1,
 		'500: every retry carries the same Walship-Batch-Id');
-	is(scalar(body_changes($r->[3]{seq})), 3, '500: the retried batch holds the 3 changes');
-	is_deeply([ sort map { $_->{id} } body_changes($r->[0]{seq}) ],
-		[ sort map { $_->{id} } body_changes($r->[3]{seq}) ],
+	is(scalar(body_changes($sink, $r->[3]{seq})), 3, '500: the retried batch holds the 3 changes');
+	is_deeply([ sort map { $_->{id} } body_changes($sink, $r->[0]{seq}) ],
+		[ sort map { $_->{id} } body_changes($sink, $r->[3]{seq}) ],
 		'500: the retry carries the same change ids');
 	ok($node->poll_query_until('postgres', qq{
 SELECT retries >= $st0->{retries} + 3 AND last_http_status BETWEEN 200 AND 299
@@ -414,13 +372,13 @@ SELECT retries >= $st0->{retries} + 3 AND last_http_status BETWEEN 200 AND 299
 	check_at_least_once('413 split', $c);
 	my $r = requests_since($mark);
 	is($r->[0]{status}, 413, '413: first request refused');
-	my @orig = map { $_->{id} } body_changes($r->[0]{seq});
+	my @orig = map { $_->{id} } body_changes($sink, $r->[0]{seq});
 	is(scalar(@orig), 8, '413: it held the 8 changes');
 	my @next = @$r[ 1 .. $#$r ];
 	is(scalar(@next), 2, '413: two requests follow');
-	my @counts = map { scalar(body_changes($_->{seq})) } @next;
+	my @counts = map { scalar(body_changes($sink, $_->{seq})) } @next;
 	is_deeply([ sort @counts ], [ 4, 4 ], '413: the halves carry 4 and 4 changes');
-	is_deeply([ sort map { map { $_->{id} } body_changes($_->{seq}) } @next ], [ sort @orig ],
+	is_deeply([ sort map { map { $_->{id} } body_changes($sink, $_->{seq}) } @next ], [ sort @orig ],
 		'413: the halves together carry exactly the refused changes');
 	ok(!grep({ $_->{batch_id} eq $r->[0]{batch_id} } @next)
 		  && $next[0]{batch_id} ne $next[1]{batch_id},
@@ -447,7 +405,7 @@ SELECT retries >= $st0->{retries} + 3 AND last_http_status BETWEEN 200 AND 299
 		}, 10);
 		$r = requests_since($mark);
 		my ($refused) = grep { ($_->{script_index} // -1) == 1 } @$r;
-		my $order = $refused && (body_changes($refused->{seq}))[0]{id} =~ /-1$/
+		my $order = $refused && (body_changes($sink, $refused->{seq}))[0]{id} =~ /-1$/
 		  ? 'first half refused again' : 'second half refused again';
 		$first_half_refused = 1 if $order eq q{first half refused again};
 		if (!$ok)
@@ -455,7 +413,7 @@ SELECT retries >= $st0->{retries} + 3 AND last_http_status BETWEEN 200 AND 299
 			check_at_least_once("413 split, $order", $c, timeout => 1);
 			last;
 		}
-		is_deeply([ sort map { scalar(body_changes($_->{seq})) } acked_requests($r) ],
+		is_deeply([ sort map { scalar(body_changes($sink, $_->{seq})) } acked_requests($r) ],
 			[ 2, 2, 4 ], "413 twice (trial $trial, $order): delivered as 4, 2 and 2 changes");
 		if ($order eq 'first half refused again')
 		{
@@ -482,10 +440,10 @@ SELECT state = 'error' AND last_error LIKE '%HTTP 413%' FROM walship.status}),
 	$r = requests_since($mark);
 	is_deeply([ map { $_->{status} } @$r ], [ 413, 413, 204 ],
 		'413 single: retried slowly, not split, until accepted');
-	is_deeply([ map { scalar(body_changes($_->{seq})) } @$r ], [ 1, 1, 1 ],
+	is_deeply([ map { scalar(body_changes($sink, $_->{seq})) } @$r ], [ 1, 1, 1 ],
 		'413 single: every attempt carries the one change');
 	ok($r->[1]{t_received} - $r->[0]{t_received} >= 0.9, '413 single: retry after ~retry_max_delay');
-	ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship.status}),
+	ok(wait_streaming($node),
 		'413 single: streaming again');
 	wait_confirmed_past('413 single', $c);
 }
@@ -556,7 +514,7 @@ SELECT state = 'error' AND last_error LIKE '%ClickHouse exception 27%' FROM wals
 	ok(lsn_num(slot_confirmed()) < min_commit_lsn($c), 'clickhouse: slot not confirmed past it');
 	$sink->set_default({ status => 200 });
 	check_at_least_once('clickhouse', $c);
-	ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship.status}),
+	ok(wait_streaming($node),
 		'clickhouse: streaming again once a plain 200 comes');
 	wait_confirmed_past('clickhouse', $c);
 	$sink->set_default({ status => 204 });
@@ -624,7 +582,7 @@ WHERE r->>'kind' = 'insert'});
 	# the body of the delayed request is stored before its delay
 	ok($sink->wait_for(sub { -f $sink->dir . "/bodies/$slow_seq.bin" }, 30),
 		'inflight: first request arrived');
-	my @slow_changes = body_changes($slow_seq);
+	my @slow_changes = body_changes($sink, $slow_seq);
 	is(scalar(@slow_changes), 5, 'inflight: delayed request holds one transaction of 5 changes');
 	my $bound = min_commit_lsn(\@slow_changes);
 

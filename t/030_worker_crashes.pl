@@ -35,6 +35,7 @@ use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(time sleep);
 use WalshipHttpSink;
+use WalshipTest;
 
 # Peak resident memory the worker may reach while shipping the 2M-row
 # transaction.  logical_decoding_work_mem (64MB here) bounds the reorder
@@ -56,19 +57,12 @@ my @script = map {
 $sink->set_behaviour(
 	{ default => { status => 204, delay_ms => 150 }, script => \@script });
 
-my $node = PostgreSQL::Test::Cluster->new('crashes');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', qq{
-wal_level = logical
-max_replication_slots = 10
-max_wal_senders = 10
+my $node = worker_node('crashes', qq{
 max_connections = 30
 shared_buffers = 64MB
 logical_decoding_work_mem = 64MB
 # kill -9 of a backend makes the postmaster reinitialize; keep it running
 restart_after_crash = on
-output_plugin_libraries = 'pgoutput, test_decoding, walship'
-shared_preload_libraries = 'walship'
 walship.database = 'postgres'
 walship.publication = 'wpub'
 walship.endpoint = '${\ $sink->url('/ingest') }'
@@ -102,59 +96,14 @@ SELECT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = 'walship')
 $node->safe_psql('postgres',
 	q{SELECT pg_create_logical_replication_slot('ref', 'walship')});
 
-# Runs $sql with psql -c (no stdin: a server going away mid-call cannot
-# break a pipe); returns its output, or undef if psql failed.
-sub try_query
-{
-	my ($sql) = @_;
-	my ($out, $err) = ('', '');
-	my $ok = eval {
-		IPC::Run::run(
-			[
-				$node->installed_command('psql'), '-XAtq', '-v', 'ON_ERROR_STOP=1',
-				'-d', $node->connstr('postgres'), '-c', $sql
-			],
-			'<', \undef, '>', \$out, '2>', \$err,
-			IPC::Run::timeout(60));
-	};
-	return undef unless $ok;
-	chomp $out;
-	return $out;
-}
-
-# Polls (every 100 ms, up to the default timeout) until $sql returns 't'.
-sub poll_until
-{
-	my ($sql) = @_;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (time < $deadline)
-	{
-		my $r = try_query($sql);
-		return 1 if defined $r && $r eq 't';
-		sleep 0.1;
-	}
-	return 0;
-}
-
-sub worker_pid
-{
-	my $pid = try_query(
-		q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'walship worker'});
-	return defined $pid && $pid =~ /^\d+$/ ? $pid : undef;
-}
-
 # Waits until the server answers and a walship worker other than $old_pid
 # streams; returns its pid.
 sub wait_for_worker
 {
 	my ($old_pid) = @_;
-	$old_pid //= 0;
-	poll_until(qq{
-SELECT count(*) = 1 FROM pg_stat_activity
- WHERE backend_type = 'walship worker' AND pid <> $old_pid
-   AND (SELECT state = 'streaming' FROM walship.status)
-}) or die "walship worker did not come back after $old_pid";
-	return worker_pid();
+	wait_for_new_worker($node, $old_pid)
+	  or die "walship worker did not come back after " . ($old_pid // 0);
+	return worker_pid($node);
 }
 
 # ---------------------------------------------------------------------------
@@ -173,19 +122,8 @@ COMMIT;
 });
 
 # pgbench in a loop: a crash restart ends a run, the loop starts another
-my $stop_file = "$tmp/stop_workload";
-my $workload_log = "$tmp/workload.log";
-my $bindir = $node->config_data('--bindir');
-my $workload = IPC::Run::start(
-	[
-		'bash', '-c',
-		q{while [ ! -e "$0" ] && kill -0 "$5" 2>/dev/null; do
-  "$1/pgbench" -n -h "$2" -p "$3" -c 2 -R 250 -T 4 --max-tries=20 -f "$4" postgres
-  sleep 0.2
-done},
-		$stop_file, $bindir, $node->host, $node->port, $pgbench_script, $$
-	],
-	'<', \undef, '>', $workload_log, '2>&1');
+my $workload = start_workload($node, $tmp,
+	'-c', 2, '-R', 250, '-T', 4, '--max-tries=20', '-f', $pgbench_script);
 
 # Waits (up to 30 s) until the worker has requests in flight and the sink
 # holds bodies it has not answered yet; returns the worker's pid.
@@ -194,11 +132,9 @@ sub wait_mid_batch
 	my $deadline = time + 30;
 	while (time < $deadline)
 	{
-		my $row = try_query(
-			q{SELECT worker_pid, inflight FROM walship.status WHERE state = 'streaming'}) // '';
-		if ($row =~ /^(\d+)\|(\d+)$/ && $1 > 0 && $2 > 0)
+		my ($pid, $inflight) = streaming_worker_inflight($node);
+		if (defined $pid && $pid > 0 && $inflight > 0)
 		{
-			my $pid = $1;
 			opendir(my $dh, "$tmp/sink/bodies") or die $!;
 			my $bodies = grep { /^\d+\.bin$/ } readdir $dh;
 			closedir $dh;
@@ -211,7 +147,7 @@ sub wait_mid_batch
 }
 
 my $t_start = time;
-my $pid = worker_pid();
+my $pid = worker_pid($node);
 ok($pid, "worker runs (pid $pid)");
 my @events = qw(kill9 kill9 immediate kill9 immediate kill9);
 my $mid_batch = 0;
@@ -221,11 +157,10 @@ foreach my $event (@events)
 {
 	my $victim = wait_mid_batch();
 	$mid_batch++ if defined $victim;
-	$victim //= worker_pid();
+	$victim //= worker_pid($node);
 	if ($event eq 'kill9')
 	{
-		kill 'KILL', $victim or die "kill $victim: $!";
-		note "kill -9 of walship worker $victim";
+		kill_worker($victim);
 	}
 	else
 	{
@@ -243,18 +178,12 @@ is($done{kill9}, 4, 'worker killed with SIGKILL 4 times');
 is($done{immediate}, 2, 'server stopped in immediate mode 2 times');
 
 sleep 2;
-PostgreSQL::Test::Utils::append_to_file($stop_file, '');
-$workload->finish;
+stop_workload($workload);
 my $workload_seconds = time - $t_start;
 
 my $end_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-ok( $node->poll_query_until('postgres', qq{
-SELECT confirmed_flush_lsn >= '$end_lsn' FROM pg_replication_slots WHERE slot_name = 'walship'
-}), "slot confirmed past the end of the workload ($end_lsn)");
-ok( $node->poll_query_until('postgres', qq{
-SELECT state = 'streaming' AND confirmed_lsn >= '$end_lsn' AND inflight = 0
-  FROM walship.status
-}), 'walship.status: streaming, caught up, nothing in flight');
+ok(wait_slot_confirmed($node, $end_lsn), "slot confirmed past the end of the workload ($end_lsn)");
+ok(wait_worker_caught_up($node, $end_lsn), 'walship.status: streaming, caught up, nothing in flight');
 my $catchup_seconds = time - $t_start - $workload_seconds;
 diag(sprintf('scenario 1: workload with 6 crashes %.1f s, caught up %.1f s later; lag %s bytes',
 	$workload_seconds, $catchup_seconds,
@@ -263,8 +192,7 @@ diag(sprintf('scenario 1: workload with 6 crashes %.1f s, caught up %.1f s later
 sleep 0.5;
 
 # Every line of every acknowledged (2xx) request, to a file the server reads.
-my @acked = grep { defined $_->{status} && $_->{status} >= 200 && $_->{status} < 300 }
-  $sink->requests;
+my @acked = grep { is_2xx($_) } $sink->requests;
 my @failed = grep { !defined $_->{status} || $_->{status} >= 300 } $sink->requests;
 my $acked_file = "$tmp/acked.ndjson";
 open(my $afh, '>', $acked_file) or die "$acked_file: $!";
@@ -372,13 +300,10 @@ ok($rows > 100, "the table holds $rows rows");
 
 # Crashes were ours only: no other exit of the worker, nothing else crashed.
 my $log = slurp_file($node->logfile);
-my @killed = $log =~ /background worker "walship worker" \(PID \d+\) was terminated by signal 9/g;
-is(scalar(@killed), 4, 'the log shows the 4 SIGKILLs of the worker');
+is(worker_sigkills($log), 4, 'the log shows the 4 SIGKILLs of the worker');
 my @other_exits = $log =~ /(background worker "walship worker" \(PID \d+\) (?:exited with exit code [1-9]|was terminated by signal (?:[0-8]|1\d)\b)[^\n]*)/g;
 is(join("\n", @other_exits), '', 'the worker never exited on its own');
-# log_line_prefix is '%m [%p] %q%a ': the worker's application_name is walship
-my @worker_errors = $log =~ /(\[\d+\] walship(?: worker)? (?:ERROR|FATAL|PANIC):[^\n]*)/g;
-is(join("\n", @worker_errors), '', 'the worker logged no ERROR, FATAL or PANIC');
+is(join("\n", worker_errors($log)), '', 'the worker logged no ERROR, FATAL or PANIC');
 
 $node->safe_psql('postgres', q{SELECT pg_drop_replication_slot('ref')});
 
@@ -394,7 +319,7 @@ $node->poll_query_until('postgres',
 	q{SELECT current_setting('walship.batch_max_changes') = '10000'})
   or die 'reload not seen';
 my $since = $sink->last_seq;
-$pid = worker_pid();
+$pid = worker_pid($node);
 my $spill_before = $node->safe_psql('postgres',
 	q{SELECT coalesce(sum(spill_bytes), 0) FROM pg_stat_replication_slots WHERE slot_name = 'walship'});
 
@@ -443,10 +368,7 @@ while (time < $deadline)
 		($big_end) = $insert_out =~ m{([0-9A-F]+/[0-9A-F]+)};
 		$t_committed = $t_progress = time;
 	}
-	if (defined $big_end
-		&& $node->safe_psql('postgres', qq{
-SELECT confirmed_flush_lsn >= '$big_end' FROM pg_replication_slots WHERE slot_name = 'walship'})
-		eq 't')
+	if (defined $big_end && slot_confirmed_at_least($node, $big_end))
 	{
 		last;
 	}
@@ -472,9 +394,7 @@ my $rss_end = proc_status($pid);
 ok(defined $big_end, "the $big_rows-row transaction committed (" . sprintf('%.1f s', ($t_committed // time) - $t_big) . ')')
   or die 'cannot go on without the big transaction';
 ok(defined $rss_end, "the worker ($pid) is still the same process");
-ok( $node->safe_psql('postgres', qq{
-SELECT confirmed_flush_lsn >= '$big_end' FROM pg_replication_slots WHERE slot_name = 'walship'})
-	  eq 't', 'slot confirmed past the big transaction');
+ok(slot_confirmed_at_least($node, $big_end), 'slot confirmed past the big transaction');
 my $hwm = $rss_end ? $rss_end->{VmHWM} : 0;
 my $spill = $node->safe_psql('postgres', qq{
 SELECT coalesce(sum(spill_bytes), 0) - $spill_before FROM pg_stat_replication_slots WHERE slot_name = 'walship'});
@@ -495,7 +415,7 @@ my ($bits, $lines, $distinct, $max_ordinal, $other, $requests) = ('', 0, 0, 0, 0
 my %commit_lsns;
 foreach my $r ($sink->requests(since => $since))
 {
-	next unless defined $r->{status} && $r->{status} >= 200 && $r->{status} < 300;
+	next unless is_2xx($r);
 	my $body = $sink->body($r->{seq});
 	next unless defined $body;
 	$requests++;

@@ -32,9 +32,9 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 use Cwd qw(abs_path);
-use IPC::Run;
 use Time::HiRes qw(time sleep);
 use WalshipClickHouse;
+use WalshipTest;
 
 my ($available, $why) = WalshipClickHouse->available;
 plan skip_all => "clickhouse-server is not installed: $why" unless $available;
@@ -46,17 +46,10 @@ note(sprintf('clickhouse-server %s ready in %.1f s', $ch->version, $ch->startup_
 
 $ch->query('CREATE DATABASE shop');
 
-my $node = PostgreSQL::Test::Cluster->new('clickhouse');
-$node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', qq{
-wal_level = logical
-max_replication_slots = 10
-max_wal_senders = 10
+my $node = worker_node('clickhouse', qq{
 max_connections = 30
 # kill -9 of the worker makes the postmaster reinitialize; keep it running
 restart_after_crash = on
-output_plugin_libraries = 'pgoutput, test_decoding, walship'
-shared_preload_libraries = 'walship'
 walship.database = 'postgres'
 walship.publication = 'shop'
 walship.endpoint = '${\ $ch->insert_url('shop.{table}') }'
@@ -113,43 +106,7 @@ if ($ddl eq '')
 like($ddl, qr/ENGINE = ReplacingMergeTree\(_version\)/, 'ClickHouse DDL: ReplacingMergeTree(_version)');
 $ch->query($ddl);
 
-ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship.status}),
-	'worker streams to ClickHouse');
-
-# Runs $sql with psql -c (no stdin: a server going away mid-call cannot
-# break a pipe); returns its output, or undef if psql failed.
-sub try_query
-{
-	my ($sql) = @_;
-	my ($out, $err) = ('', '');
-	my $ok = eval {
-		IPC::Run::run(
-			[
-				$node->installed_command('psql'), '-XAtq', '-v', 'ON_ERROR_STOP=1',
-				'-d', $node->connstr('postgres'), '-c', $sql
-			],
-			'<', \undef, '>', \$out, '2>', \$err,
-			IPC::Run::timeout(60));
-	};
-	return undef unless $ok;
-	chomp $out;
-	return $out;
-}
-
-# Polls every 100 ms, up to $seconds (default: the default timeout), until
-# $sql returns 't'.
-sub poll_until
-{
-	my ($sql, $seconds) = @_;
-	my $deadline = time + ($seconds // $PostgreSQL::Test::Utils::timeout_default);
-	while (time < $deadline)
-	{
-		my $r = try_query($sql);
-		return 1 if defined $r && $r eq 't';
-		sleep 0.1;
-	}
-	return 0;
-}
+ok(wait_streaming($node), 'worker streams to ClickHouse');
 
 # ---------------------------------------------------------------------------
 # Workload: pgbench, several small-transaction scripts.  pgbench runs in a
@@ -191,20 +148,8 @@ foreach my $name (sort keys %scripts)
 	push @pgbench_files, '-f', "$tmp/$name";
 }
 
-my $stop_file = "$tmp/stop_workload";
-my $workload_log = "$tmp/workload.log";
-my $bindir = $node->config_data('--bindir');
-my $workload = IPC::Run::start(
-	[
-		'bash', '-c',
-		q{stop=$1 bindir=$2 host=$3 port=$4 owner=$5; shift 5
-while [ ! -e "$stop" ] && kill -0 "$owner" 2>/dev/null; do
-  "$bindir/pgbench" -n -h "$host" -p "$port" -c 3 -R 250 -T 3 --max-tries=20 "$@" postgres
-  sleep 0.2
-done},
-		'workload', $stop_file, $bindir, $node->host, $node->port, $$, @pgbench_files
-	],
-	'<', \undef, '>', $workload_log, '2>&1');
+my $workload = start_workload($node, $tmp,
+	'-c', 3, '-R', 250, '-T', 3, '--max-tries=20', @pgbench_files);
 
 # The worker's pid once it has requests in flight (up to 10 s), else its pid.
 sub worker_pid_mid_batch
@@ -213,12 +158,11 @@ sub worker_pid_mid_batch
 	my $pid;
 	while (time < $deadline)
 	{
-		my $row = try_query(
-			q{SELECT worker_pid, inflight FROM walship.status WHERE state = 'streaming'}) // '';
-		if ($row =~ /^(\d+)\|(\d+)$/ && $1 > 0)
+		my ($p, $inflight) = streaming_worker_inflight($node);
+		if (defined $p && $p > 0)
 		{
-			$pid = $1;
-			return ($pid, 1) if $2 > 0;
+			$pid = $p;
+			return ($pid, 1) if $inflight > 0;
 		}
 		sleep 0.01;
 	}
@@ -233,26 +177,19 @@ for my $round (1 .. 2)
 	ok($victim, "round $round: the worker runs (pid " . ($victim // 'none') . ')')
 	  or last;
 	$mid_batch += $inflight;
-	kill 'KILL', $victim or die "kill $victim: $!";
-	note "kill -9 of walship worker $victim" . ($inflight ? ' with requests in flight' : '');
-	ok( poll_until(qq{
-SELECT count(*) = 1 FROM pg_stat_activity
- WHERE backend_type = 'walship worker' AND pid <> $victim
-   AND (SELECT state = 'streaming' FROM walship.status)
-}), "round $round: after the crash restart a new worker streams");
+	kill_worker($victim, $inflight ? ' with requests in flight' : '');
+	ok(wait_for_new_worker($node, $victim),
+		"round $round: after the crash restart a new worker streams");
 	sleep 3;	# ship (and write) a while
 }
 cmp_ok($mid_batch, '>=', 1, "the worker was killed with requests in flight ($mid_batch of 2 times)");
 
-PostgreSQL::Test::Utils::append_to_file($stop_file, '');
-$workload->finish;
+stop_workload($workload);
 my $workload_seconds = time - $t_begin;
 
 my $end_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 my $t_wait = time;
-ok( $node->poll_query_until('postgres', qq{
-SELECT state = 'streaming' AND confirmed_lsn >= '$end_lsn' AND inflight = 0
-  FROM walship.status}),
+ok(wait_worker_caught_up($node, $end_lsn),
 	"caught up: everything up to $end_lsn acknowledged")
   or diag($node->safe_psql('postgres', 'SELECT * FROM walship.status'));
 note(sprintf('caught up %.1f s after the workload stopped', time - $t_wait));
@@ -321,10 +258,8 @@ is($ch->query_value("SELECT countIf(_op = 'c') > 0 AND countIf(_op = 'u') > 0 "
 
 # the two crashes were ours, and nothing else went wrong
 my $log = slurp_file($node->logfile);
-my @killed = $log =~ /background worker "walship worker" \(PID \d+\) was terminated by signal 9/g;
-is(scalar(@killed), 2, 'the log shows the 2 SIGKILLs of the worker');
-my @worker_errors = $log =~ /(\[\d+\] walship(?: worker)? (?:ERROR|FATAL|PANIC):[^\n]*)/g;
-is(join("\n", @worker_errors), '', 'the worker logged no ERROR, FATAL or PANIC');
+is(worker_sigkills($log), 2, 'the log shows the 2 SIGKILLs of the worker');
+is(join("\n", worker_errors($log)), '', 'the worker logged no ERROR, FATAL or PANIC');
 
 diag(sprintf('ClickHouse end to end: %d orders, %d rows in ClickHouse (%d with FINAL), '
 	  . 'workload %.1f s, whole test %.1f s',

@@ -26,6 +26,7 @@ use Test::More;
 
 use JSON::PP;
 use WalshipClickHouse;
+use WalshipTest;
 
 my ($available, $why) = WalshipClickHouse->available;
 plan skip_all => "clickhouse-server is not installed: $why" unless $available;
@@ -190,13 +191,7 @@ SQL
 sub ndjson_of
 {
 	my ($t) = @_;
-	return psql(<<"SQL") . "\n";
-SELECT walship.encode_ndjson(coalesce(string_agg(data, ''::bytea ORDER BY n), ''::bytea),
-                             'flat', 'clickhouse')
-  FROM pg_logical_slot_get_binary_changes('s_$t', NULL, NULL,
-                                          'publication_names', 'p_$t')
-       WITH ORDINALITY AS c(lsn, xid, data, n)
-SQL
+	return slot_ndjson($node, "s_$t", "p_$t", 'flat', 'clickhouse') . "\n";
 }
 
 my %body;
