@@ -88,51 +88,24 @@ PG_CONFIG=${PG_CONFIG:-pg_config}
 NGINX=${NGINX:-nginx}
 KEEP_TMP=${KEEP_TMP:-0}
 
-die() { echo "clickhouse_bench: error: $*" >&2; exit 1; }
-log() { echo "clickhouse_bench: [$(date -u +%H:%M:%S)] $*" >&2; }
+BENCH_NAME=clickhouse_bench
+BENCH_LOG_CLOCK=1
+# shellcheck source=bench/lib.sh
+declare -F drop_root >/dev/null || . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 
 # The repository (demo/clickhouse.pl and t/WalshipClickHouse.pm start ClickHouse).
 SRC_DIR=${CLICKHOUSE_BENCH_SRC:-$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/..}
 SRC_DIR=$(readlink -f "$SRC_DIR" 2>/dev/null || echo "$SRC_DIR")
 
-# ---------------------------------------------------------------------------
-# Run as an unprivileged user.  setpriv replaces this process (unlike su or
-# runuser, which would stay in between), so signals reach the cleanup below.
-# ---------------------------------------------------------------------------
-if [ "$(id -u)" -eq 0 ]; then
-	[ -z "${CLICKHOUSE_BENCH_REEXEC:-}" ] || die "still root after switching user"
-	id "$BENCH_USER" >/dev/null 2>&1 ||
-		die "user '$BENCH_USER' does not exist; set BENCH_USER to an unprivileged user"
-	self=$(readlink -f "${BASH_SOURCE[0]}")
-	as_user=(setpriv --reuid="$BENCH_USER" --regid="$(id -g "$BENCH_USER")" --init-groups
-		env CLICKHOUSE_BENCH_REEXEC=1 CLICKHOUSE_BENCH_SRC="$SRC_DIR"
-		USER="$BENCH_USER" LOGNAME="$BENCH_USER"
-		HOME="$(getent passwd "$BENCH_USER" | cut -d: -f6)")
-	cd /
-	if "${as_user[@]}" test -r "$self"; then
-		exec "${as_user[@]}" bash "$self" "$@"
-	else
-		exec "${as_user[@]}" bash -c "$(cat "$self")" clickhouse_bench.sh "$@"
-	fi
-fi
-
-skipped() { case " $SKIP " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# As root, re-run as BENCH_USER: initdb refuses to run as root.
+drop_root CLICKHOUSE_BENCH_SRC="$SRC_DIR" -- "$@"
 
 # ---------------------------------------------------------------------------
 # Check the installation.  Nothing is installed from here.
 # ---------------------------------------------------------------------------
-command -v "$PG_CONFIG" >/dev/null 2>&1 ||
-	die "$PG_CONFIG not found; install postgresql-15 (apt-get install postgresql-15 postgresql-server-dev-15)"
-BINDIR=$("$PG_CONFIG" --bindir)
-PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
-for prog in initdb pg_ctl psql pgbench; do
-	[ -x "$BINDIR/$prog" ] || die "$BINDIR/$prog not found; install postgresql-15 and postgresql-client-15"
-done
-[ -f "$PKGLIBDIR/walship.so" ] ||
-	die "walship is not installed in $PKGLIBDIR; run 'make && make install' in the walship source tree"
-NGINX_BIN=$(command -v "$NGINX" 2>/dev/null || true)
-[ -z "$NGINX_BIN" ] && [ -x /usr/sbin/nginx ] && NGINX_BIN=/usr/sbin/nginx
-[ -n "$NGINX_BIN" ] || die "nginx not found; apt-get install nginx-light"
+require_postgres "install postgresql-15 and postgresql-client-15" initdb pg_ctl psql pgbench
+require_walship
+find_nginx
 for prog in perl python3 curl; do
 	command -v "$prog" >/dev/null 2>&1 || die "$prog not found; apt-get install $prog"
 done
@@ -143,80 +116,36 @@ CH_AVAILABLE=$(perl -I "$SRC_DIR/t" -MWalshipClickHouse -e 'my ($ok, $why) = Wal
 	die "cannot load t/WalshipClickHouse.pm"
 [ -z "$CH_AVAILABLE" ] || die "clickhouse-server is not installed ($CH_AVAILABLE)"
 
-# Which walship build is measured; checked again at the end, since a
-# reinstall during the run would mix two builds in the timings.
-walship_build() {
-	echo "$(sha256sum "$PKGLIBDIR/walship.so" | cut -c1-12), installed $(date -u -r "$PKGLIBDIR/walship.so" '+%Y-%m-%d %H:%M:%S UTC')"
-}
 WALSHIP_BUILD=$(walship_build)
+require_positive_ints CHANGES ROUNDS TXN_SIZE PREFILL FRESH_RATE FRESH_SECONDS FRESH_CLIENTS POLL_MS \
+	SHIP_TIMEOUT STALL_SECONDS BENCH_PORT HTTP_PORT
 
-for n in "$CHANGES" "$ROUNDS" "$TXN_SIZE" "$PREFILL" "$FRESH_RATE" "$FRESH_SECONDS" "$FRESH_CLIENTS" "$POLL_MS" \
-	"$SHIP_TIMEOUT" "$STALL_SECONDS" "$BENCH_PORT" "$HTTP_PORT"; do
-	[[ "$n" =~ ^[1-9][0-9]*$ ]] || die "the numeric settings must be positive integers (got '$n')"
-done
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port_open "$HTTP_PORT" && die "port $HTTP_PORT on 127.0.0.1 is in use; set HTTP_PORT"
 
 # ---------------------------------------------------------------------------
 # Temporary directory: cluster, ClickHouse, nginx, poller; all stopped and
 # removed on exit, ^C included.
 # ---------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/walship-clickhouse-bench.XXXXXX")
-PGDATA_DIR="$TMP/data"
-SERVER_LOG="$TMP/server.log"
-server_started=0
 nginx_pid=""
 ch_keeper_pid=""
 poller_pid=""
 sampler_pid=""
-pgbench_pid=""
 
-stop_pid() {
-	local pid=$1
-	[ -n "$pid" ] || return 0
-	kill "$pid" 2>/dev/null || return 0
-	for _ in $(seq 1 "${2:-50}"); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -9 "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	stop_pid "$pgbench_pid"
-	stop_pid "$sampler_pid"
-	stop_pid "$poller_pid"
-	stop_pid "$nginx_pid"
-	if [ "$server_started" -eq 1 ]; then
-		"$BINDIR/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
-	fi
+# on_exit STATUS: called by the exit trap of lib.sh once the cluster is
+# stopped: stops ClickHouse and, on failure, prints the end of its error log.
+on_exit() {
 	# demo/clickhouse.pl stops the server on SIGTERM (SIGTERM, then SIGKILL
 	# after 30 s); if it dies otherwise, the harness's watchdog does it
 	if [ -n "$ch_keeper_pid" ]; then
 		stop_pid "$ch_keeper_pid" 400
 	fi
-	if [ "$rc" -ne 0 ] && [ -f "$SERVER_LOG" ]; then
-		echo "clickhouse_bench: last lines of the server log:" >&2
-		tail -n 20 "$SERVER_LOG" >&2 || true
-		if [ -s "$TMP/clickhouse/log/clickhouse-server.err.log" ]; then
-			echo "clickhouse_bench: last lines of the ClickHouse error log:" >&2
-			tail -n 10 "$TMP/clickhouse/log/clickhouse-server.err.log" >&2 || true
-		fi
+	if [ "$1" -ne 0 ] && [ -s "$TMP/clickhouse/log/clickhouse-server.err.log" ]; then
+		echo "clickhouse_bench: last lines of the ClickHouse error log:" >&2
+		tail -n 10 "$TMP/clickhouse/log/clickhouse-server.err.log" >&2 || true
 	fi
-	if [ "$KEEP_TMP" = 1 ]; then
-		log "kept $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+make_workdir
+stop_on_exit sampler_pid poller_pid nginx_pid
 
 # --- ClickHouse (started first: it takes a few seconds) -------------------------
 mkdir -p "$TMP/clickhouse"
@@ -225,45 +154,9 @@ perl -I "$SRC_DIR/t" "$SRC_DIR/demo/clickhouse.pl" "$TMP/clickhouse" \
 	</dev/null >"$TMP/clickhouse.out" 2>&1 &
 ch_keeper_pid=$!
 
-# --- nginx: the null sink ----------------------------------------------------
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx/nginx.conf" <<EOF
-# clickhouse_bench.sh: a null HTTP sink answering 204 to everything.
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path $TMP/nginx/body;
-	proxy_temp_path $TMP/nginx/proxy;
-	fastcgi_temp_path $TMP/nginx/fastcgi;
-	uwsgi_temp_path $TMP/nginx/uwsgi;
-	scgi_temp_path $TMP/nginx/scgi;
-	keepalive_requests 100000;
-	keepalive_timeout 120s;
-	server {
-		listen 127.0.0.1:$HTTP_PORT;
-		client_max_body_size 0;
-		client_body_buffer_size 16m;
-		location / { return 204; }
-	}
-}
-EOF
-log "starting nginx ($NGINX_BIN) on 127.0.0.1:$HTTP_PORT"
-"$NGINX_BIN" -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$TMP/nginx/nginx.conf" \
-	-g 'daemon off;' >"$TMP/nginx/stdout.log" 2>&1 &
-nginx_pid=$!
-for _ in $(seq 1 100); do
-	port_open "$HTTP_PORT" && break
-	kill -0 "$nginx_pid" 2>/dev/null || { cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log" >&2 || true; die "nginx exited"; }
-	sleep 0.1
-done
-port_open "$HTTP_PORT" || die "nginx does not listen on 127.0.0.1:$HTTP_PORT"
+start_nginx
 # {table} kept, so that requests are split per table exactly as for ClickHouse
 NGINX_URL="http://127.0.0.1:$HTTP_PORT/ingest/{table}"
-code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary 'x' "http://127.0.0.1:$HTTP_PORT/ingest/x" 2>/dev/null || true)
-[ "$code" = 204 ] || die "nginx answers a POST with '$code', not 204"
 
 # --- wait for ClickHouse ---------------------------------------------------------
 for _ in $(seq 1 1200); do
@@ -312,29 +205,7 @@ ch_inserted_rows() {
 }
 
 # --- the cluster ---------------------------------------------------------------
-log "initdb in $TMP"
-"$BINDIR/initdb" -D "$PGDATA_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-	>"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-
-cat >>"$PGDATA_DIR/postgresql.conf" <<EOF
-
-# --- clickhouse_bench.sh ---
-listen_addresses = ''
-port = $BENCH_PORT
-unix_socket_directories = '$TMP'
-wal_level = logical
-max_replication_slots = 10
-max_wal_senders = 10
-shared_buffers = 256MB
-logical_decoding_work_mem = 256MB
-max_wal_size = 8GB
-checkpoint_timeout = 1h
-# A throwaway cluster: durability does not matter, decoding is unaffected.
-fsync = off
-full_page_writes = off
-autovacuum = off
-timezone = 'UTC'
-
+start_cluster 'pgoutput, test_decoding, walship' <<EOF
 shared_preload_libraries = 'walship'
 walship.database = 'postgres'
 walship.publication = 'bench_pub'
@@ -347,59 +218,14 @@ walship.ndjson_dialect = 'clickhouse'
 walship.compression = 'gzip'
 EOF
 
-server_settings=$("$BINDIR/postgres" --describe-config 2>/dev/null | cut -f1 || true)
-if grep -qx output_plugin_libraries <<<"$server_settings"; then
-	echo "output_plugin_libraries = 'pgoutput, test_decoding, walship'" >>"$PGDATA_DIR/postgresql.conf"
-fi
-
-"$BINDIR/pg_ctl" -D "$PGDATA_DIR" -l "$SERVER_LOG" -w -t 60 start >/dev/null ||
-	die "the server did not start"
-server_started=1
-
-psql_cmd() {
-	PGOPTIONS="-c client_min_messages=warning" \
-		"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 \
-		-h "$TMP" -p "$BENCH_PORT" -U postgres -d postgres "$@"
-}
-pgbench_cmd() {
-	"$BINDIR/pgbench" -h "$TMP" -p "$BENCH_PORT" -U postgres "$@" postgres
-}
-
-# Sets walship.* settings with ALTER SYSTEM and reloads.  Arguments:
-# name=value (value unquoted) or name= to reset.
-set_walship() {
-	local kv name value args=()
-	for kv in "$@"; do
-		name=${kv%%=*}
-		value=${kv#*=}
-		if [ -z "$value" ]; then
-			args+=(-c "ALTER SYSTEM RESET walship.$name")
-		else
-			args+=(-c "ALTER SYSTEM SET walship.$name = '$value'")
-		fi
-	done
-	psql_cmd "${args[@]}" -c "SELECT pg_reload_conf()" >/dev/null
-}
-
 # ---------------------------------------------------------------------------
 # Schema and helpers.  The extension comes first here (unlike
 # worker_bench.sh): ClickHouse must receive every row, the prefill included.
 # ---------------------------------------------------------------------------
 log "creating the tables and the extension"
-psql_cmd <<'SQL'
-CREATE TABLE orders (
-	id          bigint PRIMARY KEY,
-	customer_id integer NOT NULL,
-	country     text NOT NULL,
-	total       numeric(12,2) NOT NULL,
-	created_at  timestamptz NOT NULL,
-	paid        boolean NOT NULL,
-	ref         uuid NOT NULL,
-	doc         jsonb,
-	note        text,
-	score       float8,
-	ship_date   date
-);
+{
+	sql_orders_table
+	cat <<'SQL'
 
 -- freshness probes: one small row per transaction, stamped at insert time
 CREATE TABLE events (
@@ -489,79 +315,9 @@ $$;
 
 CREATE PUBLICATION bench_pub FOR TABLE orders, orders_null, events;
 CREATE EXTENSION walship;
-
--- Waits until cond (a boolean expression over walship.status) holds;
--- returns the seconds waited.  Polls every 10 ms in one backend.
-CREATE FUNCTION bench_wait(cond text, timeout_s float8) RETURNS float8
-LANGUAGE plpgsql AS $$
-DECLARE
-	t0 timestamptz := clock_timestamp();
-	ok boolean;
-	st text;
-BEGIN
-	LOOP
-		EXECUTE 'SELECT ' || cond || ' FROM walship.status' INTO ok;
-		EXIT WHEN ok;
-		IF clock_timestamp() - t0 > make_interval(secs => timeout_s) THEN
-			SELECT format('state %s, paused %s, confirmed %s, current %s, changes_shipped %s, inflight %s, retries %s, last_http_status %s, last_error %s',
-						  state, paused, confirmed_lsn, current_lsn, changes_shipped, inflight,
-						  retries, last_http_status, last_error)
-			  INTO st FROM walship.status;
-			RAISE EXCEPTION 'timed out after % s waiting for: %', timeout_s, cond
-				USING DETAIL = st;
-		END IF;
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-	RETURN extract(epoch FROM clock_timestamp() - t0);
-END;
-$$;
-
--- Waits until the worker has confirmed everything written so far.
-CREATE FUNCTION bench_wait_caught_up(timeout_s float8) RETURNS float8
-LANGUAGE plpgsql AS $$
-BEGIN
-	RETURN bench_wait(format('state = ''streaming'' AND inflight = 0 AND confirmed_lsn >= %L::pg_lsn',
-							 pg_current_wal_lsn()), timeout_s);
-END;
-$$;
-
--- Resumes the paused worker and times it until changes_shipped reaches
--- target and confirmed_lsn reaches end_lsn.  Fails if changes_shipped does
--- not move for stall_s seconds, or after timeout_s.
-CREATE FUNCTION bench_ship(target bigint, end_lsn pg_lsn, stall_s float8, timeout_s float8,
-						   OUT seconds float8, OUT last_ack_seconds float8)
-LANGUAGE plpgsql AS $$
-DECLARE
-	t0 timestamptz;
-	moved_at timestamptz;
-	last bigint := -1;
-	s record;
-BEGIN
-	t0 := clock_timestamp();
-	moved_at := t0;
-	PERFORM walship.resume();
-	LOOP
-		SELECT * INTO s FROM walship.status;
-		EXIT WHEN s.changes_shipped >= target AND s.confirmed_lsn >= end_lsn;
-		IF s.changes_shipped <> last THEN
-			last := s.changes_shipped;
-			moved_at := clock_timestamp();
-		ELSIF clock_timestamp() - moved_at > make_interval(secs => stall_s)
-			OR clock_timestamp() - t0 > make_interval(secs => timeout_s) THEN
-			RAISE EXCEPTION 'the worker stalled: changes_shipped % (target %) has not moved for % s',
-				s.changes_shipped, target, round(extract(epoch FROM clock_timestamp() - moved_at)::numeric, 1)
-				USING DETAIL = format('after %s s: state %s, confirmed_lsn %s (target %s), decoded_lsn %s, inflight %s, batches_shipped %s, retries %s, last_http_status %s, last_error %s',
-									  round(extract(epoch FROM clock_timestamp() - t0)::numeric, 1),
-									  s.state, s.confirmed_lsn, end_lsn, s.decoded_lsn, s.inflight,
-									  s.batches_shipped, s.retries, s.last_http_status, s.last_error);
-		END IF;
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-	seconds := extract(epoch FROM clock_timestamp() - t0);
-	SELECT extract(epoch FROM last_success_at - t0) INTO last_ack_seconds FROM walship.status;
-END;
-$$;
 SQL
+	sql_worker_helpers
+} | psql_cmd
 
 # The ClickHouse tables, as walship suggests them
 for t in orders orders_null events; do
@@ -573,13 +329,11 @@ log "ClickHouse tables: $(chq "SELECT name || ' ' || engine FROM system.tables W
 
 CH_INSERTED0=$(ch_inserted_rows)
 [ -n "$CH_INSERTED0" ] || CH_INSERTED0=0
-psql_cmd -c "SELECT pg_reload_conf()" >/dev/null
-psql_cmd -c "SELECT bench_wait('state = ''streaming''', 60)" >/dev/null ||
-	die "the walship worker did not start streaming ($(psql_cmd -c 'SELECT state, last_error FROM walship.status'))"
-WORKER_PID=$(psql_cmd -c "SELECT worker_pid FROM walship.status")
+wait_worker_streaming
 log "worker streaming (pid $WORKER_PID) to ClickHouse"
-SETTINGS=$(psql_cmd -F '=' -c "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name IN ('walship.format', 'walship.ndjson_shape', 'walship.ndjson_dialect', 'walship.compression', 'walship.batch_max_changes', 'walship.batch_max_bytes', 'walship.batch_max_delay', 'walship.max_inflight') ORDER BY name" | tr '\n' ' ')
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+SETTINGS=$(walship_settings format ndjson_shape ndjson_dialect compression batch_max_changes batch_max_bytes \
+	batch_max_delay max_inflight)
+LOAD_START=$(load_avg)
 
 # "changes_shipped bytes_shipped batches_shipped retries" of walship.status
 shipped_counters() {
@@ -613,7 +367,7 @@ TP_RESULTS=()
 # ship_case SINK: switch the endpoint, pause, commit a backlog on the sink's
 # table, resume, time it; appends to TP_RESULTS
 ship_case() {
-	local sink=$1 round=$2 table sink_pid url wl_t0 wl_t1 start_lsn end_lsn wal_bytes row_changes out ship_secs ack_secs
+	local sink=$1 round=$2 table sink_pid url
 	local c0 b0 n0 r0 c1 b1 n1 r1 w0 w1 s0 s1 s2 merge_secs
 	if [ "$sink" = clickhouse ]; then
 		table=orders sink_pid=$CH_PID url=$CH_ENDPOINT
@@ -626,38 +380,25 @@ ship_case() {
 	set_walship "endpoint=$url"
 	psql_cmd -c "SELECT walship.pause()" >/dev/null
 	psql_cmd -c "SELECT bench_wait('state = ''paused'' AND inflight = 0', 60)" >/dev/null
-	start_lsn=$(psql_cmd -c "SELECT pg_current_wal_lsn()")
 	log "throughput $sink ($round): worker paused; backlog of $CHANGES row changes on $table in transactions of $TXN_SIZE"
-	wl_t0=$(date +%s.%N)
-	row_changes=$(psql_cmd -c "SELECT setseed(0.17)" -c "CALL orders_workload('$table', $CHANGES, $TXN_SIZE)" | tail -n 1)
-	wl_t1=$(date +%s.%N)
-	end_lsn=$(psql_cmd -c "SELECT pg_current_wal_lsn()")
-	wal_bytes=$(psql_cmd -c "SELECT pg_wal_lsn_diff('$end_lsn', '$start_lsn')::bigint")
-	[ "$row_changes" -gt 0 ] || die "the workload made no row changes"
-	psql_cmd -c "CHECKPOINT" >/dev/null
-	log "throughput $sink ($round): backlog committed in $(awk -v a="$wl_t0" -v b="$wl_t1" 'BEGIN { printf "%.1f", b - a }') s:" \
-		"$row_changes row changes, $wal_bytes bytes of WAL; resuming"
+	run_orders_workload "'$table', $CHANGES, $TXN_SIZE"
+	log "throughput $sink ($round): backlog committed in $WL_SECONDS s:" \
+		"$WL_CHANGES row changes, $WL_WAL_BYTES bytes of WAL; resuming"
 	read -r c0 b0 n0 r0 <<<"$(shipped_counters)"
 	w0=$(cpu_ticks "$WORKER_PID")
 	s0=$(cpu_ticks "$sink_pid")
-	if ! out=$(psql_cmd -F ' ' -c "SELECT * FROM bench_ship($((c0 + row_changes)), '$end_lsn', $STALL_SECONDS, $SHIP_TIMEOUT)" 2>"$TMP/ship.err"); then
-		cat "$TMP/ship.err" >&2
-		echo "clickhouse_bench: the worker's stack now (if gdb is installed):" >&2
-		gdb -p "$WORKER_PID" -batch -ex bt 2>/dev/null | grep '^#' | head -n 12 >&2 || true
-		die "the worker did not ship the backlog of case $sink ($round)"
-	fi
-	read -r ship_secs ack_secs <<<"$out"
+	ship_backlog $((c0 + WL_CHANGES)) "$WL_END_LSN" "the backlog of case $sink ($round)"
 	w1=$(cpu_ticks "$WORKER_PID")
 	s1=$(cpu_ticks "$sink_pid")
 	read -r c1 b1 n1 r1 <<<"$(shipped_counters)"
 	# the work (merges) ClickHouse does after the inserts: time and its CPU
 	merge_secs=$(ch_wait_quiet 120)
 	s2=$(cpu_ticks "$sink_pid")
-	[ $((c1 - c0)) -eq "$row_changes" ] ||
-		log "WARNING: changes_shipped grew by $((c1 - c0)), the backlog has $row_changes row changes"
+	[ $((c1 - c0)) -eq "$WL_CHANGES" ] ||
+		log "WARNING: changes_shipped grew by $((c1 - c0)), the backlog has $WL_CHANGES row changes"
 	[ "$sink" = nginx ] && NGINX_CHANGES=$((NGINX_CHANGES + c1 - c0))
-	log "throughput $sink ($round): shipped in $ship_secs s (last acknowledgement at $ack_secs s)"
-	TP_RESULTS+=("$sink|$round|$row_changes|$wal_bytes|$ship_secs|$((n1 - n0))|$((b1 - b0))|$((w1 - w0))|$((s1 - s0))|$((r1 - r0))|$merge_secs|$((s2 - s1))")
+	log "throughput $sink ($round): shipped in $SHIP_SECS s (last acknowledgement at $ACK_SECS s)"
+	TP_RESULTS+=("$sink|$round|$WL_CHANGES|$WL_WAL_BYTES|$SHIP_SECS|$((n1 - n0))|$((b1 - b0))|$((w1 - w0))|$((s1 - s0))|$((r1 - r0))|$merge_secs|$((s2 - s1))")
 }
 
 if ! skipped throughput; then
@@ -771,7 +512,7 @@ EOF
 		-c "$FRESH_CLIENTS" -j "$FRESH_CLIENTS" >"$TMP/pgbench-fresh.log" 2>&1 ||
 		{ cat "$TMP/pgbench-fresh.log" >&2; die "pgbench failed"; }
 	T_LOAD1=$(date +%s.%N)
-	FRESH_TPS=$(awk '/^tps = / { printf "%.1f", $3; exit }' "$TMP/pgbench-fresh.log")
+	FRESH_TPS=$(awk -v t="$(pgbench_tps "$TMP/pgbench-fresh.log")" 'BEGIN { printf "%.1f", t }')
 	psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null ||
 		die "the worker did not catch up after the freshness load"
 	FRESH_ROWS=$(psql_cmd -c "SELECT count(*) FROM events WHERE id > $EV0")
@@ -874,20 +615,12 @@ fi
 # ---------------------------------------------------------------------------
 # Report.
 # ---------------------------------------------------------------------------
-SERVER_VERSION=$(psql_cmd -c "SHOW server_version")
-CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-FINAL_STATUS=$(psql_cmd -F ' ' -c "SELECT retries, rejected_batches, coalesce(last_error, '-') FROM walship.status")
-
-echo
-echo "walship delivery into ClickHouse benchmark"
-echo "  machine:   $(nproc) CPUs${CPU_MODEL:+ ($CPU_MODEL)}, $(uname -sr)"
-echo "  server:    PostgreSQL $SERVER_VERSION ($BINDIR), fsync = off"
-echo "  walship:   $PKGLIBDIR/walship.so (sha256 $WALSHIP_BUILD)"
+print_header "walship delivery into ClickHouse benchmark" ", fsync = off"
 echo "  settings:  ${SETTINGS% }"
 echo "  endpoint:  ClickHouse $CH_VERSION (Debian clickhouse-server, HTTP, INSERT INTO shop.{table} FORMAT JSONEachRow," \
 	"ReplacingMergeTree(_version) from walship.clickhouse_ddl()); null sink: nginx" \
-	"$("$NGINX_BIN" -v 2>&1 | sed 's|.*nginx/||') (return 204, 1 worker process); all on 127.0.0.1"
-echo "  load avg:  $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (1, 5, 15 min; other work on the machine shows here)"
+	"$(nginx_version) (return 204, 1 worker process); all on 127.0.0.1"
+print_load_line
 echo "  prefill:   $PREFILL_LINE"
 
 if [ ${#TP_RESULTS[@]} -gt 0 ]; then
@@ -896,10 +629,8 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 		"11-column orders table) committed while paused, shipped after walship.resume(); the same settings for both sinks," \
 		"only walship.endpoint differs; $ROUNDS rounds, ABBA order"
 	echo
-	printf '| %3s | %-10s | %7s | %7s | %7s | %8s | %8s | %10s | %12s | %10s | %7s | %18s |\n' \
-		"run" "sink" "changes" "WAL MB" "batches" "body MB" "ship s" "changes/s" "worker CPU s" "sink CPU s" "retries" "ClickHouse after"
-	printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' "----:" "------------" "--------:" "--------:" "--------:" \
-		"---------:" "---------:" "-----------:" "-------------:" "-----------:" "--------:" "-------------------:"
+	table_header r3 "run" l10 "sink" r7 "changes" r7 "WAL MB" r7 "batches" r8 "body MB" r8 "ship s" r10 "changes/s" \
+		r12 "worker CPU s" r10 "sink CPU s" r7 "retries" r18 "ClickHouse after"
 	: >"$TMP/rates"
 	for res in "${TP_RESULTS[@]}"; do
 		IFS='|' read -r name round ch wal ship nb bytes wcpu scpu retr msecs mcpu <<<"$res"
@@ -948,8 +679,7 @@ if [ -n "$FRESH_RESULT" ]; then
 		"(created_at = clock_timestamp()); walship defaults plus the ClickHouse settings; ClickHouse polled every $POLL_MS ms" \
 		"for the ids it had not shown yet"
 	echo
-	printf '| %-46s | %6s | %8s | %8s | %8s | %8s |\n' "from -> to" "rows" "p50 ms" "p90 ms" "p99 ms" "max ms"
-	printf '|%s|%s|%s|%s|%s|%s|\n' "------------------------------------------------" "-------:" "---------:" "---------:" "---------:" "---------:"
+	table_header l46 "from -> to" r6 "rows" r8 "p50 ms" r8 "p90 ms" r8 "p99 ms" r8 "max ms"
 	printf '| %-46s | %6s | %8s | %8s | %8s | %8s |\n' "commit (_commit_ts) -> visible (upper bound)" "$un" "$u50" "$u90" "$u99" "$umax"
 	printf '| %-46s | %6s | %8s | %8s | %8s | %8s |\n' "commit (_commit_ts) -> visible (lower bound)" "$un" "$l50" "$l90" "$l99" "$lmax"
 	printf '| %-46s | %6s | %8s | %8s | %8s | %8s |\n' "INSERT (clock_timestamp()) -> visible (upper)" "$un" "$i50" "$i90" "$i99" "$imax"
@@ -963,8 +693,7 @@ if [ -n "$FRESH_RESULT" ]; then
 	echo "  walship.status during the load (sampled every 0.5 s): $fn samples, freshness_seconds = 0 in $fzero," \
 		"p50 $f50 s, p90 $f90 s, max $fmax s; lag_bytes max $flagmax"
 	echo
-	printf '| %6s | %-10s | %9s | %17s | %15s | %8s |\n' "t s" "state" "lag_bytes" "freshness_seconds" "changes_shipped" "inflight"
-	printf '|%s|%s|%s|%s|%s|%s|\n' "-------:" "------------" "----------:" "------------------:" "----------------:" "---------:"
+	table_header r6 "t s" l10 "state" r9 "lag_bytes" r17 "freshness_seconds" r15 "changes_shipped" r8 "inflight"
 	while read -r t st lag fr chs inf; do
 		printf '| %6s | %-10s | %9s | %17s | %15s | %8s |\n' "$t" "$st" "$lag" "$fr" "$chs" "$inf"
 	done <"$TMP/fsamples"
@@ -978,11 +707,6 @@ if [[ "$CH_INSERTED" =~ ^[0-9]+$ ]]; then
 		"sent to it: $((CH_INSERTED - CH_INSERTED0 - CH_SENT)) duplicates; shop.orders holds $CH_RAW rows in $CH_PARTS active parts" \
 		"(background merges collapse versions)"
 fi
-read -r f_retries f_rejected f_error <<<"$FINAL_STATUS"
-echo "worker totals at the end: retries $f_retries, rejected batches $f_rejected, last error: $f_error"
+print_worker_totals
 
-if [ "$(walship_build)" != "$WALSHIP_BUILD" ]; then
-	echo
-	echo "WARNING: walship.so was reinstalled during the run ($(walship_build));" \
-		"the timings may mix two builds: run again."
-fi
+warn_if_rebuilt "the timings"

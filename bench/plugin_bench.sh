@@ -44,40 +44,17 @@ BENCH_USER=${BENCH_USER:-postgres}
 PG_CONFIG=${PG_CONFIG:-pg_config}
 KEEP_TMP=${KEEP_TMP:-0}
 
-die() { echo "plugin_bench: error: $*" >&2; exit 1; }
-log() { echo "plugin_bench: $*" >&2; }
+BENCH_NAME=plugin_bench
+# shellcheck source=bench/lib.sh
+declare -F drop_root >/dev/null || . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/lib.sh"
 
-# ---------------------------------------------------------------------------
-# Run as an unprivileged user.  setpriv replaces this process (unlike su or
-# runuser, which would stay in between), so signals reach the cleanup below.
-# If that user cannot read this file, the script's text is passed instead.
-# ---------------------------------------------------------------------------
-if [ "$(id -u)" -eq 0 ]; then
-	[ -z "${PLUGIN_BENCH_REEXEC:-}" ] || die "still root after switching user"
-	id "$BENCH_USER" >/dev/null 2>&1 ||
-		die "user '$BENCH_USER' does not exist; set BENCH_USER to an unprivileged user"
-	self=$(readlink -f "${BASH_SOURCE[0]}")
-	as_user=(setpriv --reuid="$BENCH_USER" --regid="$(id -g "$BENCH_USER")" --init-groups
-		env PLUGIN_BENCH_REEXEC=1 USER="$BENCH_USER" LOGNAME="$BENCH_USER"
-		HOME="$(getent passwd "$BENCH_USER" | cut -d: -f6)")
-	cd /
-	if "${as_user[@]}" test -r "$self"; then
-		exec "${as_user[@]}" bash "$self" "$@"
-	else
-		exec "${as_user[@]}" bash -c "$(cat "$self")" plugin_bench.sh "$@"
-	fi
-fi
+# As root, re-run as BENCH_USER: initdb refuses to run as root.
+drop_root -- "$@"
 
 # ---------------------------------------------------------------------------
 # Check the installation.  Nothing is installed from here.
 # ---------------------------------------------------------------------------
-command -v "$PG_CONFIG" >/dev/null 2>&1 ||
-	die "$PG_CONFIG not found; install postgresql-15 (apt-get install postgresql-15 postgresql-server-dev-15)"
-BINDIR=$("$PG_CONFIG" --bindir)
-PKGLIBDIR=$("$PG_CONFIG" --pkglibdir)
-for prog in initdb pg_ctl psql; do
-	[ -x "$BINDIR/$prog" ] || die "$BINDIR/$prog not found; install postgresql-15"
-done
+require_postgres "install postgresql-15" initdb pg_ctl psql
 
 missing=()
 [ -f "$PKGLIBDIR/walship.so" ] || missing+=("walship: run 'make && make install' in the walship source tree")
@@ -91,200 +68,35 @@ if [ ${#missing[@]} -gt 0 ]; then
 	exit 1
 fi
 
-# Which walship build is measured; checked again at the end, since a
-# reinstall during the run would mix two builds in the timings.
-walship_build() {
-	echo "$(sha256sum "$PKGLIBDIR/walship.so" | cut -c1-12), installed $(date -u -r "$PKGLIBDIR/walship.so" '+%Y-%m-%d %H:%M:%S UTC')"
-}
 WALSHIP_BUILD=$(walship_build)
-
-for n in "$CHANGES" "$TXN_SIZE" "$RUNS" "$PREFILL" "$BENCH_PORT"; do
-	[[ "$n" =~ ^[1-9][0-9]*$ ]] || die "CHANGES, TXN_SIZE, RUNS, PREFILL and BENCH_PORT must be positive integers"
-done
+require_positive_ints CHANGES TXN_SIZE RUNS PREFILL BENCH_PORT
 
 # ---------------------------------------------------------------------------
 # Throwaway cluster: data directory and unix socket in a temporary directory,
 # no TCP listener, removed on exit.
 # ---------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/walship-plugin-bench.XXXXXX")
-PGDATA_DIR="$TMP/data"
-SERVER_LOG="$TMP/server.log"
-server_started=0
-
-cleanup() {
-	local rc=$?
-	if [ "$server_started" -eq 1 ]; then
-		"$BINDIR/pg_ctl" -D "$PGDATA_DIR" -m immediate -w stop >/dev/null 2>&1 || true
-	fi
-	if [ "$rc" -ne 0 ] && [ -f "$SERVER_LOG" ]; then
-		echo "plugin_bench: last lines of the server log:" >&2
-		tail -n 20 "$SERVER_LOG" >&2 || true
-	fi
-	if [ "$KEEP_TMP" = 1 ]; then
-		log "kept $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-log "initdb in $TMP"
-"$BINDIR/initdb" -D "$PGDATA_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
-	>"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-
-cat >>"$PGDATA_DIR/postgresql.conf" <<EOF
-
-# --- plugin_bench.sh ---
-listen_addresses = ''
-port = $BENCH_PORT
-unix_socket_directories = '$TMP'
-wal_level = logical
-max_replication_slots = 10
-max_wal_senders = 10
-shared_buffers = 256MB
+make_workdir
+start_cluster 'pgoutput, test_decoding, walship, wal2json, decoderbufs' <<'EOF'
 # The peek functions collect their result in a tuplestore that spills to
 # disk beyond work_mem; keep it in memory so the plugins are what is timed.
 work_mem = 1GB
-logical_decoding_work_mem = 256MB
-max_wal_size = 8GB
-checkpoint_timeout = 1h
-# A throwaway cluster: durability does not matter, decoding is unaffected.
-# (synchronous_commit stays on: decoding reads only flushed WAL.)
-fsync = off
-full_page_writes = off
-autovacuum = off
-timezone = 'UTC'
 EOF
-
-# PostgreSQL 15.19+ loads only the output plugins listed here; older servers
-# do not know the setting and would refuse to start with it.
-server_settings=$("$BINDIR/postgres" --describe-config 2>/dev/null | cut -f1 || true)
-if grep -qx output_plugin_libraries <<<"$server_settings"; then
-	echo "output_plugin_libraries = 'pgoutput, test_decoding, walship, wal2json, decoderbufs'" \
-		>>"$PGDATA_DIR/postgresql.conf"
-fi
-
-"$BINDIR/pg_ctl" -D "$PGDATA_DIR" -l "$SERVER_LOG" -w -t 60 start >/dev/null ||
-	die "the server did not start"
-server_started=1
-
-# client_min_messages: decoderbufs reports its startup at INFO level.
-psql_cmd() {
-	PGOPTIONS="-c client_min_messages=warning" \
-		"$BINDIR/psql" -X -q -At -v ON_ERROR_STOP=1 \
-		-h "$TMP" -p "$BENCH_PORT" -U postgres -d postgres "$@"
-}
 
 # ---------------------------------------------------------------------------
 # Schema, workload procedure and timing helper.  All created before the slots,
 # so the decoded range holds only the workload.
 # ---------------------------------------------------------------------------
 log "creating the table and prefilling $PREFILL rows"
-psql_cmd <<'SQL'
-CREATE TABLE orders (
-	id          bigint PRIMARY KEY,
-	customer_id integer NOT NULL,
-	country     text NOT NULL,
-	total       numeric(12,2) NOT NULL,
-	created_at  timestamptz NOT NULL,
-	paid        boolean NOT NULL,
-	ref         uuid NOT NULL,
-	doc         jsonb,
-	note        text,
-	score       float8,
-	ship_date   date
-);
-
+{
+	sql_orders_table
+	cat <<'SQL'
 CREATE PUBLICATION bench_pub FOR TABLE orders;
 -- Publishes nothing: pgoutput over it measures the decoding floor.
 CREATE PUBLICATION bench_empty_pub;
-
--- Inserts the rows with ids lo..hi.
-CREATE PROCEDURE orders_insert(lo bigint, hi bigint)
-LANGUAGE sql AS $$
-	INSERT INTO orders
-	SELECT g,
-		   (random() * 100000)::int,
-		   (ARRAY['DE','FR','US','GB','JP','BR','IN','NL'])[1 + g % 8],
-		   round((random() * 1000)::numeric, 2),
-		   timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second',
-		   random() < 0.5,
-		   gen_random_uuid(),
-		   jsonb_build_object('items', 1 + g % 5,
-							  'channel', CASE WHEN g % 3 = 0 THEN 'web' ELSE 'store' END),
-		   'order ' || g || ' via bench',
-		   random() * 100,
-		   date '2025-01-01' + (g % 365)::int
-	FROM generate_series(lo, hi) AS g;
-$$;
-
--- The workload: transactions of txn_size row changes, of which 50% are
--- INSERTs of new ids, 30% UPDATEs of live rows (cycling through them) and 20%
--- DELETEs of the oldest rows.  Returns the row changes actually made.
-CREATE PROCEDURE orders_workload(n_changes bigint, txn_size int, INOUT changes bigint DEFAULT 0)
-LANGUAGE plpgsql AS $$
-DECLARE
-	next_id   bigint;			-- next id to insert
-	oldest    bigint;			-- lowest live id
-	upd_at    bigint;			-- next id to update
-	batch     bigint;
-	n_ins     bigint;
-	n_upd     bigint;
-	n_del     bigint;
-	n         bigint;
-BEGIN
-	SELECT min(id), max(id) + 1 INTO oldest, next_id FROM orders;
-	upd_at := oldest;
-	changes := 0;
-	WHILE changes < n_changes LOOP
-		batch := least(txn_size, n_changes - changes);
-		n_ins := batch * 5 / 10;
-		n_upd := batch * 3 / 10;
-		n_del := batch - n_ins - n_upd;
-
-		CALL orders_insert(next_id, next_id + n_ins - 1);
-		next_id := next_id + n_ins;
-		changes := changes + n_ins;
-
-		IF upd_at < oldest OR upd_at + n_upd > next_id THEN
-			upd_at := oldest + n_del;
-		END IF;
-		UPDATE orders
-		   SET paid = true,
-			   total = total + 1.50,
-			   score = random() * 100,
-			   note = 'order ' || id || ' paid'
-		 WHERE id >= upd_at AND id < upd_at + n_upd;
-		GET DIAGNOSTICS n = ROW_COUNT;
-		upd_at := upd_at + n_upd;
-		changes := changes + n;
-
-		DELETE FROM orders WHERE id >= oldest AND id < oldest + n_del;
-		GET DIAGNOSTICS n = ROW_COUNT;
-		oldest := oldest + n_del;
-		changes := changes + n;
-
-		COMMIT;
-	END LOOP;
-END;
-$$;
-
--- Runs a query returning (rows, bytes) and times it on the server.
-CREATE FUNCTION bench_decode(query text, OUT out_rows bigint, OUT out_bytes bigint,
-							 OUT seconds float8)
-LANGUAGE plpgsql AS $$
-DECLARE
-	t0 timestamptz;
-BEGIN
-	t0 := clock_timestamp();
-	EXECUTE query INTO out_rows, out_bytes;
-	seconds := extract(epoch FROM clock_timestamp() - t0);
-END;
-$$;
 SQL
+	sql_orders_workload
+	sql_bench_decode
+} | psql_cmd
 psql_cmd -c "SELECT setseed(0.42)" -c "CALL orders_insert(1, $PREFILL)" >/dev/null
 psql_cmd -c "VACUUM ANALYZE orders" -c "CHECKPOINT"
 
@@ -327,20 +139,14 @@ done
 # ---------------------------------------------------------------------------
 # The workload.
 # ---------------------------------------------------------------------------
-START_LSN=$(psql_cmd -c "SELECT pg_current_wal_lsn()")
 log "workload: $CHANGES row changes in transactions of $TXN_SIZE"
-wl_t0=$(date +%s.%N)
-ROW_CHANGES=$(psql_cmd -c "SELECT setseed(0.17)" -c "CALL orders_workload($CHANGES, $TXN_SIZE)" | tail -n 1)
-wl_t1=$(date +%s.%N)
-END_LSN=$(psql_cmd -c "SELECT pg_current_wal_lsn()")
-[ "$(psql_cmd -c "SELECT pg_current_wal_flush_lsn() >= '$END_LSN'")" = t ] ||
-	die "WAL up to $END_LSN is not flushed; decoding would miss the end of the workload"
-WAL_BYTES=$(psql_cmd -c "SELECT pg_wal_lsn_diff('$END_LSN', '$START_LSN')::bigint")
+run_orders_workload "$CHANGES, $TXN_SIZE"
+ROW_CHANGES=$WL_CHANGES
+END_LSN=$WL_END_LSN
+WAL_BYTES=$WL_WAL_BYTES
 N_TXNS=$(( (CHANGES + TXN_SIZE - 1) / TXN_SIZE ))
-psql_cmd -c "CHECKPOINT" >/dev/null
-log "workload done in $(awk -v a="$wl_t0" -v b="$wl_t1" 'BEGIN { printf "%.1f", b - a }') s:" \
-	"$ROW_CHANGES row changes, $WAL_BYTES bytes of WAL ($START_LSN .. $END_LSN)"
-[ "$ROW_CHANGES" -gt 0 ] || die "the workload made no row changes"
+log "workload done in $WL_SECONDS s:" \
+	"$ROW_CHANGES row changes, $WAL_BYTES bytes of WAL ($WL_START_LSN .. $END_LSN)"
 
 # Cross-check the change count against test_decoding, which prints one line
 # per row change.
@@ -357,11 +163,6 @@ DECODED_CHANGES=$(psql_retry -c "SELECT count(*) FROM pg_logical_slot_peek_chang
 # the transactions, as pgoutput over a publication of no tables (no output).
 # ---------------------------------------------------------------------------
 FLOOR_QUERY="SELECT count(*), 0 FROM pg_logical_slot_peek_binary_changes('bench_pgoutput_text', '$END_LSN', NULL, 'proto_version', '1', 'publication_names', 'bench_empty_pub')"
-
-median() {
-	printf '%s\n' "$@" | sort -g | awk '{ t[NR] = $1 }
-		END { if (NR % 2) print t[(NR + 1) / 2]; else print (t[NR / 2] + t[NR / 2 + 1]) / 2 }'
-}
 
 # Prints "rows bytes seconds" of one timed query.
 timed_decode() {
@@ -427,23 +228,13 @@ done
 # ---------------------------------------------------------------------------
 # Report.
 # ---------------------------------------------------------------------------
-SERVER_VERSION=$(psql_cmd -c "SHOW server_version")
-CPU_MODEL=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
-
-echo
-echo "walship plugin decode benchmark"
-echo "  machine:   $(nproc) CPUs${CPU_MODEL:+ ($CPU_MODEL)}, $(uname -sr)"
-echo "  server:    PostgreSQL $SERVER_VERSION ($BINDIR)"
-echo "  walship:   $PKGLIBDIR/walship.so (sha256 $WALSHIP_BUILD)"
+print_header "walship plugin decode benchmark"
 echo "  workload:  $ROW_CHANGES row changes (50% INSERT, 30% UPDATE, 20% DELETE)" \
 	"in $N_TXNS transactions of $TXN_SIZE, table of 11 columns; $WAL_BYTES bytes of WAL"
 echo "  decode:    peek of the same WAL range per plugin, median of $RUNS runs;" \
 	"bytes/change and changes/s over the $ROW_CHANGES row changes"
 echo
-printf '| %-18s | %11s | %13s | %12s | %8s | %10s |\n' \
-	"plugin" "output rows" "total bytes" "bytes/change" "seconds" "changes/s"
-printf '|%s|%s|%s|%s|%s|%s|\n' \
-	"--------------------" "------------:" "--------------:" "-------------:" "---------:" "-----------:"
+table_header l18 "plugin" r11 "output rows" r13 "total bytes" r12 "bytes/change" r8 "seconds" r10 "changes/s"
 for res in "${RESULTS[@]}"; do
 	IFS='|' read -r label rows bytes secs <<<"$res"
 	awk -v l="$label" -v r="$rows" -v b="$bytes" -v s="$secs" -v c="$ROW_CHANGES" 'BEGIN {
@@ -454,12 +245,9 @@ done
 echo
 echo "mean bytes per output row, by record kind:"
 echo
-printf '| %-15s | %7s |' "kind" "rows"
-for label in "${BREAKDOWN_PLUGINS[@]}"; do printf ' %17s |' "$label"; done
-echo
-printf '|-----------------|--------:|'
-for _ in "${BREAKDOWN_PLUGINS[@]}"; do printf -- '------------------:|'; done
-echo
+columns=(l15 "kind" r7 "rows")
+for label in "${BREAKDOWN_PLUGINS[@]}"; do columns+=(r17 "$label"); done
+table_header "${columns[@]}"
 for kind in B R I U D C; do
 	[ -n "${KIND_COUNT[$kind]:-}" ] || continue
 	case $kind in
@@ -496,8 +284,4 @@ awk -v wb="$ws_bytes" -v ws="$ws_secs" -v pb="$pb_bytes" -v ps="$pb_secs" 'BEGIN
 		ps / ws, (ws < ps ? "faster: target met" : "slower: target missed")
 }'
 
-if [ "$(walship_build)" != "$WALSHIP_BUILD" ]; then
-	echo
-	echo "WARNING: walship.so was reinstalled during the run ($(walship_build));" \
-		"the walship timings may mix two builds: run again."
-fi
+warn_if_rebuilt "the walship timings"
