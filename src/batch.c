@@ -406,10 +406,10 @@ ws_batcher_idle(const WsBatcher *batcher)
 }
 
 /* Bytes of the batches not yet acknowledged: what memory back-pressure counts. */
-int
+int64
 ws_batcher_pending_bytes(const WsBatcher *batcher)
 {
-	int			total = 0;
+	int64		total = 0;
 	ListCell   *lc;
 
 	foreach(lc, batcher->queue)

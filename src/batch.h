@@ -92,7 +92,7 @@ extern void ws_batcher_seal_due(WsBatcher *batcher, TimestampTz now,
 extern void ws_batcher_split(WsBatcher *batcher, WsBatch *batch);
 extern XLogRecPtr ws_batcher_release_done(WsBatcher *batcher);
 extern bool ws_batcher_idle(const WsBatcher *batcher);
-extern int	ws_batcher_pending_bytes(const WsBatcher *batcher);
+extern int64 ws_batcher_pending_bytes(const WsBatcher *batcher);
 extern TimestampTz ws_batcher_oldest_commit(const WsBatcher *batcher);
 extern void ws_batch_free_parts(WsBatch *batch);
 

@@ -404,11 +404,11 @@ decoding_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 	resetStringInfo(ctx->out);
 }
 
-static int
+static int64
 max_pending_bytes(void)
 {
 	/* a full pipe plus one batch being filled */
-	return (walship_max_inflight + 1) * walship_batch_max_bytes * 1024;
+	return (int64) (walship_max_inflight + 1) * walship_batch_max_bytes * 1024;
 }
 
 static void
