@@ -53,22 +53,34 @@ ws_reader_done(const WsReader *reader)
 	return reader->pos >= reader->len;
 }
 
-uint8
-ws_get_byte(WsReader *reader)
+/* ws_get_byte, inlined into this file's hot paths */
+static inline uint8
+get_byte(WsReader *reader)
 {
 	if (reader->pos >= reader->len)
 		corrupted(reader, "unexpected end of data");
 	return reader->data[reader->pos++];
 }
 
-uint64
-ws_get_uvarint(WsReader *reader)
+uint8
+ws_get_byte(WsReader *reader)
+{
+	return get_byte(reader);
+}
+
+/* ws_get_uvarint, inlined into this file's hot paths */
+static inline uint64
+get_uvarint(WsReader *reader)
 {
 	uint64		result = 0;
 
+	/* most varints are a single byte */
+	if (reader->pos < reader->len && (reader->data[reader->pos] & 0x80) == 0)
+		return reader->data[reader->pos++];
+
 	for (int shift = 0; shift < 64; shift += 7)
 	{
-		uint8		b = ws_get_byte(reader);
+		uint8		b = get_byte(reader);
 
 		if (shift == 63 && b > 1)
 			break;
@@ -79,12 +91,25 @@ ws_get_uvarint(WsReader *reader)
 	corrupted(reader, "varint longer than 64 bits");
 }
 
+uint64
+ws_get_uvarint(WsReader *reader)
+{
+	return get_uvarint(reader);
+}
+
+/* ws_get_svarint, inlined into this file's hot paths */
+static inline int64
+get_svarint(WsReader *reader)
+{
+	uint64		u = get_uvarint(reader);
+
+	return (int64) (u >> 1) ^ -(int64) (u & 1);
+}
+
 int64
 ws_get_svarint(WsReader *reader)
 {
-	uint64		u = ws_get_uvarint(reader);
-
-	return (int64) (u >> 1) ^ -(int64) (u & 1);
+	return get_svarint(reader);
 }
 
 const char *
@@ -123,7 +148,7 @@ get_uint32_le(WsReader *reader)
 static const char *
 get_counted(WsReader *reader, Size *len)
 {
-	uint64		n = ws_get_uvarint(reader);
+	uint64		n = get_uvarint(reader);
 
 	if (n > reader->len - reader->pos)
 		corrupted(reader, "length runs past the end of the data");
@@ -151,7 +176,7 @@ get_string(WsReader *reader)
 static uint64
 get_count(WsReader *reader, Size min_item_size)
 {
-	uint64		n = ws_get_uvarint(reader);
+	uint64		n = get_uvarint(reader);
 
 	if (n > (reader->len - reader->pos) / Max(min_item_size, 1))
 		corrupted(reader, "count larger than the data can hold");
@@ -171,7 +196,7 @@ static void
 read_value_at_depth(WsReader *reader, WsValue *value, int depth)
 {
 	memset(value, 0, sizeof(WsValue));
-	value->tag = (char) ws_get_byte(reader);
+	value->tag = (char) get_byte(reader);
 
 	switch (value->tag)
 	{
@@ -186,11 +211,11 @@ read_value_at_depth(WsReader *reader, WsValue *value, int depth)
 		case WS_VAL_DATE:
 		case WS_VAL_TIMESTAMP:
 		case WS_VAL_TIMESTAMPTZ:
-			value->int_value = ws_get_svarint(reader);
+			value->int_value = get_svarint(reader);
 			break;
 		case WS_VAL_TIME:
 			{
-				uint64		t = ws_get_uvarint(reader);
+				uint64		t = get_uvarint(reader);
 
 				if (t > PG_INT64_MAX)
 					corrupted(reader, "time value out of range");

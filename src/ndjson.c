@@ -49,27 +49,72 @@ typedef struct NdjsonRow
 	bool	   *present;		/* has the tuple a value for the column? */
 } NdjsonRow;
 
+static const char *op_name(char kind);
+
 /* One of this file's own key names (plain ASCII): no escaping needed. */
 static inline void
 append_literal_key(StringInfo out, bool *first, const char *key)
 {
+	char		buf[64];
+	size_t		keylen = strlen(key);
+	int			len = 0;
+
+	/* assembled here, so that it takes one append */
+	Assert(keylen + 6 <= sizeof(buf));
 	if (!*first)
-		appendBinaryStringInfo(out, ", ", 2);
+	{
+		buf[len++] = ',';
+		buf[len++] = ' ';
+	}
 	*first = false;
-	appendStringInfoChar(out, '"');
-	appendStringInfoString(out, key);
-	appendBinaryStringInfo(out, "\": ", 3);
+	buf[len++] = '"';
+	memcpy(buf + len, key, keylen);
+	len += keylen;
+	buf[len++] = '"';
+	buf[len++] = ':';
+	buf[len++] = ' ';
+	appendBinaryStringInfo(out, buf, len);
 }
 
-/* A column or relation name, which records hold in UTF-8, as a key. */
+/*
+ * A column name, which records hold in UTF-8, as a key.  Rendered once per
+ * relation and kept in the stream context's cache of the relation's names.
+ */
 static void
-append_name_key(StringInfo out, bool *first, const char *name)
+append_column_key(StringInfo out, bool *first, const WsStreamContext *stream,
+				  WsRelationJson *names, const WsRelation *rel, int column)
 {
-	if (!*first)
-		appendStringInfoString(out, ", ");
+	const WsJsonText *key = ws_cached_json_string(stream,
+												  &names->column_keys[column],
+												  ", ",
+												  rel->columns[column].name,
+												  ": ");
+
+	/* the cached key starts with the separator, which a first one skips */
+	if (*first)
+		appendBinaryStringInfo(out, key->data + 2, key->len - 2);
+	else
+		appendBinaryStringInfo(out, key->data, key->len);
 	*first = false;
-	ws_append_json_string(out, name);
-	appendStringInfoString(out, ": ");
+}
+
+/* A relation name, which records hold in UTF-8, as a JSON string. */
+static void
+append_relation_name(StringInfo out, const WsStreamContext *stream,
+					 WsJsonText *cache, const char *name)
+{
+	const WsJsonText *text = ws_cached_json_string(stream, cache, "", name, "");
+
+	appendBinaryStringInfo(out, text->data, text->len);
+}
+
+/* An op name ("c", "u", ...) as a JSON string; none needs escaping. */
+static void
+append_op(StringInfo out, char kind)
+{
+	appendStringInfoChar(out, '"');
+	appendStringInfoString(out, op_name(kind));
+	appendStringInfoChar(out, '"');
 }
 
 static void
@@ -96,9 +141,13 @@ op_name(char kind)
 	return NULL;				/* keep compiler quiet */
 }
 
+/*
+ * The relation rel_id; with names not NULL, also the cache of its names as
+ * JSON in *names.
+ */
 static const WsRelation *
 lookup_relation(const WsStreamContext *stream, const WsRecord *record,
-				uint64 rel_id)
+				uint64 rel_id, WsRelationJson **names)
 {
 	const WsRelation *rel = ws_stream_relation(stream, rel_id);
 
@@ -109,6 +158,8 @@ lookup_relation(const WsStreamContext *stream, const WsRecord *record,
 						ws_record_kind_name(record->kind), rel_id),
 				 errdetail("The change has ordinal " UINT64_FORMAT " in the transaction with commit LSN %X/%X.",
 						   record->ordinal, LSN_FORMAT_ARGS(stream->commit_lsn))));
+	if (names != NULL)
+		*names = ws_stream_relation_json(stream, rel_id);
 	return rel;
 }
 
@@ -158,7 +209,7 @@ read_row(NdjsonRow *row, const WsTuple *tuple, const WsRelation *rel,
  */
 static void
 append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
-						bool is_array);
+						bool is_array, bool json_trusted);
 
 /* Whether a RELATION record's column is an array ("integer[]", "public.mood[]"). */
 static bool
@@ -171,15 +222,19 @@ column_is_array(const WsColumn *column)
 
 static void
 append_value(StringInfo out, const WsValue *value, const WsColumn *column,
-			 WsNdjsonDialect dialect)
+			 WsNdjsonDialect dialect, bool json_trusted)
 {
 	int			start = out->len;
 
 	if (dialect == WS_NDJSON_CLICKHOUSE)
 		append_clickhouse_value(out, value, column->type_oid,
-								column_is_array(column));
+								column_is_array(column), json_trusted);
 	else
-		ws_value_to_json(out, value);
+		ws_value_to_json(out, value, json_trusted);
+
+	/* only json values, alone or in arrays, are embedded unescaped */
+	if (value->tag != WS_VAL_JSON && value->tag != WS_VAL_ARRAY)
+		return;
 	for (int i = start; i < out->len; i++)
 		if (out->data[i] == '\n' || out->data[i] == '\r')
 			out->data[i] = ' ';
@@ -194,7 +249,7 @@ append_value(StringInfo out, const WsValue *value, const WsColumn *column,
  */
 static void
 append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
-						bool is_array)
+						bool is_array, bool json_trusted)
 {
 	switch (value->tag)
 	{
@@ -233,16 +288,18 @@ append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
 				StringInfoData json;
 
 				initStringInfo(&json);
-				ws_value_to_json(&json, value);
+				ws_value_to_json(&json, value, json_trusted);
 				ws_append_json_string(out, json.data);
 				pfree(json.data);
 			}
 			break;
 		case WS_VAL_NUMERIC:
-			if (value->len > 0 && strpbrk(pnstrdup(value->data, value->len), "0123456789") == NULL)
+			if (ws_numeric_is_json_number(value->data, value->len))
+				ws_value_to_json(out, value, json_trusted);
+			else if (value->len > 0 && strpbrk(pnstrdup(value->data, value->len), "0123456789") == NULL)
 				appendStringInfoString(out, "null");
 			else
-				ws_value_to_json(out, value);
+				ws_value_to_json(out, value, json_trusted);
 			break;
 		case WS_VAL_ARRAY:
 			{
@@ -256,13 +313,14 @@ append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
 						appendStringInfoString(out, ", ");
 					ws_read_value(&elements, &element);
 					/* elements of date[] keep date semantics; NULLs stay null */
-					append_clickhouse_value(out, &element, type_oid, false);
+					append_clickhouse_value(out, &element, type_oid, false,
+											json_trusted);
 				}
 				appendStringInfoChar(out, ']');
 			}
 			break;
 		default:
-			ws_value_to_json(out, value);
+			ws_value_to_json(out, value, json_trusted);
 			break;
 	}
 }
@@ -273,7 +331,8 @@ append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
  */
 static void
 append_row_members(StringInfo out, bool *first, const NdjsonRow *row,
-				   const WsRelation *rel, bool *unchanged,
+				   const WsRelation *rel, WsRelationJson *names,
+				   const WsStreamContext *stream, bool *unchanged,
 				   WsNdjsonDialect dialect)
 {
 	for (int i = 0; i < rel->ncolumns; i++)
@@ -285,13 +344,15 @@ append_row_members(StringInfo out, bool *first, const NdjsonRow *row,
 			unchanged[i] = true;
 			continue;
 		}
-		append_name_key(out, first, rel->columns[i].name);
-		append_value(out, &row->values[i], &rel->columns[i], dialect);
+		append_column_key(out, first, stream, names, rel, i);
+		append_value(out, &row->values[i], &rel->columns[i], dialect,
+					 stream->json_trusted);
 	}
 }
 
 static void
 append_row_object(StringInfo out, const NdjsonRow *row, const WsRelation *rel,
+				  WsRelationJson *names, const WsStreamContext *stream,
 				  bool *unchanged, WsNdjsonDialect dialect)
 {
 	bool		first = true;
@@ -302,7 +363,8 @@ append_row_object(StringInfo out, const NdjsonRow *row, const WsRelation *rel,
 		return;
 	}
 	appendStringInfoChar(out, '{');
-	append_row_members(out, &first, row, rel, unchanged, dialect);
+	append_row_members(out, &first, row, rel, names, stream, unchanged,
+					   dialect);
 	appendStringInfoChar(out, '}');
 }
 
@@ -335,18 +397,19 @@ append_unchanged(StringInfo out, bool *first, const char *key,
 /* "source" of the envelope shape, up to and including the ordinal */
 static void
 append_source(StringInfo out, bool *first, const WsRecord *record,
-			  const WsStreamContext *stream, const WsRelation *rel)
+			  const WsStreamContext *stream, const WsRelation *rel,
+			  WsRelationJson *names)
 {
 	bool		sfirst = true;
 
 	append_literal_key(out, first, "source");
 	appendStringInfoChar(out, '{');
 	append_literal_key(out, &sfirst, "schema");
-	ws_append_json_string(out, rel->schema_name);
+	append_relation_name(out, stream, &names->schema, rel->schema_name);
 	append_literal_key(out, &sfirst, "table");
-	ws_append_json_string(out, rel->table_name);
+	append_relation_name(out, stream, &names->table, rel->table_name);
 	append_literal_key(out, &sfirst, "commit_lsn");
-	appendStringInfo(out, "\"%X/%X\"", LSN_FORMAT_ARGS(stream->commit_lsn));
+	ws_append_lsn(out, stream->commit_lsn);
 	append_literal_key(out, &sfirst, "xid");
 	ws_append_uint64(out, stream->xid);
 	append_literal_key(out, &sfirst, "commit_ts");
@@ -368,9 +431,17 @@ static void
 append_id(StringInfo out, bool *first, const WsRecord *record,
 		  const WsStreamContext *stream)
 {
+	static const char hex[] = "0123456789ABCDEF";
+	char		buf[16];
+
 	append_literal_key(out, first, "id");
-	appendStringInfo(out, "\"%08X%08X-" UINT64_FORMAT "\"",
-					 LSN_FORMAT_ARGS(stream->commit_lsn), record->ordinal);
+	for (int i = 0; i < 16; i++)
+		buf[i] = hex[(stream->commit_lsn >> (60 - 4 * i)) & 0xF];
+	appendStringInfoChar(out, '"');
+	appendBinaryStringInfo(out, buf, 16);
+	appendStringInfoChar(out, '-');
+	ws_append_uint64(out, record->ordinal);
+	appendStringInfoChar(out, '"');
 }
 
 /*
@@ -387,7 +458,7 @@ append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
 		stream->commit_lsn : record->change_lsn;
 
 	append_literal_key(out, first, "_op");
-	escape_json(out, op_name(kind));
+	append_op(out, kind);
 	append_literal_key(out, first, "_lsn");
 	ws_append_uint64(out, (uint64) stream->commit_lsn);
 	append_literal_key(out, first, "_seq");
@@ -468,8 +539,9 @@ append_truncate(StringInfo out, const WsRecord *record,
 {
 	for (uint64 i = 0; i < record->nrelations; i++)
 	{
+		WsRelationJson *names;
 		const WsRelation *rel = lookup_relation(stream, record,
-												record->rel_ids[i]);
+												record->rel_ids[i], &names);
 		bool		first = true;
 
 		appendStringInfoChar(out, '{');
@@ -481,7 +553,7 @@ append_truncate(StringInfo out, const WsRecord *record,
 			appendStringInfoString(out, "null");
 			append_literal_key(out, &first, "after");
 			appendStringInfoString(out, "null");
-			append_source(out, &first, record, stream, rel);
+			append_source(out, &first, record, stream, rel, names);
 			append_id(out, &first, record, stream);
 		}
 		else
@@ -513,6 +585,7 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 	WsNdjsonShape shape = options->shape;
 	int			nlines = 1;
 	const WsRelation *rel;
+	WsRelationJson *names;
 	NdjsonRow	before = {0};
 	NdjsonRow	after = {0};
 	bool	   *unchanged;
@@ -547,7 +620,8 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 			for (uint64 i = 0; i < record->nrelations; i++)
 			{
 				const WsRelation *rel = lookup_relation(stream, record,
-														record->rel_ids[i]);
+														record->rel_ids[i],
+														NULL);
 
 				ereport(WARNING,
 						(errmsg("walship does not ship TRUNCATE of \"%s.%s\" in the ClickHouse dialect",
@@ -560,7 +634,7 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		return append_truncate(out, record, stream, shape);
 	}
 
-	rel = lookup_relation(stream, record, record->rel_id);
+	rel = lookup_relation(stream, record, record->rel_id, &names);
 	if (record->kind != WS_REC_INSERT && record->old_kind != WS_OLD_NONE)
 		read_row(&before, &record->old_tuple, rel,
 				 record->old_kind == WS_OLD_KEY);
@@ -582,13 +656,15 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 	if (shape == WS_NDJSON_ENVELOPE)
 	{
 		append_literal_key(out, &first, "op");
-		escape_json(out, op_name(record->kind));
+		append_op(out, record->kind);
 		append_literal_key(out, &first, "before");
-		append_row_object(out, &before, rel, unchanged, options->dialect);
+		append_row_object(out, &before, rel, names, stream, unchanged,
+						  options->dialect);
 		append_literal_key(out, &first, "after");
-		append_row_object(out, &after, rel, unchanged, options->dialect);
+		append_row_object(out, &after, rel, names, stream, unchanged,
+						  options->dialect);
 		append_unchanged(out, &first, "unchanged_columns", rel, unchanged);
-		append_source(out, &first, record, stream, rel);
+		append_source(out, &first, record, stream, rel, names);
 		append_id(out, &first, record, stream);
 	}
 	else
@@ -604,8 +680,8 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		{
 			bool	   *ignored = palloc0(sizeof(bool) * Max(rel->ncolumns, 1));
 
-			append_row_members(out, &first, &before, rel, ignored,
-							   options->dialect);
+			append_row_members(out, &first, &before, rel, names, stream,
+							   ignored, options->dialect);
 			append_flat_meta(out, &first, record, stream, WS_REC_DELETE,
 							 options->dialect);
 			appendStringInfoString(out, "}\n{");
@@ -614,8 +690,8 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 			pfree(ignored);
 		}
 		if (row->valid)
-			append_row_members(out, &first, row, rel, unchanged,
-							   options->dialect);
+			append_row_members(out, &first, row, rel, names, stream,
+							   unchanged, options->dialect);
 		append_flat_meta(out, &first, record, stream, record->kind,
 						 options->dialect);
 		append_unchanged(out, &first, "_unchanged", rel, unchanged);

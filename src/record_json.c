@@ -9,6 +9,10 @@
  * WsStreamContext, with column and relation names and the change's commit
  * LSN.  docs/format.md shows the output for every record kind.
  *
+ * The NDJSON encoder (ndjson.c) renders values with ws_value_to_json() too,
+ * and keeps the JSON text of each relation's names in the stream context,
+ * so that it is rendered once rather than once per change.
+ *
  * IDENTIFICATION
  *	  src/record_json.c
  *
@@ -34,6 +38,7 @@ typedef struct WsRelationSlot
 {
 	uint64		rel_id;			/* hash key */
 	WsRelation	relation;
+	WsRelationJson json;		/* its names as JSON, filled in on use */
 } WsRelationSlot;
 
 void
@@ -49,6 +54,7 @@ ws_stream_context_init(WsStreamContext *context)
 									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	context->commit_lsn = InvalidXLogRecPtr;
 	context->commit_time_json[0] = '\0';
+	context->json_trusted = false;
 }
 
 /* Remembers what later records of the stream refer to. */
@@ -92,6 +98,9 @@ ws_stream_context_track(WsStreamContext *context, const WsRecord *record)
 			slot->relation.columns[i].name = pstrdup(rel->columns[i].name);
 			slot->relation.columns[i].type_name = pstrdup(rel->columns[i].type_name);
 		}
+		/* a relation sent again may have other names: render them anew */
+		memset(&slot->json, 0, sizeof(WsRelationJson));
+		slot->json.column_keys = palloc0(sizeof(WsJsonText) * Max(rel->ncolumns, 1));
 		MemoryContextSwitchTo(old);
 	}
 }
@@ -105,6 +114,48 @@ ws_stream_relation(const WsStreamContext *context, uint64 rel_id)
 		return NULL;
 	slot = hash_search(context->relations, &rel_id, HASH_FIND, NULL);
 	return slot ? &slot->relation : NULL;
+}
+
+/*
+ * The JSON text cache of the relation rel_id, or NULL if the stream defines
+ * no such relation.  The caller fills it in with ws_cached_json_string().
+ */
+WsRelationJson *
+ws_stream_relation_json(const WsStreamContext *context, uint64 rel_id)
+{
+	WsRelationSlot *slot;
+
+	if (context == NULL)
+		return NULL;
+	slot = hash_search(context->relations, &rel_id, HASH_FIND, NULL);
+	return slot ? &slot->json : NULL;
+}
+
+/*
+ * The text prefix, then str as a JSON string as ws_append_json_string()
+ * writes it, then suffix: rendered into cache on first use (in the stream
+ * context's memory), and taken from there after.
+ */
+const WsJsonText *
+ws_cached_json_string(const WsStreamContext *context, WsJsonText *cache,
+					  const char *prefix, const char *str, const char *suffix)
+{
+	if (cache->data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(context->memory);
+		StringInfoData text;
+
+		initStringInfo(&text);
+		appendStringInfoString(&text, prefix);
+		ws_append_json_string(&text, str);
+		appendStringInfoString(&text, suffix);
+		/* kept for the stream's life: no bigger than needed */
+		cache->data = pnstrdup(text.data, text.len);
+		cache->len = text.len;
+		pfree(text.data);
+		MemoryContextSwitchTo(old);
+	}
+	return cache;
 }
 
 /* Integers without going through printf. */
@@ -214,24 +265,79 @@ ws_append_json_string(StringInfo out, const char *str)
 	append_utf8_string(out, str, strlen(str));
 }
 
-static void
-append_lsn(StringInfo out, XLogRecPtr lsn)
+/*
+ * Writes value in uppercase hex digits, as printf's %X does, to buf;
+ * returns the number of digits.
+ */
+static int
+format_hex32(char *buf, uint32 value)
 {
-	appendStringInfo(out, "\"%X/%X\"", LSN_FORMAT_ARGS(lsn));
+	static const char hex[] = "0123456789ABCDEF";
+	char		digits[8];
+	int			n = 0;
+
+	do
+	{
+		digits[n++] = hex[value & 0xF];
+		value >>= 4;
+	} while (value != 0);
+	for (int i = 0; i < n; i++)
+		buf[i] = digits[n - 1 - i];
+	return n;
+}
+
+/* An LSN as a JSON string, "%X/%X" as PostgreSQL writes it. */
+void
+ws_append_lsn(StringInfo out, XLogRecPtr lsn)
+{
+	char		buf[20];
+	int			len = 0;
+
+	buf[len++] = '"';
+	len += format_hex32(buf + len, (uint32) (lsn >> 32));
+	buf[len++] = '/';
+	len += format_hex32(buf + len, (uint32) lsn);
+	buf[len++] = '"';
+	appendBinaryStringInfo(out, buf, len);
 }
 
 static void
 append_bytea_hex(StringInfo out, const char *data, Size len)
 {
 	static const char hex[] = "0123456789abcdef";
+	char	   *p;
 
 	appendStringInfoString(out, "\"\\\\x");
+	enlargeStringInfo(out, len * 2 + 1);
+	p = out->data + out->len;
 	for (Size i = 0; i < len; i++)
 	{
-		appendStringInfoChar(out, hex[(unsigned char) data[i] >> 4]);
-		appendStringInfoChar(out, hex[(unsigned char) data[i] & 0xF]);
+		*p++ = hex[(unsigned char) data[i] >> 4];
+		*p++ = hex[(unsigned char) data[i] & 0xF];
 	}
-	appendStringInfoChar(out, '"');
+	*p++ = '"';
+	*p = '\0';
+	out->len = p - out->data;
+}
+
+/* A UUID as a JSON string, in the usual 8-4-4-4-12 lowercase hex form. */
+static void
+append_uuid(StringInfo out, const unsigned char *u)
+{
+	static const char hex[] = "0123456789abcdef";
+	char		buf[2 + 32 + 4];
+	int			len = 0;
+
+	buf[len++] = '"';
+	for (int i = 0; i < 16; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			buf[len++] = '-';
+		buf[len++] = hex[u[i] >> 4];
+		buf[len++] = hex[u[i] & 0xF];
+	}
+	buf[len++] = '"';
+	appendBinaryStringInfo(out, buf, len);
 }
 
 static void
@@ -251,6 +357,105 @@ append_float(StringInfo out, double value, bool is_float4)
 			double_to_shortest_decimal_buf(value, buf);
 		appendStringInfoString(out, buf);
 	}
+}
+
+/*
+ * Writes a date (year as j2date() returns it, 0 for 1 BC) as
+ * JsonEncodeDateTime() does, but for the " BC" suffix, which comes last:
+ * the year with at least 4 digits, month and day with 2.  Returns the end.
+ */
+static char *
+format_date(char *p, int year, int month, int day)
+{
+	p = pg_ultostr_zeropad(p, (year > 0) ? year : -(year - 1), 4);
+	*p++ = '-';
+	p = pg_ultostr_zeropad(p, month, 2);
+	*p++ = '-';
+	return pg_ultostr_zeropad(p, day, 2);
+}
+
+/*
+ * A finite date or timestamp in range, with the text JsonEncodeDateTime()
+ * gives it (timestamptz in UTC), but without its detour through struct
+ * pg_tm and EncodeDateTime(): ISO 8601 with a 'T', fractional seconds only
+ * when not zero and without trailing zeros, "+00:00" for timestamptz, and
+ * " BC" after it all for years before 1 AD.  pg_days and pg_usecs count
+ * from 2000-01-01; for a date pg_usecs is unused, else pg_days.  Compared
+ * with JsonEncodeDateTime() over millions of values across the whole range,
+ * BC included: keep them in step.
+ */
+static void
+append_datetime_text(StringInfo out, int32 pg_days, Timestamp pg_usecs,
+					 Oid typid)
+{
+	char		buf[MAXDATELEN + 3];
+	char	   *p = buf;
+	int			year;
+	int			month;
+	int			day;
+
+	*p++ = '"';
+	if (typid == DATEOID)
+	{
+		j2date(pg_days + POSTGRES_EPOCH_JDATE, &year, &month, &day);
+		p = format_date(p, year, month, day);
+	}
+	else
+	{
+		int64		days = pg_usecs / USECS_PER_DAY;
+		int64		time = pg_usecs - days * USECS_PER_DAY;
+		int			hour;
+		int			minute;
+		int			second;
+		int			fsec;
+
+		/* as timestamp2tm(): the time of day is never negative */
+		if (time < 0)
+		{
+			time += USECS_PER_DAY;
+			days--;
+		}
+		j2date((int) (days + POSTGRES_EPOCH_JDATE), &year, &month, &day);
+		hour = (int) (time / USECS_PER_HOUR);
+		time -= hour * USECS_PER_HOUR;
+		minute = (int) (time / USECS_PER_MINUTE);
+		time -= minute * USECS_PER_MINUTE;
+		second = (int) (time / USECS_PER_SEC);
+		fsec = (int) (time - second * USECS_PER_SEC);
+
+		p = format_date(p, year, month, day);
+		*p++ = 'T';
+		p = pg_ultostr_zeropad(p, hour, 2);
+		*p++ = ':';
+		p = pg_ultostr_zeropad(p, minute, 2);
+		*p++ = ':';
+		p = pg_ultostr_zeropad(p, second, 2);
+		if (fsec != 0)
+		{
+			int			ndigits = 6;
+
+			/* six digits, less the trailing zeros */
+			while (fsec % 10 == 0)
+			{
+				fsec /= 10;
+				ndigits--;
+			}
+			*p++ = '.';
+			p = pg_ultostr_zeropad(p, fsec, ndigits);
+		}
+		if (typid == TIMESTAMPTZOID)
+		{
+			memcpy(p, "+00:00", 6);
+			p += 6;
+		}
+	}
+	if (year <= 0)
+	{
+		memcpy(p, " BC", 3);
+		p += 3;
+	}
+	*p++ = '"';
+	appendBinaryStringInfo(out, buf, p - buf);
 }
 
 /* Dates and times in ISO 8601, timestamptz in UTC, as to_json() writes. */
@@ -292,14 +497,47 @@ ws_append_datetime(StringInfo out, const WsValue *value)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid walship record: time out of range")));
-	JsonEncodeDateTime(buf, datum, typid, &utc);
-	appendStringInfoChar(out, '"');
-	appendStringInfoString(out, buf);
-	appendStringInfoChar(out, '"');
+	if (typid == TIMEOID)
+	{
+		JsonEncodeDateTime(buf, datum, typid, &utc);
+		appendStringInfoChar(out, '"');
+		appendStringInfoString(out, buf);
+		appendStringInfoChar(out, '"');
+	}
+	else if (typid == DATEOID)
+		append_datetime_text(out, DatumGetDateADT(datum), 0, typid);
+	else
+		append_datetime_text(out, 0, DatumGetTimestamp(datum), typid);
 }
 
+/*
+ * Whether numeric text can be written as a JSON number: it is not empty,
+ * has a digit, and nothing but digits, signs, points and exponents (so not
+ * NaN or Infinity, which become strings).
+ */
+bool
+ws_numeric_is_json_number(const char *data, Size len)
+{
+	bool		digits = false;
+
+	for (Size i = 0; i < len; i++)
+	{
+		char		c = data[i];
+
+		if (c >= '0' && c <= '9')
+			digits = true;
+		else if (c != '+' && c != '-' && c != '.' && c != 'e' && c != 'E')
+			return false;
+	}
+	return digits;
+}
+
+/*
+ * A value as JSON.  json_trusted skips the check that a json value is
+ * valid JSON: only for records walship itself wrote.
+ */
 void
-ws_value_to_json(StringInfo out, const WsValue *value)
+ws_value_to_json(StringInfo out, const WsValue *value, bool json_trusted)
 {
 	switch (value->tag)
 	{
@@ -323,15 +561,14 @@ ws_value_to_json(StringInfo out, const WsValue *value)
 			append_float(out, value->float_value, value->tag == WS_VAL_FLOAT4);
 			break;
 		case WS_VAL_NUMERIC:
+			if (ws_numeric_is_json_number(value->data, value->len))
+				appendBinaryStringInfo(out, value->data, value->len);
+			else
 			{
+				/* NaN and the infinities are not JSON numbers */
 				char	   *text = pnstrdup(value->data, value->len);
 
-				/* NaN and the infinities are not JSON numbers */
-				if (strspn(text, "+-0123456789.eE") != value->len ||
-					value->len == 0 || strpbrk(text, "0123456789") == NULL)
-					escape_json(out, text);
-				else
-					appendStringInfoString(out, text);
+				escape_json(out, text);
 				pfree(text);
 			}
 			break;
@@ -341,6 +578,18 @@ ws_value_to_json(StringInfo out, const WsValue *value)
 		case WS_VAL_JSON:
 			{
 				char	   *server = pg_any_to_server(value->data, value->len, PG_UTF8);
+
+				if (json_trusted)
+				{
+					if (server == value->data)
+						appendBinaryStringInfo(out, value->data, value->len);
+					else
+					{
+						appendStringInfoString(out, server);
+						pfree(server);
+					}
+					break;
+				}
 
 				if (server == value->data)
 					server = pnstrdup(value->data, value->len);
@@ -358,14 +607,7 @@ ws_value_to_json(StringInfo out, const WsValue *value)
 			append_bytea_hex(out, value->data, value->len);
 			break;
 		case WS_VAL_UUID:
-			{
-				const unsigned char *u = (const unsigned char *) value->data;
-
-				appendStringInfo(out,
-								 "\"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x\"",
-								 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7],
-								 u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
-			}
+			append_uuid(out, (const unsigned char *) value->data);
 			break;
 		case WS_VAL_DATE:
 		case WS_VAL_TIMESTAMP:
@@ -390,7 +632,7 @@ ws_value_to_json(StringInfo out, const WsValue *value)
 					if (i > 0)
 						appendStringInfoString(out, ", ");
 					ws_read_value(&elements, &element);
-					ws_value_to_json(out, &element);
+					ws_value_to_json(out, &element, json_trusted);
 				}
 				appendStringInfoChar(out, ']');
 			}
@@ -421,7 +663,7 @@ append_tuple(StringInfo out, const WsTuple *tuple, const WsRelation *rel,
 			if (i > 0)
 				appendStringInfoString(out, ", ");
 			ws_read_value(&values, &value);
-			ws_value_to_json(out, &value);
+			ws_value_to_json(out, &value, false);
 		}
 		appendStringInfoChar(out, ']');
 		return;
@@ -440,7 +682,7 @@ append_tuple(StringInfo out, const WsTuple *tuple, const WsRelation *rel,
 							rel->schema_name, rel->table_name)));
 		ws_append_json_key(out, &first, rel->columns[col].name);
 		ws_read_value(&values, &value);
-		ws_value_to_json(out, &value);
+		ws_value_to_json(out, &value, false);
 		col++;
 	}
 	appendStringInfoChar(out, '}');
@@ -535,7 +777,7 @@ append_change_id(StringInfo out, bool *first, const WsRecord *record,
 	if (context && !XLogRecPtrIsInvalid(context->commit_lsn))
 	{
 		ws_append_json_key(out, first, "commit_lsn");
-		append_lsn(out, context->commit_lsn);
+		ws_append_lsn(out, context->commit_lsn);
 	}
 	ws_append_json_key(out, first, "ordinal");
 	appendStringInfo(out, UINT64_FORMAT, record->ordinal);
@@ -560,7 +802,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			ws_append_json_key(out, &first, "xid");
 			appendStringInfo(out, "%u", record->xid);
 			ws_append_json_key(out, &first, "commit_lsn");
-			append_lsn(out, record->commit_lsn);
+			ws_append_lsn(out, record->commit_lsn);
 			ws_append_json_key(out, &first, "commit_time");
 			{
 				WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->commit_time};
@@ -570,9 +812,9 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			break;
 		case WS_REC_COMMIT:
 			ws_append_json_key(out, &first, "commit_lsn");
-			append_lsn(out, record->commit_lsn);
+			ws_append_lsn(out, record->commit_lsn);
 			ws_append_json_key(out, &first, "end_lsn");
-			append_lsn(out, record->end_lsn);
+			ws_append_lsn(out, record->end_lsn);
 			ws_append_json_key(out, &first, "commit_time");
 			{
 				WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->commit_time};
@@ -592,7 +834,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			append_relation_ref(out, &first, record->rel_id, rel);
 			append_change_id(out, &first, record, context);
 			ws_append_json_key(out, &first, "lsn");
-			append_lsn(out, record->change_lsn);
+			ws_append_lsn(out, record->change_lsn);
 			if (record->kind != WS_REC_INSERT && record->old_kind != WS_OLD_NONE)
 			{
 				ws_append_json_key(out, &first,
@@ -640,7 +882,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			ws_append_json_key(out, &first, "transactional");
 			appendStringInfoString(out, (record->message_flags & WS_MESSAGE_TRANSACTIONAL) ? "true" : "false");
 			ws_append_json_key(out, &first, "lsn");
-			append_lsn(out, record->message_lsn);
+			ws_append_lsn(out, record->message_lsn);
 			if (record->message_flags & WS_MESSAGE_TRANSACTIONAL)
 				append_change_id(out, &first, record, context);
 			ws_append_json_key(out, &first, "prefix");

@@ -24,14 +24,46 @@ typedef struct WsStreamContext
 	TransactionId xid;			/* of the open transaction */
 	int64		commit_time;	/* of the open transaction, us since 1970 */
 	char		commit_time_json[64];	/* commit_time as a JSON string */
+
+	/*
+	 * Whether json values are known to be valid JSON, as in records walship's
+	 * own output plugin just wrote.  When false (the default, for records
+	 * from anywhere) each one is parsed before being embedded.
+	 */
+	bool		json_trusted;
 } WsStreamContext;
+
+/* JSON text rendered once and kept, or data NULL when not yet rendered. */
+typedef struct WsJsonText
+{
+	char	   *data;
+	int			len;
+} WsJsonText;
+
+/* A relation's names as JSON, rendered on first use (by ndjson.c). */
+typedef struct WsRelationJson
+{
+	WsJsonText	schema;			/* JSON string */
+	WsJsonText	table;			/* JSON string */
+	WsJsonText *column_keys;	/* per column: ", ", JSON string, ": " */
+} WsRelationJson;
 
 extern void ws_stream_context_init(WsStreamContext *context);
 extern void ws_stream_context_track(WsStreamContext *context,
 									const WsRecord *record);
 extern const WsRelation *ws_stream_relation(const WsStreamContext *context,
 											uint64 rel_id);
-extern void ws_value_to_json(StringInfo out, const WsValue *value);
+extern WsRelationJson *ws_stream_relation_json(const WsStreamContext *context,
+											   uint64 rel_id);
+extern const WsJsonText *ws_cached_json_string(const WsStreamContext *context,
+											  WsJsonText *cache,
+											  const char *prefix,
+											  const char *str,
+											  const char *suffix);
+extern bool ws_numeric_is_json_number(const char *data, Size len);
+extern void ws_value_to_json(StringInfo out, const WsValue *value,
+							 bool json_trusted);
+extern void ws_append_lsn(StringInfo out, XLogRecPtr lsn);
 extern void ws_append_datetime(StringInfo out, const WsValue *value);
 extern void ws_append_json_string(StringInfo out, const char *str);
 extern void ws_append_json_key(StringInfo out, bool *first, const char *key);

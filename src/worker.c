@@ -659,6 +659,8 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 
 	initStringInfo(&lines);
 	ws_stream_context_init(&stream);
+	/* the records come from walship's own output plugin */
+	stream.json_trusted = true;
 	ws_reader_init(&reader, batch->records.data, batch->records.len);
 	if (!per_table)
 		(void) builder_for(&builders, NULL);
@@ -671,18 +673,19 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 
 		ws_read_record(&reader, &record);
 		ws_stream_context_track(&stream, &record);
-		resetStringInfo(&lines);
-		n = ws_ndjson_append(&lines, &record, &stream, &options);
-		if (n == 0)
-			continue;
 		if (!per_table)
 		{
 			WsPartBuilder *only = linitial(builders);
 
-			appendBinaryStringInfo(&only->lines, lines.data, lines.len);
-			only->nlines += n;
+			/* one group: the lines go straight into it */
+			only->nlines += ws_ndjson_append(&only->lines, &record, &stream,
+											 &options);
 			continue;
 		}
+		resetStringInfo(&lines);
+		n = ws_ndjson_append(&lines, &record, &stream, &options);
+		if (n == 0)
+			continue;
 
 		/* a TRUNCATE has a line per truncated table, others one table */
 		line = lines.data;
