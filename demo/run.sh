@@ -304,27 +304,8 @@ psql_shop -f "$tmp/setup.sql" >/dev/null || die "setup failed"
 
 # The ClickHouse table, as walship suggests it for orders (the flat shape:
 # the row, then _op, _lsn, _seq, _version, _commit_ts, _deleted).
-if [ -n "$(pgv "SELECT to_regprocedure('walship.clickhouse_ddl(regclass,text)')")" ]; then
-	step "Creating the ClickHouse table: SELECT walship.clickhouse_ddl('orders', 'shop')"
-	ch_ddl=$(pgv "SELECT walship.clickhouse_ddl('orders', 'shop')") || die "walship.clickhouse_ddl failed"
-else
-	step "Creating the ClickHouse table"
-	ch_ddl="CREATE TABLE shop.orders
-(
-    id Int64,
-    country String,
-    total Decimal(12, 2),
-    created_at Int64,
-    _op String,
-    _lsn UInt64,
-    _seq UInt64,
-    _version UInt64,
-    _commit_ts Int64,
-    _deleted UInt8
-)
-ENGINE = ReplacingMergeTree(_version)
-ORDER BY id"
-fi
+step "Creating the ClickHouse table: SELECT walship.clickhouse_ddl('orders', 'shop')"
+ch_ddl=$(pgv "SELECT walship.clickhouse_ddl('orders', 'shop')") || die "walship.clickhouse_ddl failed"
 grep -v '^--' <<<"$ch_ddl" | sed 's/^/  /'
 chq "$ch_ddl" >/dev/null || die "ClickHouse: CREATE TABLE failed"
 

@@ -78,31 +78,8 @@ CREATE EXTENSION walship;
 
 # the ClickHouse table as walship.clickhouse_ddl() suggests it (no change
 # is written before it exists)
-my $hand_ddl = <<'SQL';
-CREATE TABLE shop.orders
-(
-    id Int64,
-    country String,
-    total Decimal(12, 2),
-    created_at Int64,
-    _op String,
-    _lsn UInt64,
-    _seq UInt64,
-    _version UInt64,
-    _commit_ts Int64,
-    _deleted UInt8
-)
-ENGINE = ReplacingMergeTree(_version)
-ORDER BY id
-SQL
-my $ddl = $node->safe_psql('postgres', q{
-SELECT CASE WHEN to_regprocedure('walship.clickhouse_ddl(regclass,text)') IS NOT NULL
-            THEN walship.clickhouse_ddl('orders', 'shop') END});
-if ($ddl eq '')
-{
-	note('walship.clickhouse_ddl() is not installed: hand-written DDL');
-	$ddl = $hand_ddl;
-}
+my $ddl = $node->safe_psql('postgres',
+	q{SELECT walship.clickhouse_ddl('orders', 'shop')});
 like($ddl, qr/ENGINE = ReplacingMergeTree\(_version\)/, 'ClickHouse DDL: ReplacingMergeTree(_version)');
 $ch->query($ddl);
 
