@@ -261,6 +261,8 @@ SELECT walship.decode(de_insert(1, '\x73' || de_uv(3) || '\x610062'::bytea));
 SELECT walship.decode(de_insert(1, '\x6a' || de_uv(3) || '\x22ff22'::bytea));
 SELECT walship.decode(de_relation(ARRAY[de_col(0, E'a\u00e9')]))->'columns'->0->'name';
 SELECT walship.decode(de_relation(ARRAY['\x00026100' || de_uv(23) || de_sv(-1) || '\x0169'::bytea]));
+-- A text value with a zero byte cannot come from PostgreSQL: corrupt.
+SELECT walship.decode(de_insert(1, '\x7303610062'::bytea));
 SELECT walship.decode(de_relation(ARRAY['\x0001' || '\xff'::bytea || de_uv(23) || de_sv(-1) || '\x0169'::bytea]));
 SELECT walship.decode(de_rec('M', de_uv(0) || '\x00' || '\x0000000000000000' || de_uv(2) || '\xc328'::bytea || de_uv(0)));
 -- JSON values that are not JSON, and numerics that are not numbers, are
