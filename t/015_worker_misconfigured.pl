@@ -86,6 +86,31 @@ ok($sink->wait_for(sub {
 my ($body) = $sink->bodies(status => [204]);
 like($body, qr/"after": \{"id": 1, "v": "one"\}/, 'after the fix: with its content');
 
+# 4. settings that cannot work together: per-table URLs with the binary format
+my $per_table = $sink->url('/t/{table}');
+$node->append_conf('postgresql.conf', qq{
+walship.format = 'binary'
+walship.endpoint = '$per_table'
+});
+$node->reload;
+my $seen = $sink->last_seq;
+$node->safe_psql('postgres', q{INSERT INTO items VALUES (2, 'two')});
+ok($node->poll_query_until('postgres',
+		q{SELECT state = 'error' AND last_error LIKE '%placeholders, which need walship.format = ndjson%' FROM walship.status}),
+	'binary format with {table} in the endpoint: reported');
+is($sink->last_seq, $seen, 'binary format with {table} in the endpoint: nothing sent');
+$node->append_conf('postgresql.conf', q{
+walship.format = 'ndjson'
+});
+$node->reload;
+ok($sink->wait_for(sub {
+			grep { $_->{seq} > $seen && $_->{path} eq '/t/items' && ($_->{status} // 0) == 204 } @{ $_[0] }
+		}, 60),
+	'after the fix: the change goes to the table\'s URL');
+ok($node->poll_query_until('postgres',
+		q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
+	'after the fix: streaming, error cleared');
+
 $node->stop;
 $sink->stop;
 done_testing();
