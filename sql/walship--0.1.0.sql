@@ -142,6 +142,229 @@ COMMENT ON FUNCTION resume() IS 'Lets a paused walship worker ship again';
 REVOKE ALL ON FUNCTION pause(), resume() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION pause(), resume() TO walship_admin;
 
+-- Backfills: the rows a table already holds, read in key order in chunks by
+-- the shipping worker and shipped as READ records, consistently with the
+-- change stream (docs/backfill.md).  The worker reads each table as the
+-- role that queued its backfill.
+CREATE TABLE backfills (
+    id           bigserial PRIMARY KEY,
+    relation     oid NOT NULL,
+    schema_name  text NOT NULL,
+    table_name   text NOT NULL,
+    state        text NOT NULL DEFAULT 'queued'
+                 CHECK (state IN ('queued', 'running', 'done', 'cancelled', 'failed')),
+    chunk_size   integer NOT NULL CHECK (chunk_size BETWEEN 1 AND 1000000),
+    condition    text,
+    queued_by    oid NOT NULL,
+    chunks_done  bigint NOT NULL DEFAULT 0,
+    rows_sent    bigint NOT NULL DEFAULT 0,
+    last_key     text[],
+    error        text,
+    queued_at    timestamptz NOT NULL DEFAULT now(),
+    started_at   timestamptz,
+    finished_at  timestamptz,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+
+COMMENT ON TABLE backfills IS
+'Backfills queued with walship.backfill(): state, chunks and rows acknowledged by the endpoint, the last key shipped, errors';
+COMMENT ON COLUMN backfills.relation IS 'OID of the table; the names are kept in case it is dropped';
+COMMENT ON COLUMN backfills.condition IS 'Optional WHERE condition: only matching rows are backfilled';
+COMMENT ON COLUMN backfills.queued_by IS 'Role the worker reads the table as';
+COMMENT ON COLUMN backfills.last_key IS 'Key of the last row read in the last acknowledged chunk; the backfill resumes after it';
+
+-- one active backfill per table
+CREATE UNIQUE INDEX backfills_active ON backfills (relation)
+    WHERE state IN ('queued', 'running');
+
+-- A backfill is read as the role that queued it, whoever inserts the row.
+CREATE FUNCTION backfills_enforce_queued_by()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.queued_by := (SELECT r.oid FROM pg_roles r WHERE r.rolname = current_user);
+    NEW.state := 'queued';
+    NEW.chunks_done := 0;
+    NEW.rows_sent := 0;
+    NEW.last_key := NULL;
+    NEW.error := NULL;
+    NEW.started_at := NULL;
+    NEW.finished_at := NULL;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER backfills_enforce_queued_by BEFORE INSERT ON backfills
+    FOR EACH ROW EXECUTE FUNCTION backfills_enforce_queued_by();
+
+REVOKE ALL ON backfills FROM PUBLIC;
+GRANT SELECT ON backfills TO walship_admin;
+GRANT INSERT (relation, schema_name, table_name, chunk_size, condition)
+    ON backfills TO walship_admin;
+GRANT UPDATE (state, finished_at, updated_at) ON backfills TO walship_admin;
+GRANT USAGE ON SEQUENCE backfills_id_seq TO walship_admin;
+
+CREATE FUNCTION backfill(relation regclass, chunk_size integer DEFAULT 10000,
+                         condition text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    rel       record;
+    pubs      text[];
+    published boolean;
+    active    bigint;
+    job       bigint;
+BEGIN
+    IF NOT pg_has_role(current_user, 'walship_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to backfill table %', relation
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only superusers and members of walship_admin may queue backfills.',
+                  HINT = 'Ask an administrator to GRANT walship_admin TO your role.';
+    END IF;
+    IF NOT has_table_privilege(relation, 'SELECT') THEN
+        RAISE EXCEPTION 'permission denied for table %', relation
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The worker reads the table as the role that queues the backfill, which needs the SELECT privilege on it.';
+    END IF;
+    IF chunk_size IS NULL OR chunk_size NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'invalid chunk size %', coalesce(chunk_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use a chunk size between 1 and 1000000 rows.';
+    END IF;
+
+    SELECT c.oid, c.relkind, c.relreplident, n.nspname, c.relname,
+           c.relispartition,
+           EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+           EXISTS (SELECT FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) AS has_ri_index
+      INTO rel
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.oid = relation;
+    IF rel.relkind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '"%" is not a table', relation
+            USING ERRCODE = 'wrong_object_type',
+                  DETAIL = 'Only tables and partitioned tables can be backfilled.';
+    END IF;
+
+    pubs := ARRAY(SELECT (parse_ident(btrim(p)))[1]
+                    FROM unnest(string_to_array(coalesce(current_setting('walship.publication', true), 'walship'), ',')) p);
+    published := EXISTS (
+        SELECT FROM pg_publication_tables t JOIN pg_publication p ON p.pubname = t.pubname
+         WHERE t.pubname = ANY (pubs) AND p.pubinsert
+           AND t.schemaname = rel.nspname AND t.tablename = rel.relname);
+    IF NOT published THEN
+        IF rel.relkind = 'p' AND EXISTS (
+               SELECT FROM pg_publication_tables t
+                WHERE t.pubname = ANY (pubs)
+                  AND format('%I.%I', t.schemaname, t.tablename)::regclass
+                      IN (SELECT r FROM pg_partition_tree(relation) WHERE isleaf)) THEN
+            RAISE EXCEPTION 'walship publishes the partitions of table % one by one', relation
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Backfill each partition, or run walship.backfill_publication(); with publish_via_partition_root the partitioned table itself can be backfilled.';
+        END IF;
+        RAISE EXCEPTION 'table % is not published by walship.publication "%"',
+                relation, coalesce(current_setting('walship.publication', true), 'walship')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A backfill ships rows as inserts of a table the worker''s publication publishes inserts of.',
+                  HINT = 'Add the table to the publication, or change walship.publication.';
+    END IF;
+
+    IF rel.relreplident = 'n' OR (rel.relreplident IN ('d', 'f') AND NOT rel.has_pk)
+       OR (rel.relreplident = 'i' AND NOT rel.has_ri_index) THEN
+        RAISE EXCEPTION 'table % has no primary key', relation
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A backfill reads the table in key order, and matches its rows with changes by the key the changes carry.',
+                  HINT = 'Add a primary key, or set REPLICA IDENTITY USING INDEX on a unique index of NOT NULL columns.';
+    END IF;
+
+    IF condition IS NOT NULL THEN
+        -- checked here, as the calling role; the worker reads as that role too
+        EXECUTE format('SELECT FROM %s WHERE (%s) LIMIT 0', relation, condition);
+    END IF;
+
+    SELECT b.id INTO active FROM @extschema@.backfills b
+     WHERE b.relation = rel.oid AND b.state IN ('queued', 'running');
+    IF FOUND THEN
+        RAISE EXCEPTION 'table % already has a backfill in progress', relation
+            USING ERRCODE = 'object_in_use',
+                  DETAIL = format('Backfill %s is queued or running.', active),
+                  HINT = format('Wait for it, or cancel it with walship.cancel_backfill(%s).', active);
+    END IF;
+
+    INSERT INTO @extschema@.backfills (relation, schema_name, table_name, chunk_size, condition)
+    VALUES (rel.oid, rel.nspname, rel.relname, chunk_size, condition)
+    RETURNING id INTO job;
+    RETURN job;
+END
+$$;
+
+COMMENT ON FUNCTION backfill(regclass, integer, text) IS
+'Queues a backfill of a table: its rows are shipped as READ records, in key order, consistently with the change stream';
+
+CREATE FUNCTION cancel_backfill(id bigint)
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_has_role(current_user, 'walship_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'permission denied to cancel backfills'
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Only superusers and members of walship_admin may cancel backfills.';
+    END IF;
+    UPDATE @extschema@.backfills b
+       SET state = 'cancelled', finished_at = now(), updated_at = now()
+     WHERE b.id = cancel_backfill.id AND b.state IN ('queued', 'running');
+    RETURN FOUND;
+END
+$$;
+
+COMMENT ON FUNCTION cancel_backfill(bigint) IS
+'Cancels a queued or running backfill; rows already shipped stay shipped.  Returns false if it was not active';
+
+CREATE FUNCTION backfill_publication(chunk_size integer DEFAULT 10000)
+RETURNS SETOF bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t      record;
+    pubs   text[];
+    job    bigint;
+BEGIN
+    pubs := ARRAY(SELECT (parse_ident(btrim(p)))[1]
+                    FROM unnest(string_to_array(coalesce(current_setting('walship.publication', true), 'walship'), ',')) p);
+    FOR t IN
+        SELECT DISTINCT format('%I.%I', pt.schemaname, pt.tablename)::regclass AS rel
+          FROM pg_publication_tables pt JOIN pg_publication p ON p.pubname = pt.pubname
+         WHERE pt.pubname = ANY (pubs) AND p.pubinsert
+         ORDER BY 1
+    LOOP
+        IF EXISTS (SELECT FROM @extschema@.backfills b
+                    WHERE b.relation = t.rel AND b.state IN ('queued', 'running')) THEN
+            CONTINUE;
+        END IF;
+        BEGIN
+            job := @extschema@.backfill(t.rel, chunk_size);
+            RETURN NEXT job;
+        EXCEPTION WHEN object_not_in_prerequisite_state OR feature_not_supported THEN
+            RAISE WARNING 'walship does not backfill table %: %', t.rel, SQLERRM;
+        END;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION backfill_publication(integer) IS
+'Queues a backfill of every table walship.publication publishes that has none in progress; returns the backfill ids';
+
+REVOKE ALL ON FUNCTION backfill(regclass, integer, text), cancel_backfill(bigint),
+    backfill_publication(integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION backfill(regclass, integer, text), cancel_backfill(bigint),
+    backfill_publication(integer) TO walship_admin;
+
 -- ClickHouse target tables for the flat NDJSON shape in the 'clickhouse'
 -- dialect (docs/clickhouse.md).  clickhouse_type() is the one place that
 -- maps a PostgreSQL type to the ClickHouse 18.16 column type that takes the

@@ -47,6 +47,7 @@ typedef struct WsRecordHeader
 	XLogRecPtr	commit_lsn;		/* BEGIN */
 	int64		commit_time;	/* BEGIN, us since 1970 */
 	XLogRecPtr	end_lsn;		/* COMMIT */
+	XLogRecPtr	position;		/* READ */
 	bool		transactional;	/* MESSAGE */
 	List	   *truncated;		/* TRUNCATE: rel_ids, as uint64 * */
 } WsRecordHeader;
@@ -84,6 +85,11 @@ read_header(const char *record, int len, WsRecordHeader *header)
 		case WS_REC_DELETE:
 			header->rel_id = ws_get_uvarint(&body);
 			header->ordinal = ws_get_uvarint(&body);
+			break;
+		case WS_REC_READ:
+			header->rel_id = ws_get_uvarint(&body);
+			header->ordinal = ws_get_uvarint(&body);
+			header->position = ws_get_uint64_le(&body);
 			break;
 		case WS_REC_TRUNCATE:
 			{
@@ -203,13 +209,17 @@ open_batch(WsBatcher *batcher)
 	return batch;
 }
 
+/*
+ * Counts a change and remembers its id: the commit LSN of its transaction,
+ * or the position of a backfill chunk, and its ordinal there.
+ */
 static void
-note_change(WsBatcher *batcher, WsBatch *batch, uint64 ordinal)
+note_change(WsBatch *batch, XLogRecPtr lsn, uint64 ordinal)
 {
 	char	   *id = batch->nchanges == 0 ? batch->first_change : batch->last_change;
 
 	snprintf(id, WS_CHANGE_ID_LEN, "%X/%X:" UINT64_FORMAT,
-			 LSN_FORMAT_ARGS(batcher->commit_lsn), ordinal);
+			 LSN_FORMAT_ARGS(lsn), ordinal);
 	if (batch->nchanges == 0)
 		strlcpy(batch->last_change, id, WS_CHANGE_ID_LEN);
 	batch->nchanges++;
@@ -309,7 +319,15 @@ ws_batcher_add(WsBatcher *batcher, const char *record, int len,
 			batch = open_batch(batcher);
 			include_relation(batcher, header.rel_id);
 			appendBinaryStringInfo(&batch->records, record, len);
-			note_change(batcher, batch, header.ordinal);
+			note_change(batch, batcher->commit_lsn, header.ordinal);
+			break;
+
+		case WS_REC_READ:
+			make_room(batcher, limits, len);
+			batch = open_batch(batcher);
+			include_relation(batcher, header.rel_id);
+			appendBinaryStringInfo(&batch->records, record, len);
+			note_change(batch, header.position, header.ordinal);
 			break;
 
 		case WS_REC_TRUNCATE:
@@ -321,7 +339,7 @@ ws_batcher_add(WsBatcher *batcher, const char *record, int len,
 				foreach(lc, header.truncated)
 					include_relation(batcher, *(uint64 *) lfirst(lc));
 				appendBinaryStringInfo(&batch->records, record, len);
-				note_change(batcher, batch, header.ordinal);
+				note_change(batch, batcher->commit_lsn, header.ordinal);
 				list_free_deep(header.truncated);
 			}
 			break;
@@ -330,7 +348,8 @@ ws_batcher_add(WsBatcher *batcher, const char *record, int len,
 			make_room(batcher, limits, len);
 			batch = open_batch(batcher);
 			appendBinaryStringInfo(&batch->records, record, len);
-			note_change(batcher, batch, header.transactional ? header.ordinal : 0);
+			note_change(batch, batcher->commit_lsn,
+						header.transactional ? header.ordinal : 0);
 			break;
 	}
 	MemoryContextSwitchTo(old);
@@ -392,10 +411,47 @@ ws_batcher_release_done(WsBatcher *batcher)
 			break;
 		if (!XLogRecPtrIsInvalid(head->confirm_lsn))
 			confirm = head->confirm_lsn;
+		if (head->backfill_tag != 0)
+		{
+			uint64	   *tag = palloc(sizeof(uint64));
+
+			*tag = head->backfill_tag;
+			batcher->released_tags = lappend(batcher->released_tags, tag);
+		}
 		batcher->queue = list_delete_first(batcher->queue);
 		free_batch(head);
 	}
 	return confirm;
+}
+
+/*
+ * Tags the newest batch, unless it already has a tag, and returns the tag
+ * it now has: ws_batcher_take_released reports that tag once the batch and
+ * every batch before it are acknowledged.  Returns 0 when no batch is
+ * pending, so everything so far is acknowledged.
+ */
+uint64
+ws_batcher_tag_last(WsBatcher *batcher, uint64 tag)
+{
+	WsBatch    *last;
+
+	Assert(tag != 0);
+	if (batcher->queue == NIL)
+		return 0;
+	last = llast(batcher->queue);
+	if (last->backfill_tag == 0)
+		last->backfill_tag = tag;
+	return last->backfill_tag;
+}
+
+/* The tags of released batches, oldest first; the caller frees the list. */
+List *
+ws_batcher_take_released(WsBatcher *batcher)
+{
+	List	   *tags = batcher->released_tags;
+
+	batcher->released_tags = NIL;
+	return tags;
 }
 
 /* True when nothing decoded is waiting to be sent or acknowledged. */
@@ -478,19 +534,21 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 		read_header(batch->records.data + start, reader.pos - start, &header);
 		if (kind == WS_REC_INSERT || kind == WS_REC_UPDATE ||
 			kind == WS_REC_DELETE || kind == WS_REC_TRUNCATE ||
-			kind == WS_REC_MESSAGE)
+			kind == WS_REC_MESSAGE || kind == WS_REC_READ)
 		{
+			XLogRecPtr	id_lsn = kind == WS_REC_READ ? header.position : commit_lsn;
+
 			if (seen == target)
 			{
 				split_at = start;
 				snprintf(second_first, WS_CHANGE_ID_LEN, "%X/%X:" UINT64_FORMAT,
-						 LSN_FORMAT_ARGS(commit_lsn), header.ordinal);
+						 LSN_FORMAT_ARGS(id_lsn), header.ordinal);
 				list_free_deep(header.truncated);
 				break;
 			}
 			seen++;
 			snprintf(first_last, WS_CHANGE_ID_LEN, "%X/%X:" UINT64_FORMAT,
-					 LSN_FORMAT_ARGS(commit_lsn), header.ordinal);
+					 LSN_FORMAT_ARGS(id_lsn), header.ordinal);
 		}
 		else if (kind == WS_REC_RELATION)
 			appendBinaryStringInfo(&prefix, batch->records.data + start,
@@ -521,6 +579,8 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 	second->status = WS_BATCH_READY;
 	second->nchanges = batch->nchanges - target;
 	second->confirm_lsn = batch->confirm_lsn;
+	second->backfill_tag = batch->backfill_tag;
+	batch->backfill_tag = 0;
 	second->opened_at = batch->opened_at;
 	second->oldest_commit_time = begin.len > 0 ? commit_time : 0;
 	strlcpy(second->first_change, second_first, WS_CHANGE_ID_LEN);

@@ -51,6 +51,7 @@ typedef struct WsBatch
 	StringInfoData records;		/* a self-contained walship record stream */
 	int			nchanges;		/* change and message records */
 	XLogRecPtr	confirm_lsn;	/* end of its last COMMIT, or invalid */
+	uint64		backfill_tag;	/* backfill chunk that ends here, or 0 */
 	TimestampTz opened_at;
 	TimestampTz oldest_commit_time; /* of its first transaction, or 0 */
 	char		first_change[WS_CHANGE_ID_LEN];
@@ -78,6 +79,8 @@ typedef struct WsBatcher
 	HTAB	   *relations;		/* rel_id -> latest RELATION record */
 	StringInfoData begin;		/* BEGIN of the transaction in progress */
 	List	   *open_rel_ids;	/* rel_ids whose RELATION the open batch has */
+	List	   *released_tags;	/* uint64 *: backfill tags of released
+								 * batches, not yet taken */
 
 	/* the transaction in progress */
 	XLogRecPtr	commit_lsn;
@@ -91,6 +94,8 @@ extern void ws_batcher_seal_due(WsBatcher *batcher, TimestampTz now,
 								int max_delay_ms);
 extern void ws_batcher_split(WsBatcher *batcher, WsBatch *batch);
 extern XLogRecPtr ws_batcher_release_done(WsBatcher *batcher);
+extern uint64 ws_batcher_tag_last(WsBatcher *batcher, uint64 tag);
+extern List *ws_batcher_take_released(WsBatcher *batcher);
 extern bool ws_batcher_idle(const WsBatcher *batcher);
 extern int64 ws_batcher_pending_bytes(const WsBatcher *batcher);
 extern TimestampTz ws_batcher_oldest_commit(const WsBatcher *batcher);

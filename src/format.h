@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * format.h
- *	  The walship binary change-record format, version 1: record kinds,
- *	  value tags, and the encoder and decoder interfaces.
+ *	  The walship binary change-record format, versions 1 and 2: record
+ *	  kinds, value tags, and the encoder and decoder interfaces.
  *
  * docs/format.md is the human-readable specification of these bytes.  This
  * header is its single source of truth in code: the output plugin writes
@@ -21,7 +21,13 @@
 #include "access/xlogdefs.h"
 #include "lib/stringinfo.h"
 
-#define WALSHIP_FORMAT_VERSION		1
+/*
+ * Version 2 adds the READ record (rows of a backfill).  A consumer asks for
+ * a version; BEGIN records carry the one asked for, and a version 1 stream
+ * never holds a READ record.
+ */
+#define WALSHIP_FORMAT_VERSION		2
+#define WALSHIP_FORMAT_VERSION_MIN	1
 
 /*
  * Record kinds.  Every record is framed as
@@ -37,6 +43,17 @@
 #define WS_REC_DELETE		'D'
 #define WS_REC_TRUNCATE		'T'
 #define WS_REC_MESSAGE		'M'
+#define WS_REC_READ			'S'		/* a backfilled row (version 2) */
+
+/*
+ * READ records refer to RELATION records with ids from this value on, one
+ * per backfill, so that they never collide with the small ids the output
+ * plugin gives the relations of the change stream.
+ */
+#define WS_BACKFILL_REL_ID_BASE		(UINT64CONST(1) << 32)
+
+/* Prefix of the logical messages that bracket a backfill chunk. */
+#define WS_WATERMARK_PREFIX			"walship.watermark"
 
 /* Value tags: one byte in front of every value in a tuple or array. */
 #define WS_VAL_NULL			'n'
@@ -174,15 +191,20 @@ typedef struct WsRecord
 	/* RELATION */
 	WsRelation	relation;
 
-	/* INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE */
+	/* INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE, READ */
 	uint64		ordinal;
-	/* INSERT, UPDATE, DELETE */
+	/* INSERT, UPDATE, DELETE, READ */
 	uint64		rel_id;
 	char		old_kind;		/* WS_OLD_*, UPDATE and DELETE */
 	WsTuple		old_tuple;
 	WsTuple		new_tuple;
 	XLogRecPtr	change_lsn;		/* of the change's WAL record; invalid if
-								 * the record does not carry it */
+								 * the record does not carry it.  READ: the
+								 * row's version (the chunk's low watermark) */
+
+	/* READ */
+	XLogRecPtr	read_position;	/* the high watermark the rows go out at */
+	int64		read_time;		/* us since the Unix epoch */
 
 	/* TRUNCATE */
 	uint8		truncate_flags;

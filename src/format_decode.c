@@ -341,12 +341,14 @@ ws_read_record(WsReader *reader, WsRecord *record)
 	{
 		case WS_REC_BEGIN:
 			record->format_version = ws_get_byte(body);
-			if (record->format_version != WALSHIP_FORMAT_VERSION)
+			if (record->format_version < WALSHIP_FORMAT_VERSION_MIN ||
+				record->format_version > WALSHIP_FORMAT_VERSION)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("walship format version %d is not supported",
 								record->format_version),
-						 errdetail("This walship library reads format version %d.",
+						 errdetail("This walship library reads format versions %d to %d.",
+								   WALSHIP_FORMAT_VERSION_MIN,
 								   WALSHIP_FORMAT_VERSION)));
 			record->xid = (TransactionId) ws_get_uvarint(body);
 			record->commit_lsn = ws_get_uint64_le(body);
@@ -370,6 +372,15 @@ ws_read_record(WsReader *reader, WsRecord *record)
 				read_old_tuple(body, record);
 			if (record->kind != WS_REC_DELETE)
 				read_tuple(body, &record->new_tuple);
+			record->change_lsn = ws_get_uvarint(body);
+			break;
+		case WS_REC_READ:
+			record->rel_id = ws_get_uvarint(body);
+			record->ordinal = ws_get_uvarint(body);
+			record->read_position = ws_get_uint64_le(body);
+			record->read_time = ws_get_svarint(body);
+			record->old_kind = WS_OLD_NONE;
+			read_tuple(body, &record->new_tuple);
 			record->change_lsn = ws_get_uvarint(body);
 			break;
 		case WS_REC_TRUNCATE:
@@ -414,6 +425,8 @@ ws_record_kind_name(char kind)
 			return "truncate";
 		case WS_REC_MESSAGE:
 			return "message";
+		case WS_REC_READ:
+			return "read";
 	}
 	return "unknown";
 }

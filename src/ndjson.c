@@ -136,6 +136,8 @@ op_name(char kind)
 			return "d";
 		case WS_REC_TRUNCATE:
 			return "t";
+		case WS_REC_READ:
+			return "r";
 	}
 	elog(ERROR, "unexpected walship record kind %d", kind);
 	return NULL;				/* keep compiler quiet */
@@ -597,6 +599,7 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		case WS_REC_UPDATE:
 		case WS_REC_DELETE:
 		case WS_REC_TRUNCATE:
+		case WS_REC_READ:
 			break;
 		default:
 			return 0;

@@ -4,8 +4,11 @@
  *	  The walship logical decoding output plugin.
  *
  * Turns decoded transactions into walship binary change records (format
- * version 1, docs/format.md): BEGIN, RELATION, INSERT, UPDATE, DELETE,
- * TRUNCATE, MESSAGE and COMMIT, one record per OutputPluginWrite.  Tables
+ * versions 1 and 2, docs/format.md): BEGIN, RELATION, INSERT, UPDATE,
+ * DELETE, TRUNCATE, MESSAGE and COMMIT, one record per OutputPluginWrite.
+ * READ records, the rows of a backfill, are written by the shipping worker
+ * (backfill.c), which asks this plugin for the watermark messages that
+ * bracket its chunks with the backfill_watermarks option.  Tables
  * are selected by the publications named in the publication_names option,
  * exactly as pgoutput selects them: relation_cache.c holds that logic,
  * row_filter.c the publications' WHERE clauses.
@@ -44,7 +47,9 @@ typedef struct WsPluginData
 {
 	MemoryContext change_context;	/* reset after every change */
 	List	   *publication_names;
+	int			format_version; /* of the records, as asked for */
 	bool		messages;		/* emit logical decoding messages */
+	bool		watermarks;		/* emit backfill watermark messages */
 	bool		only_local;		/* skip changes that have an origin */
 } WsPluginData;
 
@@ -131,7 +136,10 @@ parse_options(List *options, WsPluginData *data)
 	bool		seen_version = false;
 	bool		seen_messages = false;
 	bool		seen_origin = false;
+	bool		seen_watermarks = false;
 	ListCell   *lc;
+
+	data->format_version = WALSHIP_FORMAT_VERSION_MIN;
 
 	foreach(lc, options)
 	{
@@ -157,14 +165,25 @@ parse_options(List *options, WsPluginData *data)
 
 			reject_duplicate(seen_version, elem->defname);
 			seen_version = true;
-			if (strcmp(value, "1") != 0)
+			if (strcmp(value, "1") == 0)
+				data->format_version = 1;
+			else if (strcmp(value, "2") == 0)
+				data->format_version = 2;
+			else
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("walship format version \"%s\" is not supported", value),
-						 errdetail("This walship library writes format version %d.",
+						 errdetail("This walship library writes format versions %d to %d.",
+								   WALSHIP_FORMAT_VERSION_MIN,
 								   WALSHIP_FORMAT_VERSION),
 						 errhint("Ask for format_version '%d', or install the walship version your consumer expects.",
 								 WALSHIP_FORMAT_VERSION)));
+		}
+		else if (strcmp(elem->defname, "backfill_watermarks") == 0)
+		{
+			reject_duplicate(seen_watermarks, elem->defname);
+			seen_watermarks = true;
+			data->watermarks = bool_option(elem);
 		}
 		else if (strcmp(elem->defname, "messages") == 0)
 		{
@@ -193,7 +212,7 @@ parse_options(List *options, WsPluginData *data)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("option \"%s\" is not recognized by the walship output plugin",
 							elem->defname),
-					 errhint("Valid options are publication_names, format_version, messages and origin.")));
+					 errhint("Valid options are publication_names, format_version, messages, origin and backfill_watermarks.")));
 	}
 
 	if (!seen_publications)
@@ -255,6 +274,7 @@ ws_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 static void
 send_begin_if_needed(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
+	WsPluginData *data = ctx->output_plugin_private;
 	WsTxnState *state = txn->output_plugin_private;
 	WsRecordMark mark;
 
@@ -263,7 +283,7 @@ send_begin_if_needed(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 
 	OutputPluginPrepareWrite(ctx, false);
 	mark = ws_record_start(ctx->out, WS_REC_BEGIN);
-	appendStringInfoChar(ctx->out, WALSHIP_FORMAT_VERSION);
+	appendStringInfoChar(ctx->out, (char) data->format_version);
 	ws_put_uvarint(ctx->out, txn->xid);
 	ws_put_uint64_le(ctx->out, txn->final_lsn);
 	ws_put_svarint(ctx->out, unix_usecs(txn->xact_time.commit_time));
@@ -320,39 +340,6 @@ send_relation_if_needed(LogicalDecodingContext *ctx, WsRelationEntry *entry)
 	ws_record_end(ctx->out, mark);
 	OutputPluginWrite(ctx, false);
 	entry->schema_sent = true;
-}
-
-/*
- * Appends a tuple: the number of values, then the values of the published
- * attributes (only the key attributes when key_only) in attribute order.
- */
-static void
-write_tuple(StringInfo out, WsRelationEntry *entry, TupleDesc desc,
-			HeapTuple tuple, bool key_only)
-{
-	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
-	bool	   *isnull = palloc(sizeof(bool) * desc->natts);
-
-	heap_deform_tuple(tuple, desc, values, isnull);
-	ws_put_uvarint(out, key_only ? entry->nkey : entry->npublished);
-
-	for (int i = 0; i < desc->natts; i++)
-	{
-		WsAttribute *attr = &entry->attrs[i];
-
-		if (!attr->published || (key_only && !attr->key))
-			continue;
-
-		if (!isnull[i] && TupleDescAttr(desc, i)->attlen == -1 &&
-			VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
-		{
-			appendStringInfoChar(out, WS_VAL_UNCHANGED);
-			continue;
-		}
-		ws_encode_value(out, &attr->encoder, values[i], isnull[i]);
-	}
-	pfree(values);
-	pfree(isnull);
 }
 
 static inline HeapTuple
@@ -460,11 +447,11 @@ ws_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	{
 		appendStringInfoChar(ctx->out, old_kind);
 		if (old_tuple)
-			write_tuple(ctx->out, entry, desc, old_tuple,
+			ws_relation_write_tuple(ctx->out, entry, desc, old_tuple,
 						old_kind == WS_OLD_KEY);
 	}
 	if (kind != WS_REC_DELETE)
-		write_tuple(ctx->out, entry, desc, new_tuple, false);
+		ws_relation_write_tuple(ctx->out, entry, desc, new_tuple, false);
 	/* the change's own WAL position: a per-row version for consumers */
 	ws_put_uvarint(ctx->out, change->lsn);
 	ws_record_end(ctx->out, mark);
@@ -548,7 +535,13 @@ ws_message(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (state)
 		state->ordinal++;
 
-	if (!data->messages)
+	/*
+	 * The shipping worker's backfill watermarks reach it whatever the
+	 * messages option says; they are not changes of anything.
+	 */
+	if (!data->messages &&
+		!(data->watermarks && !transactional &&
+		  strcmp(prefix, WS_WATERMARK_PREFIX) == 0))
 		return;
 
 	if (state)

@@ -2,7 +2,8 @@
  *
  * progress.c
  *	  The shipping worker's catalog: the walship.progress row of its slot,
- *	  walship.dead_letter, and creating the slot.
+ *	  walship.dead_letter, the state of walship.backfills, and creating the
+ *	  slot.
  *
  * The worker writes here from its main loop only, in short transactions
  * wrapped the worker_spi way.  Its own writes are never shipped: the
@@ -20,7 +21,10 @@
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "pgstat.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -202,5 +206,169 @@ ws_progress_write_dead_letters(List *rejected)
 								  11, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into walship.dead_letter");
 	}
+	end_work();
+}
+
+/*
+ * Queues a backfill of every published table, when the worker has just
+ * created its slot and walship.initial_backfill is on.
+ */
+void
+ws_progress_queue_initial_backfills(void)
+{
+	SPI_connect();
+	if (SPI_execute("SELECT walship.backfill_publication()", false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not queue the initial backfills");
+	if (SPI_processed > 0)
+		ereport(LOG,
+				(errmsg("walship queued backfills of %d published tables",
+						(int) SPI_processed)));
+	SPI_finish();
+}
+
+static char **
+text_array_to_strings(Datum array, int *n, MemoryContext mcxt)
+{
+	Datum	   *elems;
+	bool	   *nulls;
+	char	  **result;
+
+	deconstruct_array(DatumGetArrayTypeP(array), TEXTOID, -1, false,
+					  TYPALIGN_INT, &elems, &nulls, n);
+	result = MemoryContextAlloc(mcxt, sizeof(char *) * Max(*n, 1));
+	for (int i = 0; i < *n; i++)
+		result[i] = nulls[i] ? NULL :
+			MemoryContextStrdup(mcxt, TextDatumGetCString(elems[i]));
+	return result;
+}
+
+static Datum
+strings_to_text_array(int n, char **strings)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	for (int i = 0; i < n; i++)
+		elems[i] = CStringGetTextDatum(strings[i]);
+	return PointerGetDatum(construct_array(elems, n, TEXTOID, -1, false,
+										   TYPALIGN_INT));
+}
+
+static char *
+copy_text_column(HeapTuple tuple, TupleDesc desc, int column,
+				 MemoryContext mcxt)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, column, &isnull);
+
+	return isnull ? NULL : MemoryContextStrdup(mcxt, TextDatumGetCString(d));
+}
+
+/*
+ * Loads the oldest queued or running backfill into job, allocated in mcxt,
+ * marking it running.  Returns false when there is none.
+ */
+bool
+ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt)
+{
+	bool		found = false;
+
+	begin_work("walship: looking for backfills");
+	if (SPI_execute("SELECT id, relation, queued_by, chunk_size, condition, "
+					"schema_name, table_name, last_key, state "
+					"FROM walship.backfills WHERE state IN ('queued', 'running') "
+					"ORDER BY id LIMIT 1", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read walship.backfills");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+		char	   *state;
+
+		memset(job, 0, sizeof(WsBackfillJob));
+		job->id = DatumGetInt64(SPI_getbinval(tuple, desc, 1, &isnull));
+		job->relid = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
+		job->role = DatumGetObjectId(SPI_getbinval(tuple, desc, 3, &isnull));
+		job->chunk_size = DatumGetInt32(SPI_getbinval(tuple, desc, 4, &isnull));
+		job->condition = copy_text_column(tuple, desc, 5, mcxt);
+		job->schema_name = copy_text_column(tuple, desc, 6, mcxt);
+		job->table_name = copy_text_column(tuple, desc, 7, mcxt);
+		d = SPI_getbinval(tuple, desc, 8, &isnull);
+		if (!isnull)
+			job->last_key = text_array_to_strings(d, &job->nkeys, mcxt);
+		state = copy_text_column(tuple, desc, 9, CurrentMemoryContext);
+		found = true;
+
+		if (strcmp(state, "queued") == 0)
+		{
+			Oid			argtypes[1] = {INT8OID};
+			Datum		values[1] = {Int64GetDatum(job->id)};
+
+			if (SPI_execute_with_args("UPDATE walship.backfills SET state = 'running', "
+									  "started_at = now(), updated_at = now() WHERE id = $1",
+									  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not update walship.backfills");
+			ereport(LOG,
+					(errmsg("walship started backfill %lld of table \"%s.%s\"",
+							(long long) job->id, job->schema_name,
+							job->table_name)));
+		}
+	}
+	end_work();
+	return found;
+}
+
+/*
+ * Records chunks of a backfill the endpoint acknowledged; done when the
+ * last of them was its last chunk.  A cancelled backfill is left alone.
+ */
+void
+ws_progress_backfill_acknowledged(int64 id, int64 chunks, int64 rows,
+								  int nkeys, char **last_key, bool done)
+{
+	Oid			argtypes[5] = {INT8OID, INT8OID, INT8OID, TEXTARRAYOID, BOOLOID};
+	Datum		values[5];
+	char		nulls[5] = "     ";
+
+	begin_work("walship: recording backfill progress");
+	values[0] = Int64GetDatum(id);
+	values[1] = Int64GetDatum(chunks);
+	values[2] = Int64GetDatum(rows);
+	if (nkeys > 0)
+		values[3] = strings_to_text_array(nkeys, last_key);
+	else
+	{
+		values[3] = (Datum) 0;
+		nulls[3] = 'n';
+	}
+	values[4] = BoolGetDatum(done);
+	if (SPI_execute_with_args("UPDATE walship.backfills SET "
+							  "chunks_done = chunks_done + $2, rows_sent = rows_sent + $3, "
+							  "last_key = coalesce($4, last_key), "
+							  "state = CASE WHEN $5 THEN 'done' ELSE state END, "
+							  "finished_at = CASE WHEN $5 THEN now() END, "
+							  "updated_at = now() "
+							  "WHERE id = $1 AND state = 'running'",
+							  5, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update walship.backfills");
+	if (done && SPI_processed == 1)
+		ereport(LOG,
+				(errmsg("walship finished backfill %lld", (long long) id)));
+	end_work();
+}
+
+void
+ws_progress_backfill_failed(int64 id, const char *error)
+{
+	Oid			argtypes[2] = {INT8OID, TEXTOID};
+	Datum		values[2] = {Int64GetDatum(id), CStringGetTextDatum(error)};
+
+	begin_work("walship: recording a failed backfill");
+	if (SPI_execute_with_args("UPDATE walship.backfills SET state = 'failed', error = $2, "
+							  "finished_at = now(), updated_at = now() "
+							  "WHERE id = $1 AND state = 'running'",
+							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update walship.backfills");
 	end_work();
 }

@@ -27,13 +27,33 @@ typedef struct WsRejectedBatch
 	char		response[WS_HTTP_MAX_RESPONSE];
 } WsRejectedBatch;
 
-/* These two run inside the caller's transaction. */
+/* A row of walship.backfills, as the worker needs it. */
+typedef struct WsBackfillJob
+{
+	int64		id;
+	Oid			relid;
+	Oid			role;			/* queued_by: the table is read as it */
+	int			chunk_size;
+	char	   *condition;		/* NULL for none */
+	char	   *schema_name;
+	char	   *table_name;
+	int			nkeys;			/* of last_key; 0 before the first chunk */
+	char	  **last_key;
+} WsBackfillJob;
+
+/* These run inside the caller's transaction. */
 extern bool ws_progress_extension_installed(void);
 extern void ws_progress_create_slot(const char *slot_name);
+extern void ws_progress_queue_initial_backfills(void);
 
 /* These run their own transactions. */
 extern void ws_progress_load(const char *slot_name);
 extern void ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn);
 extern void ws_progress_write_dead_letters(List *rejected);
+extern bool ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt);
+extern void ws_progress_backfill_acknowledged(int64 id, int64 chunks,
+											  int64 rows, int nkeys,
+											  char **last_key, bool done);
+extern void ws_progress_backfill_failed(int64 id, const char *error);
 
 #endif							/* WALSHIP_PROGRESS_H */

@@ -20,6 +20,8 @@
  */
 #include "postgres.h"
 
+#include "access/transam.h"
+
 #include "catalog/pg_type.h"
 #include "common/shortest_dec.h"
 #include "mb/pg_wchar.h"
@@ -61,15 +63,24 @@ ws_stream_context_init(WsStreamContext *context)
 void
 ws_stream_context_track(WsStreamContext *context, const WsRecord *record)
 {
-	if (record->kind == WS_REC_BEGIN)
+	if (record->kind == WS_REC_BEGIN || record->kind == WS_REC_READ)
 	{
-		context->commit_lsn = record->commit_lsn;
-		context->xid = record->xid;
-		context->commit_time = record->commit_time;
+		/*
+		 * Backfilled rows stand outside transactions: they go out at their
+		 * chunk's high watermark, stamped with the time they were read.
+		 */
+		bool		read = record->kind == WS_REC_READ;
+
+		if (read && context->commit_lsn == record->read_position &&
+			context->commit_time == record->read_time)
+			return;				/* the chunk's rows share it all */
+		context->commit_lsn = read ? record->read_position : record->commit_lsn;
+		context->xid = read ? InvalidTransactionId : record->xid;
+		context->commit_time = read ? record->read_time : record->commit_time;
 		/* rendered once per transaction, not once per change */
 		{
 			StringInfoData text;
-			WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->commit_time};
+			WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = context->commit_time};
 
 			initStringInfo(&text);
 			ws_append_datetime(&text, &ts);
@@ -847,6 +858,24 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 				ws_append_json_key(out, &first, "new");
 				append_tuple(out, &record->new_tuple, rel, false);
 			}
+			break;
+		case WS_REC_READ:
+			rel = ws_stream_relation(context, record->rel_id);
+			append_relation_ref(out, &first, record->rel_id, rel);
+			ws_append_json_key(out, &first, "position");
+			ws_append_lsn(out, record->read_position);
+			ws_append_json_key(out, &first, "ordinal");
+			appendStringInfo(out, UINT64_FORMAT, record->ordinal);
+			ws_append_json_key(out, &first, "read_time");
+			{
+				WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = record->read_time};
+
+				ws_append_datetime(out, &ts);
+			}
+			ws_append_json_key(out, &first, "version");
+			ws_append_lsn(out, record->change_lsn);
+			ws_append_json_key(out, &first, "new");
+			append_tuple(out, &record->new_tuple, rel, false);
 			break;
 		case WS_REC_TRUNCATE:
 			append_change_id(out, &first, record, context);

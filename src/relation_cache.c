@@ -28,6 +28,7 @@
  */
 #include "postgres.h"
 
+#include "access/detoast.h"
 #include "access/htup_details.h"
 #include "catalog/dependency.h"
 #include "catalog/partition.h"
@@ -63,6 +64,7 @@ typedef struct WsRelationCache
 	HTAB	   *entries;		/* Oid -> WsRelationEntry */
 	HTAB	   *ids;			/* Oid -> WsRelationId, never invalidated */
 	uint64		next_rel_id;
+	uint64		fixed_rel_id;	/* standalone entries: the id to use */
 	List	   *publication_names;
 	List	   *publications;	/* Publication *, valid when
 								 * publications_valid */
@@ -613,7 +615,8 @@ rebuild_entry(WsRelationCache *cache, WsRelationEntry *entry, Relation relation)
 		load_publications(cache);
 
 	resolve_publications(cache, entry, relation, &rel_publications);
-	entry->rel_id = small_id_for(cache, entry->publish_as_relid);
+	entry->rel_id = cache->fixed_rel_id != 0 ? cache->fixed_rel_id :
+		small_id_for(cache, entry->publish_as_relid);
 
 	if (entry->publish_insert || entry->publish_update ||
 		entry->publish_delete || entry->publish_truncate)
@@ -668,4 +671,65 @@ ws_relation_cache_get(Relation relation)
 	if (!entry->valid)
 		rebuild_entry(active_cache, entry, relation);
 	return entry;
+}
+
+/*
+ * Builds an entry for relation outside the cache, under the current
+ * snapshot rather than a historic one: the backfill encodes the rows it
+ * reads with it.  Its RELATION record carries rel_id.  Everything is
+ * allocated in mcxt, which the caller creates for it and deletes after.
+ */
+WsRelationEntry *
+ws_relation_entry_build(Relation relation, List *publication_names,
+						uint64 rel_id, MemoryContext mcxt)
+{
+	MemoryContext old = MemoryContextSwitchTo(mcxt);
+	WsRelationCache *cache = palloc0(sizeof(WsRelationCache));
+	WsRelationEntry *entry = palloc0(sizeof(WsRelationEntry));
+	ListCell   *lc;
+
+	cache->context = mcxt;
+	cache->fixed_rel_id = rel_id;
+	foreach(lc, publication_names)
+		cache->publication_names = lappend(cache->publication_names,
+										   pstrdup((char *) lfirst(lc)));
+	entry->relid = RelationGetRelid(relation);
+	rebuild_entry(cache, entry, relation);
+	MemoryContextSwitchTo(old);
+	return entry;
+}
+
+/*
+ * Appends a tuple: the number of values, then the values of the published
+ * attributes (only the key attributes when key_only) in attribute order.
+ * A value TOASTed on disk that the tuple does not carry is written as
+ * unchanged.
+ */
+void
+ws_relation_write_tuple(StringInfo out, WsRelationEntry *entry,
+						TupleDesc desc, HeapTuple tuple, bool key_only)
+{
+	Datum	   *values = palloc(sizeof(Datum) * desc->natts);
+	bool	   *isnull = palloc(sizeof(bool) * desc->natts);
+
+	heap_deform_tuple(tuple, desc, values, isnull);
+	ws_put_uvarint(out, key_only ? entry->nkey : entry->npublished);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		WsAttribute *attr = &entry->attrs[i];
+
+		if (!attr->published || (key_only && !attr->key))
+			continue;
+
+		if (!isnull[i] && TupleDescAttr(desc, i)->attlen == -1 &&
+			VARATT_IS_EXTERNAL_ONDISK(DatumGetPointer(values[i])))
+		{
+			appendStringInfoChar(out, WS_VAL_UNCHANGED);
+			continue;
+		}
+		ws_encode_value(out, &attr->encoder, values[i], isnull[i]);
+	}
+	pfree(values);
+	pfree(isnull);
 }

@@ -62,5 +62,12 @@ extern void ws_relation_cache_start(MemoryContext parent,
 									List *publication_names);
 extern void ws_relation_cache_stop(void);
 extern WsRelationEntry *ws_relation_cache_get(Relation relation);
+extern WsRelationEntry *ws_relation_entry_build(Relation relation,
+												List *publication_names,
+												uint64 rel_id,
+												MemoryContext mcxt);
+extern void ws_relation_write_tuple(StringInfo out, WsRelationEntry *entry,
+									TupleDesc desc, HeapTuple tuple,
+									bool key_only);
 
 #endif							/* WALSHIP_RELATION_CACHE_H */

@@ -16,6 +16,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include <ctype.h>
 
 #include "utils/guc.h"
@@ -46,6 +48,8 @@ char	   *walship_auth_token_file = NULL;
 char	   *walship_tls_ca_file = NULL;
 bool		walship_tls_verify = true;
 int			walship_on_rejected = WS_ON_REJECTED_STOP;
+int			walship_backfill_max_rate = 0;
+bool		walship_initial_backfill = false;
 
 static const struct config_enum_entry format_options[] = {
 	{"binary", WS_FORMAT_BINARY, false},
@@ -410,6 +414,18 @@ ws_define_settings(void)
 							 "stop keeps retrying it slowly and ships nothing after it; dead_letter stores it in walship.dead_letter and moves on.",
 							 &walship_on_rejected, WS_ON_REJECTED_STOP,
 							 on_rejected_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.backfill_max_rate",
+							"Most rows per second a backfill reads; 0 means no limit.",
+							"Backfills also wait while the endpoint falls behind, so the live stream keeps its freshness.",
+							&walship_backfill_max_rate, 0, 0, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("walship.initial_backfill",
+							 "Whether to backfill every published table when the worker creates its slot.",
+							 "The backfills are queued once, when the slot is created, as if by walship.backfill_publication().",
+							 &walship_initial_backfill, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("walship");

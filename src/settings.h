@@ -50,6 +50,8 @@ extern char *walship_auth_token_file;
 extern char *walship_tls_ca_file;
 extern bool walship_tls_verify;
 extern int	walship_on_rejected;
+extern int	walship_backfill_max_rate;	/* rows per second, 0: no limit */
+extern bool walship_initial_backfill;
 
 extern void ws_define_settings(void);
 

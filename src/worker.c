@@ -20,8 +20,13 @@
  * pipeline at that batch (retrying slowly, so a fixed endpoint recovers)
  * or send the batch to walship.dead_letter, per walship.on_rejected.
  *
- * Catalog writes (walship.progress, walship.dead_letter) happen only in
- * the main loop, in short transactions, never inside decoding callbacks.
+ * Backfills (backfill.c) read chunks of tables from the main loop and see
+ * every record before it is batched: their rows join the stream as READ
+ * records at the chunk's high watermark, and are acknowledged with it.
+ *
+ * Catalog writes (walship.progress, walship.dead_letter, walship.backfills)
+ * happen only in the main loop, in short transactions, never inside
+ * decoding callbacks.
  *
  * IDENTIFICATION
  *	  src/worker.c
@@ -60,6 +65,7 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "backfill.h"
 #include "batch.h"
 #include "compression.h"
 #include "format.h"
@@ -71,7 +77,7 @@
 #include "shared_state.h"
 #include "walship.h"
 
-#define WS_CONTENT_TYPE_BINARY	"application/vnd.walship.v1"
+#define WS_CONTENT_TYPE_BINARY	"application/vnd.walship.v2"
 #define WS_CONTENT_TYPE_NDJSON	"application/x-ndjson"
 
 /* Longest slice of WAL reading between two looks at the HTTP side. */
@@ -86,6 +92,8 @@ typedef struct WsWorker
 	MemoryContext context;
 	WsHttpClient *http;
 	WsBatcher  *batcher;
+	WsBackfill *backfill;
+	WsBackfillOutput backfill_output;	/* where backfilled rows go */
 	LogicalDecodingContext *decoding;
 	char	   *decoding_publication;	/* publication the context decodes */
 	XLogRecPtr	confirmed_lsn;
@@ -381,6 +389,9 @@ pipeline_prerequisites(void)
 			ereport(LOG,
 					(errmsg("walship created logical replication slot \"%s\"",
 							walship_slot_name)));
+			/* a new pipeline starts with the rows the tables hold */
+			if (walship_initial_backfill)
+				ws_progress_queue_initial_backfills();
 		}
 	}
 
@@ -411,16 +422,16 @@ max_pending_bytes(void)
 	return (int64) (walship_max_inflight + 1) * walship_batch_max_bytes * 1024;
 }
 
+/* Batches one record, shipping first while too much is pending. */
 static void
-decoding_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
-			   TransactionId xid, bool last_write)
+add_record(void *arg, const char *record, int len)
 {
-	WsWorker   *worker = ctx->output_writer_private;
+	WsWorker   *worker = arg;
 	WsBatchLimits limits;
 
 	limits.max_changes = walship_batch_max_changes;
 	limits.max_bytes = walship_batch_max_bytes * 1024;
-	ws_batcher_add(worker->batcher, ctx->out->data, ctx->out->len, &limits);
+	ws_batcher_add(worker->batcher, record, len, &limits);
 
 	/*
 	 * Inside a large transaction the decoder calls this for every change
@@ -446,6 +457,27 @@ decoding_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 	}
 }
 
+static uint64
+tag_last_batch(void *arg, uint64 tag)
+{
+	WsWorker   *worker = arg;
+
+	return ws_batcher_tag_last(worker->batcher, tag);
+}
+
+static void
+decoding_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
+			   TransactionId xid, bool last_write)
+{
+	WsWorker   *worker = ctx->output_writer_private;
+
+	/* watermarks are for the backfill, which may send its rows now */
+	if (ws_backfill_observe(worker->backfill, ctx->out->data, ctx->out->len,
+							&worker->backfill_output))
+		return;
+	add_record(worker, ctx->out->data, ctx->out->len);
+}
+
 static void
 start_decoding(WsWorker *worker)
 {
@@ -459,10 +491,12 @@ start_decoding(WsWorker *worker)
 #endif
 
 	old = MemoryContextSwitchTo(worker->context);
-	options = list_make2(makeDefElem("publication_names",
+	options = list_make3(makeDefElem("publication_names",
 									 (Node *) makeString(pstrdup(walship_publication)), -1),
 						 makeDefElem("format_version",
-									 (Node *) makeString("1"), -1));
+									 (Node *) makeString("2"), -1),
+						 makeDefElem("backfill_watermarks",
+									 (Node *) makeString("on"), -1));
 	worker->decoding_publication = pstrdup(walship_publication);
 	MemoryContextSwitchTo(old);
 
@@ -473,6 +507,8 @@ start_decoding(WsWorker *worker)
 											 decoding_prepare_write,
 											 decoding_write, NULL);
 	worker->decoding->output_writer_private = worker;
+	/* a new context numbers relations anew */
+	ws_backfill_reset(worker->backfill);
 	XLogBeginRead(worker->decoding->reader, MyReplicationSlot->data.restart_lsn);
 	worker->confirmed_lsn = MyReplicationSlot->data.confirmed_flush;
 
@@ -1150,6 +1186,12 @@ advance(WsWorker *worker)
 	}
 
 	lsn = ws_batcher_release_done(worker->batcher);
+	{
+		List	   *tags = ws_batcher_take_released(worker->batcher);
+
+		ws_backfill_acknowledged(worker->backfill, tags);
+		list_free_deep(tags);
+	}
 	if (worker->pending_confirm > lsn)
 		lsn = worker->pending_confirm;
 	worker->pending_confirm = InvalidXLogRecPtr;
@@ -1245,6 +1287,10 @@ walship_worker_main(Datum main_arg)
 	worker->context = context;
 	worker->http = ws_http_client_create();
 	worker->batcher = ws_batcher_create(context);
+	worker->backfill = ws_backfill_create(context);
+	worker->backfill_output.emit = add_record;
+	worker->backfill_output.tag = tag_last_batch;
+	worker->backfill_output.arg = worker;
 	apply_settings(worker);
 
 	/*
@@ -1316,7 +1362,14 @@ run_pipeline(WsWorker *worker)
 
 			pgstat_report_activity(STATE_RUNNING, "walship: shipping changes");
 			if (strcmp(worker->decoding_publication, walship_publication) == 0)
+			{
 				more_wal = decode_slice(worker);
+
+				/* backfill chunks while the endpoint keeps up */
+				ws_backfill_step(worker->backfill,
+								 ws_batcher_pending_bytes(worker->batcher) < max_pending_bytes() / 2,
+								 &worker->backfill_output);
+			}
 			ws_batcher_seal_due(worker->batcher, GetCurrentTimestamp(),
 								walship_batch_max_delay);
 			SpinLockAcquire(&ws_shared->mutex);

@@ -201,7 +201,7 @@ sub parse_binary
 	return @out;
 }
 
-my %content_type = (ndjson => 'application/x-ndjson', binary => 'application/vnd.walship.v1');
+my %content_type = (ndjson => 'application/x-ndjson', binary => 'application/vnd.walship.v2');
 my $auth_expected = WalshipHttpSink::auth_sha256("Bearer $token");
 
 # Checks the request-level properties of one request of a round and returns

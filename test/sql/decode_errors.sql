@@ -217,8 +217,8 @@ SELECT count(*) AS records FROM walship.decode_stream('\x0a0a'::bytea);
 SELECT walship.decode(de_rec('Z', ''));
 SELECT walship.decode(de_rec('Z', '\x010203'));
 SELECT count(*) FROM walship.decode_stream(de_insert(0, '') || de_rec('z', '\x00'));
--- A BEGIN of format version 2, and of version 0.
-SELECT walship.decode(de_rec('B', '\x02' || de_uv(1000) || '\x0000000000000000'::bytea || de_sv(0)));
+-- A BEGIN of format version 3, and of version 0.
+SELECT walship.decode(de_rec('B', '\x03' || de_uv(1000) || '\x0000000000000000'::bytea || de_sv(0)));
 SELECT walship.decode(de_rec('B', '\x00' || de_uv(1000) || '\x0000000000000000'::bytea || de_sv(0)));
 -- ... and of version 1, for comparison.
 SELECT walship.decode(de_rec('B', '\x01' || de_uv(1000) || '\x0001000000000000'::bytea || de_sv(0)));

@@ -23,7 +23,7 @@ SELECT count(*) FROM pg_logical_slot_peek_binary_changes('opt_slot', NULL, NULL,
 SELECT count(*) FROM pg_logical_slot_peek_binary_changes('opt_slot', NULL, NULL,
     'publication_names', 'opt_p1', 'include-xids', '0');
 
--- format_version: only 1
+-- format_version: 1 (the default) or 2
 SELECT count(*) FROM pg_logical_slot_peek_binary_changes('opt_slot', NULL, NULL,
     'publication_names', 'opt_p1', 'format_version', '2');
 SELECT count(*) FROM pg_logical_slot_peek_binary_changes('opt_slot', NULL, NULL,
