@@ -400,7 +400,11 @@ chunk_key_attnums(Relation relation, const WsBackfillJob *job)
 		relation->rd_rel->relreplident == REPLICA_IDENTITY_INDEX)
 		index_oid = RelationGetReplicaIndex(relation);
 	else if (relation->rd_rel->relreplident == REPLICA_IDENTITY_FULL)
+#if PG_VERSION_NUM >= 180000
+		index_oid = RelationGetPrimaryKeyIndex(relation, false);
+#else
 		index_oid = RelationGetPrimaryKeyIndex(relation);
+#endif
 	if (!OidIsValid(index_oid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -538,7 +542,7 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 {
 	TupleDesc	desc = RelationGetDescr(relation);
 	Datum		values[1];
-	char		nulls[1] = " ";
+	char		nulls[1] = {' '};
 	StringInfoData buffer;
 	StringInfoData key;
 	int			nkeys = list_length(key_attnums);

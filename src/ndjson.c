@@ -622,13 +622,13 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		{
 			for (uint64 i = 0; i < record->nrelations; i++)
 			{
-				const WsRelation *rel = lookup_relation(stream, record,
-														record->rel_ids[i],
-														NULL);
+				const WsRelation *truncated = lookup_relation(stream, record,
+															  record->rel_ids[i],
+															  NULL);
 
 				ereport(WARNING,
 						(errmsg("walship does not ship TRUNCATE of \"%s.%s\" in the ClickHouse dialect",
-								rel->schema_name, rel->table_name),
+								truncated->schema_name, truncated->table_name),
 						 errdetail("The flat shape has no row that empties a table."),
 						 errhint("Truncate the ClickHouse table yourself, or reload it from PostgreSQL.")));
 			}

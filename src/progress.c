@@ -120,9 +120,10 @@ ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn)
 	Oid			argtypes[9] = {TEXTOID, PG_LSNOID, INT8OID, INT8OID, INT8OID,
 	INT8OID, INT8OID, TIMESTAMPTZOID, TEXTOID};
 	Datum		values[9];
-	char		nulls[9] = "         ";
+	char		nulls[9];
 	char		last_error[WS_MAX_ERROR_LEN];
 
+	memset(nulls, ' ', sizeof(nulls));
 	SpinLockAcquire(&ws_shared->mutex);
 	values[2] = Int64GetDatum(ws_shared->batches_shipped);
 	values[3] = Int64GetDatum(ws_shared->changes_shipped);
@@ -175,9 +176,11 @@ ws_progress_write_dead_letters(List *rejected)
 		WsBatch    *batch = r->batch;
 		WsBatchPart *part = r->part;
 		Datum		values[11];
-		char		nulls[11] = "           ";
+		char		nulls[11];
 		bytea	   *records = palloc(VARHDRSZ + batch->records.len);
 		bytea	   *body = palloc(VARHDRSZ + part->body_len);
+
+		memset(nulls, ' ', sizeof(nulls));
 
 		SET_VARSIZE(records, VARHDRSZ + batch->records.len);
 		memcpy(VARDATA(records), batch->records.data, batch->records.len);
@@ -329,7 +332,7 @@ ws_progress_backfill_acknowledged(int64 id, int64 chunks, int64 rows,
 {
 	Oid			argtypes[5] = {INT8OID, INT8OID, INT8OID, TEXTARRAYOID, BOOLOID};
 	Datum		values[5];
-	char		nulls[5] = "     ";
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 
 	begin_work("walship: recording backfill progress");
 	values[0] = Int64GetDatum(id);
