@@ -9,7 +9,9 @@
 #	     backfill resumes and finishes; applying every acknowledged line of
 #	     the flat NDJSON shape by _version (the newest line of each key wins,
 #	     as in a ClickHouse ReplacingMergeTree) gives exactly the table.
-#	  2. A WHERE condition; the binary format's READ records.
+#	  2. A WHERE condition; the binary format's READ records; a partitioned
+#	     table published through its root, and a table keyed by REPLICA
+#	     IDENTITY USING INDEX, both under a workload.
 #	  3. The rate limit (walship.backfill_max_rate), cancel, and a table
 #	     dropped mid-backfill.
 #	  4. walship.initial_backfill on a new pipeline.
@@ -157,38 +159,44 @@ is(backfill_row($items_job, 'last_key IS NOT NULL AND error IS NULL AND finished
 my $end_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
 ok(wait_worker_caught_up($node, $end_lsn), 'worker caught up with the workload');
 
-# Apply what the receiver got: per key, the line with the highest _version.
-write_received('items', "$tmp/received.ndjson");
-$node->safe_psql('postgres', qq{
+# Loads the acknowledged lines of $table into table "received", and applies
+# them into table "applied" (columns $cols, typed by $table's row type): per
+# key ($key), the line with the highest _version wins.  Returns the number
+# of rows that differ between $table and the live rows of "applied".
+sub apply_received
+{
+	my ($table, $key, $cols) = @_;
+	write_received($table, "$tmp/received.ndjson");
+	$node->safe_psql('postgres', qq{
+DROP TABLE IF EXISTS received, applied;
 CREATE TABLE received (line jsonb);
 COPY received FROM '$tmp/received.ndjson' WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02');
 CREATE TABLE applied AS
-SELECT DISTINCT ON (id) id, grp, val, n, deleted, op
-  FROM (SELECT (line->>'id')::bigint AS id, (line->>'grp')::int AS grp, line->>'val' AS val,
-               (line->>'n')::bigint AS n, (line->>'_deleted')::int = 1 AS deleted,
-               line->>'_op' AS op, (line->>'_version')::numeric AS version
-          FROM received) l
- ORDER BY id, version DESC;
+SELECT DISTINCT ON ($key) $cols, deleted
+  FROM (SELECT r.*, (line->>'_deleted')::int = 1 AS deleted,
+               (line->>'_version')::numeric AS version
+          FROM received, jsonb_populate_record(NULL::$table, line) r) l
+ ORDER BY $key, version DESC;
 });
+	return $node->safe_psql('postgres', qq{
+SELECT count(*) FROM (
+  (SELECT $cols FROM $table EXCEPT SELECT $cols FROM applied WHERE NOT deleted)
+  UNION ALL
+  (SELECT $cols FROM applied WHERE NOT deleted EXCEPT SELECT $cols FROM $table)) d});
+}
+
+# Apply what the receiver got: per key, the line with the highest _version.
+my $differ = apply_received('items', 'id', 'id, grp, val, n');
 my ($reads, $changes) = split /\|/, $node->safe_psql('postgres', q{
 SELECT count(*) FILTER (WHERE line->>'_op' = 'r'), count(*) FILTER (WHERE line->>'_op' <> 'r')
   FROM received});
 diag("received $reads read lines and $changes change lines for items");
 cmp_ok($reads, '>=', $rows * 0.9, 'most rows arrive as read lines');
 cmp_ok($changes, '>', 1000, 'the workload changed rows during the backfill');
-is( $node->safe_psql('postgres', q{
-SELECT count(*) FROM (
-  (SELECT id, grp, val, n FROM items
-   EXCEPT SELECT id, grp, val, n FROM applied WHERE NOT deleted)
-  UNION ALL
-  (SELECT id, grp, val, n FROM applied WHERE NOT deleted
-   EXCEPT SELECT id, grp, val, n FROM items)) d}),
-	'0',
-	'applying the received lines by _version gives exactly the table');
+is($differ, '0', 'applying the received lines by _version gives exactly the table');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM applied WHERE NOT deleted}),
 	$node->safe_psql('postgres', q{SELECT count(*) FROM items}),
 	'as many live rows as the table');
-$node->safe_psql('postgres', 'DROP TABLE received, applied');
 
 # ---------------------------------------------------------------------------
 # 2. A WHERE condition; READ records in the binary format
@@ -225,6 +233,53 @@ SELECT bool_and((r->>'version')::pg_lsn < (r->>'position')::pg_lsn AND r->>'read
 	't', 'READ records carry a version below their position, and the read time');
 $node->append_conf('postgresql.conf', "walship.format = 'ndjson'\nwalship.endpoint = '${\ $sink->url('/ingest/{schema}/{table}') }'");
 $node->reload;
+
+# A partitioned table published through its root (rows move between
+# partitions), and a table whose key is a unique index, under a workload.
+$node->safe_psql('postgres', q{
+CREATE TABLE parted (region text, id int, v int, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+CREATE TABLE parted_eu PARTITION OF parted FOR VALUES IN ('eu');
+CREATE TABLE parted_us PARTITION OF parted FOR VALUES IN ('us');
+INSERT INTO parted SELECT CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, g, 0 FROM generate_series(1, 20000) g;
+CREATE TABLE ukey (a int NOT NULL, b text, c int);
+CREATE UNIQUE INDEX ukey_a ON ukey (a);
+ALTER TABLE ukey REPLICA IDENTITY USING INDEX ukey_a;
+INSERT INTO ukey SELECT g, 'b' || g, 0 FROM generate_series(1, 20000) g;
+ALTER PUBLICATION wpub SET (publish_via_partition_root = true);
+ALTER PUBLICATION wpub ADD TABLE parted, ukey;
+});
+my $script2 = "$tmp/workload2.sql";
+PostgreSQL::Test::Utils::append_to_file($script2, q{
+\set id random(1, 20000)
+\set r random(1, 100)
+BEGIN;
+UPDATE parted SET v = v + 1 WHERE id = :id;
+\sleep 5 ms
+UPDATE parted SET region = CASE region WHEN 'eu' THEN 'us' ELSE 'eu' END WHERE id = :id + 1 AND :r <= 30;
+UPDATE ukey SET c = c + 1, b = md5(b) WHERE a = :id;
+END;
+DELETE FROM ukey WHERE a = :id + 3 AND :r > 90;
+UPDATE ukey SET a = a + 100000 WHERE a = :id + 5 AND :r > 95;
+});
+mkdir "$tmp/w2" or die "mkdir: $!";
+my $workload2 = start_workload($node, "$tmp/w2", '-c', 3, '-T', 3, '--max-tries=50', '-f', $script2);
+my $parted_job = $node->safe_psql('postgres', q{SELECT walship.backfill('parted', 500)});
+my $ukey_job = $node->safe_psql('postgres', q{SELECT walship.backfill('ukey', 500)});
+ok( poll_until($node,
+		"SELECT count(*) = 2 FROM walship.backfills WHERE id IN ($parted_job, $ukey_job) AND state = 'done'"),
+	'backfills of the partitioned table and of the unique-index table finish');
+stop_workload($workload2);
+$end_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+ok(wait_worker_caught_up($node, $end_lsn), 'worker caught up with the second workload');
+cmp_ok(scalar(grep { $_->{_op} eq 'r' } table_lines('parted')), '>=', 18000,
+	'the partitioned table\'s rows arrive as read lines of the root (less those the stream changed meanwhile)');
+is(scalar(table_lines('parted_eu')) + scalar(table_lines('parted_us')), 0,
+	'nothing arrives as rows of the partitions');
+is(apply_received('parted', 'region, id', 'region, id, v'), '0',
+	'partitioned table: applying by _version gives exactly the table');
+is(apply_received('ukey', 'a', 'a, b, c'), '0',
+	'unique-index key: applying by _version gives exactly the table');
+$node->safe_psql('postgres', 'DROP TABLE received, applied');
 
 # ---------------------------------------------------------------------------
 # 3. Rate limit, cancel, a table dropped mid-backfill
