@@ -24,8 +24,9 @@
  *	   dropped from the chunk: the stream already carries a newer version of
  *	   it.  The other rows go out as READ records at H.
  *
- * A READ row's version is L's LSN.  Changes that precede the row are
- * committed before L, so their WAL positions, their versions, are below L.
+ * A READ row's version is L's LSN (precisely: the end of L's WAL record,
+ * less one).  Changes that precede the row are committed before L, so their
+ * WAL positions, their versions, are below L.
  * Changes that follow it come from transactions that were not running when
  * the snapshot was taken (those that were committed before H and dropped
  * the row), so they were written after the snapshot, after L.  Waiting for
@@ -59,6 +60,7 @@
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "common/pg_prng.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -187,7 +189,11 @@ ws_backfill_create(MemoryContext parent)
 	backfill->context = context;
 	backfill->scratch = AllocSetContextCreate(context, "walship backfill scratch",
 											  ALLOCSET_DEFAULT_SIZES);
-	backfill->next_token = 1;
+	/*
+	 * Watermarks of an earlier run of the worker may still be ahead in the
+	 * WAL: tokens start at a random point, and grow (batch tags rely on it).
+	 */
+	backfill->next_token = (pg_prng_uint64(&pg_global_prng_state) >> 2) + 1;
 	ctl.keysize = sizeof(uint64);
 	ctl.entrysize = sizeof(WsStreamRelation);
 	ctl.hcxt = context;
@@ -218,12 +224,6 @@ ws_backfill_reset(WsBackfill *backfill)
 		pfree(rel->schema);
 		hash_search(backfill->relations, &rel->rel_id, HASH_REMOVE, NULL);
 	}
-}
-
-bool
-ws_backfill_busy(const WsBackfill *backfill)
-{
-	return backfill->chunk != NULL;
 }
 
 /* ---------------------------------------------------------------------
@@ -405,6 +405,13 @@ chunk_key_attnums(Relation relation, const WsBackfillJob *job)
 #else
 		index_oid = RelationGetPrimaryKeyIndex(relation);
 #endif
+	if (relation->rd_rel->relreplident == REPLICA_IDENTITY_NOTHING)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s.%s\" has REPLICA IDENTITY NOTHING",
+						job->schema_name, job->table_name),
+				 errdetail("A backfill matches its rows with changes by the key the changes carry, and under REPLICA IDENTITY NOTHING deletes carry none."),
+				 errhint("Set REPLICA IDENTITY DEFAULT (with a primary key) or USING INDEX.")));
 	if (!OidIsValid(index_oid))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -457,8 +464,9 @@ chunk_query(Relation relation, const WsBackfillJob *job, List *key_attnums)
 	if (job->nkeys > 0)
 		appendStringInfo(&query, " WHERE ROW(%s) > ROW(%s)", keys.data,
 						 params.data);
+	/* on lines of its own: a "--" comment in it ends there */
 	if (job->condition != NULL)
-		appendStringInfo(&query, " %s (%s)", job->nkeys > 0 ? "AND" : "WHERE",
+		appendStringInfo(&query, " %s (\n%s\n)", job->nkeys > 0 ? "AND" : "WHERE",
 						 job->condition);
 	appendStringInfo(&query, " ORDER BY %s LIMIT %d", keys.data, job->chunk_size);
 	return query.data;
@@ -685,6 +693,8 @@ read_chunk(WsBackfill *backfill, const WsBackfillJob *job)
 				 errmsg("table \"%s.%s\" is no longer published as itself by walship.publication \"%s\"",
 						job->schema_name, job->table_name, walship_publication)));
 
+	if (job->condition != NULL)
+		ws_check_backfill_condition(job->condition);
 	key_attnums = chunk_key_attnums(relation, job);
 	describe_rows(chunk, entry, RelationGetDescr(relation), key_attnums, job);
 
@@ -1051,8 +1061,13 @@ watermark(WsBackfill *backfill, const WsRecord *record,
 
 	if (strcmp(kind, "low") == 0)
 	{
+		/*
+		 * Decoding reports a message at the end of its WAL record, which is
+		 * where the next record may start; one less lies between the
+		 * positions of the changes before the watermark and after it.
+		 */
 		chunk->low_seen = true;
-		chunk->low_lsn = record->message_lsn;
+		chunk->low_lsn = record->message_lsn - 1;
 	}
 	else if (strcmp(kind, "high") == 0)
 	{

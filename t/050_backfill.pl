@@ -178,11 +178,23 @@ SELECT DISTINCT ON ($key) $cols, deleted
           FROM received, jsonb_populate_record(NULL::$table, line) r) l
  ORDER BY $key, version DESC;
 });
-	return $node->safe_psql('postgres', qq{
-SELECT count(*) FROM (
-  (SELECT $cols FROM $table EXCEPT SELECT $cols FROM applied WHERE NOT deleted)
+	my $differ = $node->safe_psql('postgres', qq{
+CREATE TABLE differ AS
+  (SELECT 'source' AS side, $cols FROM $table EXCEPT SELECT 'source', $cols FROM applied WHERE NOT deleted)
   UNION ALL
-  (SELECT $cols FROM applied WHERE NOT deleted EXCEPT SELECT $cols FROM $table)) d});
+  (SELECT 'applied', $cols FROM applied WHERE NOT deleted EXCEPT SELECT 'applied', $cols FROM $table);
+SELECT count(*) FROM differ});
+	# on a difference, show the rows and every line received for their keys
+	diag("rows that differ:\n"
+		  . $node->safe_psql('postgres', 'SELECT * FROM differ ORDER BY 2, 1')
+		  . "\nlines received for their keys:\n"
+		  . $node->safe_psql('postgres', qq{
+SELECT r.line FROM received r, jsonb_populate_record(NULL::$table, r.line) k
+ WHERE ($key) IN (SELECT $key FROM differ)
+ ORDER BY (r.line->>'_version')::numeric}))
+	  if $differ ne '0';
+	$node->safe_psql('postgres', 'DROP TABLE differ');
+	return $differ;
 }
 
 # Apply what the receiver got: per key, the line with the highest _version.
