@@ -203,8 +203,15 @@ REVOKE ALL ON backfills FROM PUBLIC;
 GRANT SELECT ON backfills TO walship_admin;
 GRANT INSERT (relation, schema_name, table_name, chunk_size, condition)
     ON backfills TO walship_admin;
-GRANT UPDATE (state, finished_at, updated_at) ON backfills TO walship_admin;
 GRANT USAGE ON SEQUENCE backfills_id_seq TO walship_admin;
+
+CREATE FUNCTION check_backfill_condition(condition text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'walship_check_backfill_condition'
+LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION check_backfill_condition(text) IS
+'Raises an error unless the text is one expression: balanced parentheses, no semicolon';
 
 CREATE FUNCTION backfill(relation regclass, chunk_size integer DEFAULT 10000,
                          condition text DEFAULT NULL)
@@ -219,6 +226,10 @@ DECLARE
     active    bigint;
     job       bigint;
 BEGIN
+    IF relation IS NULL THEN
+        RAISE EXCEPTION 'the table to backfill must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
     IF NOT pg_has_role(current_user, 'walship_admin', 'MEMBER') THEN
         RAISE EXCEPTION 'permission denied to backfill table %', relation
             USING ERRCODE = 'insufficient_privilege',
@@ -260,7 +271,7 @@ BEGIN
                SELECT FROM pg_publication_tables t
                 WHERE t.pubname = ANY (pubs)
                   AND format('%I.%I', t.schemaname, t.tablename)::regclass
-                      IN (SELECT r FROM pg_partition_tree(relation) WHERE isleaf)) THEN
+                      IN (SELECT pt.relid FROM pg_partition_tree(relation) pt WHERE pt.isleaf)) THEN
             RAISE EXCEPTION 'walship publishes the partitions of table % one by one', relation
                 USING ERRCODE = 'feature_not_supported',
                       HINT = 'Backfill each partition, or run walship.backfill_publication(); with publish_via_partition_root the partitioned table itself can be backfilled.';
@@ -272,7 +283,13 @@ BEGIN
                   HINT = 'Add the table to the publication, or change walship.publication.';
     END IF;
 
-    IF rel.relreplident = 'n' OR (rel.relreplident IN ('d', 'f') AND NOT rel.has_pk)
+    IF rel.relreplident = 'n' THEN
+        RAISE EXCEPTION 'table % has REPLICA IDENTITY NOTHING', relation
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = 'A backfill matches its rows with changes by the key the changes carry, and under REPLICA IDENTITY NOTHING deletes carry none.',
+                  HINT = 'Set REPLICA IDENTITY DEFAULT (with a primary key) or USING INDEX.';
+    END IF;
+    IF (rel.relreplident IN ('d', 'f') AND NOT rel.has_pk)
        OR (rel.relreplident = 'i' AND NOT rel.has_ri_index) THEN
         RAISE EXCEPTION 'table % has no primary key', relation
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -282,7 +299,8 @@ BEGIN
 
     IF condition IS NOT NULL THEN
         -- checked here, as the calling role; the worker reads as that role too
-        EXECUTE format('SELECT FROM %s WHERE (%s) LIMIT 0', relation, condition);
+        PERFORM @extschema@.check_backfill_condition(condition);
+        EXECUTE format(E'SELECT FROM %s WHERE (\n%s\n) LIMIT 0', relation, condition);
     END IF;
 
     SELECT b.id INTO active FROM @extschema@.backfills b
@@ -304,17 +322,16 @@ $$;
 COMMENT ON FUNCTION backfill(regclass, integer, text) IS
 'Queues a backfill of a table: its rows are shipped as READ records, in key order, consistently with the change stream';
 
+-- SECURITY DEFINER: walship_admin may not change backfills otherwise (a
+-- backfill set back to queued would be read again as the role that queued
+-- it); EXECUTE is granted to walship_admin only.
 CREATE FUNCTION cancel_backfill(id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF NOT pg_has_role(current_user, 'walship_admin', 'MEMBER') THEN
-        RAISE EXCEPTION 'permission denied to cancel backfills'
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'Only superusers and members of walship_admin may cancel backfills.';
-    END IF;
     UPDATE @extschema@.backfills b
        SET state = 'cancelled', finished_at = now(), updated_at = now()
      WHERE b.id = cancel_backfill.id AND b.state IN ('queued', 'running');
@@ -335,6 +352,11 @@ DECLARE
     pubs   text[];
     job    bigint;
 BEGIN
+    IF chunk_size IS NULL OR chunk_size NOT BETWEEN 1 AND 1000000 THEN
+        RAISE EXCEPTION 'invalid chunk size %', coalesce(chunk_size::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use a chunk size between 1 and 1000000 rows.';
+    END IF;
     pubs := ARRAY(SELECT (parse_ident(btrim(p)))[1]
                     FROM unnest(string_to_array(coalesce(current_setting('walship.publication', true), 'walship'), ',')) p);
     FOR t IN

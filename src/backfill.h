@@ -50,7 +50,7 @@ extern void ws_backfill_acknowledged(WsBackfill *backfill, List *tags);
 /* Forgets the chunk in progress and the stream's relations. */
 extern void ws_backfill_reset(WsBackfill *backfill);
 
-/* Whether a chunk is being read: the worker must keep decoding. */
-extern bool ws_backfill_busy(const WsBackfill *backfill);
+/* sql_backfill.c: raises an error unless condition is one expression */
+extern void ws_check_backfill_condition(const char *condition);
 
 #endif							/* WALSHIP_BACKFILL_H */

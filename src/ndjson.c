@@ -158,6 +158,9 @@ lookup_relation(const WsStreamContext *stream, const WsRecord *record,
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
 						ws_record_kind_name(record->kind), rel_id),
+				 record->kind == WS_REC_READ ?
+				 errdetail("The row has ordinal " UINT64_FORMAT " in the backfill chunk at %X/%X.",
+						   record->ordinal, LSN_FORMAT_ARGS(record->read_position)) :
 				 errdetail("The change has ordinal " UINT64_FORMAT " in the transaction with commit LSN %X/%X.",
 						   record->ordinal, LSN_FORMAT_ARGS(stream->commit_lsn))));
 	if (names != NULL)
