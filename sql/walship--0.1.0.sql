@@ -210,6 +210,9 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'walship_check_backfill_condition'
 LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 
+REVOKE ALL ON FUNCTION check_backfill_condition(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION check_backfill_condition(text) TO walship_admin;
+
 COMMENT ON FUNCTION check_backfill_condition(text) IS
 'Raises an error unless the text is one expression: balanced parentheses, no semicolon';
 
@@ -367,6 +370,11 @@ BEGIN
     LOOP
         IF EXISTS (SELECT FROM @extschema@.backfills b
                     WHERE b.relation = t.rel AND b.state IN ('queued', 'running')) THEN
+            CONTINUE;
+        END IF;
+        IF NOT has_table_privilege(t.rel, 'SELECT') THEN
+            RAISE WARNING 'walship does not backfill table %: permission denied for table %',
+                t.rel, t.rel;
             CONTINUE;
         END IF;
         BEGIN

@@ -25,12 +25,13 @@
  *	   it.  The other rows go out as READ records at H.
  *
  * A READ row's version is L's LSN (precisely: the end of L's WAL record,
- * less one).  Changes that precede the row are committed before L, so their
- * WAL positions, their versions, are below L.
- * Changes that follow it come from transactions that were not running when
- * the snapshot was taken (those that were committed before H and dropped
- * the row), so they were written after the snapshot, after L.  Waiting for
- * running transactions (step 3) is what plain DBLog leaves out: a
+ * less one, which no record starts at), its position H's, likewise.
+ * Changes that precede the row are committed before L, so their WAL
+ * positions, their versions, are below L.  Changes that follow it come
+ * from transactions that were not running when the snapshot was taken
+ * (those that were committed before H and dropped the row), so they were
+ * written after the snapshot, after L.  Waiting for running transactions
+ * (step 3) is what plain DBLog leaves out: a
  * transaction that changed a row before L and commits after H has a WAL
  * position below L, and its change would lose to the stale backfilled row.
  * A long-running writing transaction therefore delays a backfill, never the
@@ -135,6 +136,8 @@ typedef struct WsChunk
 	int			nxids;
 	TimestampTz waiting_since;
 
+	XLogRecPtr	low_written;	/* end of the watermarks' WAL records, as */
+	XLogRecPtr	high_written;	/* decoding reports them */
 	bool		low_seen;
 	XLogRecPtr	low_lsn;		/* the rows' version */
 	bool		invalid;		/* cannot be matched with the stream */
@@ -705,6 +708,9 @@ read_chunk(WsBackfill *backfill, const WsBackfillJob *job)
 						   SECURITY_RESTRICTED_OPERATION);
 	(void) set_config_option("row_security", "off", PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
+	/* the condition means what it meant when walship.backfill() checked it */
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	plan = SPI_prepare(chunk_query(relation, job, key_attnums), 1, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "could not prepare the chunk query of \"%s.%s\": %s",
@@ -712,7 +718,7 @@ read_chunk(WsBackfill *backfill, const WsBackfillJob *job)
 			 SPI_result_code_string(SPI_result));
 
 	chunk->token = backfill->next_token++;
-	(void) write_watermark("low", chunk->token);
+	chunk->low_written = write_watermark("low", chunk->token);
 	wait_for_commits_in_flight();
 	snapshot = snapshot_after_low_watermark();
 	if (snapshot == NULL)
@@ -740,6 +746,25 @@ free_shipped(WsShippedChunk *shipped)
 	pfree(shipped);
 }
 
+/* Sets the key the next chunk of the cursor's backfill starts after. */
+static void
+move_cursor(WsBackfill *backfill, int nkeys, char **last_key)
+{
+	MemoryContext old = MemoryContextSwitchTo(backfill->context);
+
+	if (backfill->cursor_key)
+	{
+		for (int i = 0; i < backfill->cursor_nkeys; i++)
+			pfree(backfill->cursor_key[i]);
+		pfree(backfill->cursor_key);
+	}
+	backfill->cursor_nkeys = nkeys;
+	backfill->cursor_key = palloc(sizeof(char *) * Max(nkeys, 1));
+	for (int i = 0; i < nkeys; i++)
+		backfill->cursor_key[i] = pstrdup(last_key[i]);
+	MemoryContextSwitchTo(old);
+}
+
 /*
  * Queues a chunk for its acknowledgement, which comes with the batch tag,
  * and moves the cursor past it.
@@ -760,33 +785,19 @@ ship_chunk(WsBackfill *backfill, WsChunk *chunk, int64 rows, uint64 tag)
 		shipped->last_key[i] = pstrdup(chunk->last_key[i]);
 	backfill->shipped = lappend(backfill->shipped, shipped);
 
-	/* the next chunk starts after this one */
-	if (backfill->cursor_key)
-	{
-		for (int i = 0; i < backfill->cursor_nkeys; i++)
-			pfree(backfill->cursor_key[i]);
-		pfree(backfill->cursor_key);
-	}
-	backfill->cursor_nkeys = shipped->nkeys;
-	backfill->cursor_key = palloc(sizeof(char *) * Max(shipped->nkeys, 1));
-	for (int i = 0; i < shipped->nkeys; i++)
-		backfill->cursor_key[i] = pstrdup(shipped->last_key[i]);
-	backfill->cursor_finished = chunk->final;
 	MemoryContextSwitchTo(old);
+
+	/* the next chunk starts after this one */
+	move_cursor(backfill, shipped->nkeys, shipped->last_key);
+	backfill->cursor_finished = chunk->final;
 }
 
 static void
 set_cursor(WsBackfill *backfill, const WsBackfillJob *job)
 {
-	MemoryContext old = MemoryContextSwitchTo(backfill->context);
-
 	backfill->cursor_job = job->id;
 	backfill->cursor_finished = false;
-	backfill->cursor_nkeys = job->nkeys;
-	backfill->cursor_key = palloc(sizeof(char *) * Max(job->nkeys, 1));
-	for (int i = 0; i < job->nkeys; i++)
-		backfill->cursor_key[i] = pstrdup(job->last_key[i]);
-	MemoryContextSwitchTo(old);
+	move_cursor(backfill, job->nkeys, job->last_key);
 }
 
 /* Starts the next chunk of the oldest active backfill, if any. */
@@ -925,7 +936,7 @@ ws_backfill_step(WsBackfill *backfill, bool may_read,
 		}
 		chunk->nxids--;
 	}
-	(void) write_watermark("high", chunk->token);
+	chunk->high_written = write_watermark("high", chunk->token);
 	chunk->state = WS_CHUNK_HIGH_WRITTEN;
 }
 
@@ -1055,24 +1066,32 @@ watermark(WsBackfill *backfill, const WsRecord *record,
 	char		kind[8];
 	uint64		token;
 
+	/*
+	 * Only the chunk's own watermarks count, known by their token and their
+	 * WAL position: watermarks of chunks given up, or of an earlier run of
+	 * the worker, may come first.
+	 */
 	if (sscanf(content, "%7s " UINT64_FORMAT, kind, &token) != 2 ||
 		chunk == NULL || token != chunk->token)
-		return;					/* of a chunk this worker gave up */
+		return;
 
-	if (strcmp(kind, "low") == 0)
+	/*
+	 * Decoding reports a message at the end of its WAL record, which is
+	 * where the next record may start: one less lies between the positions
+	 * of the records before the watermark and after it.  That is the rows'
+	 * version (low) and position (high), never a change's or a commit's.
+	 */
+	if (strcmp(kind, "low") == 0 && record->message_lsn == chunk->low_written)
 	{
-		/*
-		 * Decoding reports a message at the end of its WAL record, which is
-		 * where the next record may start; one less lies between the
-		 * positions of the changes before the watermark and after it.
-		 */
 		chunk->low_seen = true;
 		chunk->low_lsn = record->message_lsn - 1;
 	}
-	else if (strcmp(kind, "high") == 0)
+	else if (strcmp(kind, "high") == 0 &&
+			 chunk->state == WS_CHUNK_HIGH_WRITTEN &&
+			 record->message_lsn == chunk->high_written)
 	{
 		if (chunk->low_seen && !chunk->invalid)
-			emit_rows(backfill, chunk, record->message_lsn, output);
+			emit_rows(backfill, chunk, record->message_lsn - 1, output);
 		else
 			elog(DEBUG1, "walship backfill %lld: reading the chunk again",
 				 (long long) chunk->job_id);

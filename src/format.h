@@ -203,7 +203,8 @@ typedef struct WsRecord
 								 * row's version (the chunk's low watermark) */
 
 	/* READ */
-	XLogRecPtr	read_position;	/* the high watermark the rows go out at */
+	XLogRecPtr	read_position;	/* where the rows go out: just before the
+								 * end of the chunk's high watermark */
 	int64		read_time;		/* us since the Unix epoch */
 
 	/* TRUNCATE */

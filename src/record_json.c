@@ -67,7 +67,8 @@ ws_stream_context_track(WsStreamContext *context, const WsRecord *record)
 	{
 		/*
 		 * Backfilled rows stand outside transactions: they go out at their
-		 * chunk's high watermark, stamped with the time they were read.
+		 * chunk's position (by its high watermark), stamped with the time
+		 * they were read.
 		 */
 		bool		read = record->kind == WS_REC_READ;
 
