@@ -179,6 +179,7 @@ struct WsBackfill
 	char	  **cursor_key;
 	bool		cursor_finished;	/* its last chunk is shipped */
 	TimestampTz next_read;		/* no chunk is read before this */
+	char		activity[128];	/* what it waits for, or "" */
 };
 
 WsBackfill *
@@ -208,6 +209,7 @@ ws_backfill_create(MemoryContext parent)
 static void
 discard_chunk(WsBackfill *backfill)
 {
+	backfill->activity[0] = '\0';
 	if (backfill->chunk == NULL)
 		return;
 	MemoryContextDelete(backfill->chunk->context);
@@ -925,19 +927,23 @@ ws_backfill_step(WsBackfill *backfill, bool may_read,
 		{
 			if (TimestampDifferenceExceeds(chunk->waiting_since,
 										   GetCurrentTimestamp(), 1000))
-			{
-				char		activity[96];
-
-				snprintf(activity, sizeof(activity),
-						 "walship: backfill waits for transaction %u to end", xid);
-				pgstat_report_activity(STATE_RUNNING, activity);
-			}
+				snprintf(backfill->activity, sizeof(backfill->activity),
+						 "walship: shipping changes; backfill %lld waits for transaction %u to end",
+						 (long long) chunk->job_id, xid);
 			return;
 		}
 		chunk->nxids--;
 	}
+	backfill->activity[0] = '\0';
 	chunk->high_written = write_watermark("high", chunk->token);
 	chunk->state = WS_CHUNK_HIGH_WRITTEN;
+}
+
+/* What the worker should show in pg_stat_activity, or NULL. */
+const char *
+ws_backfill_activity(const WsBackfill *backfill)
+{
+	return backfill->activity[0] != '\0' ? backfill->activity : NULL;
 }
 
 /* ---------------------------------------------------------------------

@@ -47,6 +47,9 @@ extern bool ws_backfill_observe(WsBackfill *backfill, const char *record,
 /* Records the chunks whose batches were acknowledged (batch tags). */
 extern void ws_backfill_acknowledged(WsBackfill *backfill, List *tags);
 
+/* What the worker should show in pg_stat_activity, or NULL. */
+extern const char *ws_backfill_activity(const WsBackfill *backfill);
+
 /* Forgets the chunk in progress and the stream's relations. */
 extern void ws_backfill_reset(WsBackfill *backfill);
 

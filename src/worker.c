@@ -1359,8 +1359,10 @@ run_pipeline(WsWorker *worker)
 		if (shipping)
 		{
 			WsWorkerState state;
+			const char *activity = ws_backfill_activity(worker->backfill);
 
-			pgstat_report_activity(STATE_RUNNING, "walship: shipping changes");
+			pgstat_report_activity(STATE_RUNNING,
+								   activity ? activity : "walship: shipping changes");
 			if (strcmp(worker->decoding_publication, walship_publication) == 0)
 			{
 				more_wal = decode_slice(worker);

@@ -30,6 +30,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 use Cwd qw(abs_path);
+use IPC::Run;
 use Time::HiRes qw(time sleep);
 use WalshipHttpSink;
 use WalshipTest;
@@ -292,6 +293,30 @@ is(apply_received('parted', 'region, id', 'region, id, v'), '0',
 is(apply_received('ukey', 'a', 'a, b, c'), '0',
 	'unique-index key: applying by _version gives exactly the table');
 $node->safe_psql('postgres', 'DROP TABLE received, applied');
+
+# A transaction that has written and stays open when a chunk is read holds
+# the chunk back (the stream goes on), and says so in pg_stat_activity.
+my ($holder_in, $holder_out) = ('', '');
+my $holder_timer = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
+my $holder = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres') ],
+	'<', \$holder_in, '>', \$holder_out, '2>&1', $holder_timer);
+$holder_in .= "BEGIN;\nUPDATE parted SET v = v WHERE id = 1;\nSELECT 'holding';\n";
+$holder->pump until $holder_out =~ /holding/;
+pass('a transaction that wrote stays open');
+my $held_job = $node->safe_psql('postgres', q{SELECT walship.backfill('cond', 100)});
+ok( poll_until($node, qq{SELECT count(*) = 1 FROM pg_stat_activity
+  WHERE backend_type = 'walship worker'
+    AND query LIKE '%backfill $held_job waits for transaction %'}),
+	'the worker says which transaction its backfill waits for');
+is(backfill_row($held_job, 'state || \' \' || rows_sent'), 'running 0',
+	'nothing of the chunk is shipped while the transaction runs');
+$node->safe_psql('postgres', 'INSERT INTO cond VALUES (3000, \'live\')');
+$end_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+ok(wait_worker_caught_up($node, $end_lsn), 'live changes still ship meanwhile');
+$holder_in .= "COMMIT;\n\\q\n";
+$holder->finish;
+ok(poll_until($node, "SELECT state = 'done' FROM walship.backfills WHERE id = $held_job"),
+	'the backfill finishes once the transaction ends');
 
 # ---------------------------------------------------------------------------
 # 3. Rate limit, cancel, a table dropped mid-backfill
