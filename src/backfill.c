@@ -213,6 +213,7 @@ discard_chunk(WsBackfill *backfill)
 	if (backfill->chunk == NULL)
 		return;
 	MemoryContextDelete(backfill->chunk->context);
+	pfree(backfill->chunk);
 	backfill->chunk = NULL;
 }
 

@@ -77,9 +77,11 @@ void
 ws_progress_load(const char *slot_name)
 {
 	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(slot_name)};
+	Datum		values[1];
 
+	/* arguments are built in the transaction, so their memory goes with it */
 	begin_work("walship: loading progress");
+	values[0] = CStringGetTextDatum(slot_name);
 	if (SPI_execute_with_args("SELECT batches, changes, bytes, retries, rejected_batches, last_success_at "
 							  "FROM walship.progress WHERE slot_name = $1",
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
@@ -123,6 +125,7 @@ ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn)
 	char		nulls[9];
 	char		last_error[WS_MAX_ERROR_LEN];
 
+	begin_work("walship: recording progress");
 	memset(nulls, ' ', sizeof(nulls));
 	SpinLockAcquire(&ws_shared->mutex);
 	values[2] = Int64GetDatum(ws_shared->batches_shipped);
@@ -146,7 +149,6 @@ ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn)
 	else
 		values[8] = CStringGetTextDatum(last_error);
 
-	begin_work("walship: recording progress");
 	if (SPI_execute_with_args("INSERT INTO walship.progress AS p "
 							  "(slot_name, confirmed_lsn, batches, changes, bytes, retries, rejected_batches, last_success_at, last_error, updated_at) "
 							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) "
@@ -365,9 +367,11 @@ void
 ws_progress_backfill_failed(int64 id, const char *error)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
-	Datum		values[2] = {Int64GetDatum(id), CStringGetTextDatum(error)};
+	Datum		values[2];
 
 	begin_work("walship: recording a failed backfill");
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(error);
 	if (SPI_execute_with_args("UPDATE walship.backfills SET state = 'failed', error = $2, "
 							  "finished_at = now(), updated_at = now() "
 							  "WHERE id = $1 AND state = 'running'",

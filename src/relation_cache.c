@@ -47,6 +47,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 
 #include "format.h"
@@ -513,7 +514,10 @@ static void
 build_schema(WsRelationEntry *entry, Relation publish_rel, Bitmapset *columns)
 {
 	TupleDesc	desc = RelationGetDescr(publish_rel);
-	Bitmapset  *identity = RelationGetIdentityKeyBitmap(publish_rel);
+	/* the decoding-only variant, outside decoding for backfills */
+	Bitmapset  *identity = HistoricSnapshotActive() ?
+		RelationGetIdentityKeyBitmap(publish_rel) :
+		RelationGetIndexAttrBitmap(publish_rel, INDEX_ATTR_BITMAP_IDENTITY_KEY);
 	Bitmapset  *primary_key = RelationGetIndexAttrBitmap(publish_rel,
 													 INDEX_ATTR_BITMAP_PRIMARY_KEY);
 	bool		full = publish_rel->rd_rel->relreplident == REPLICA_IDENTITY_FULL;

@@ -395,12 +395,13 @@ pipeline_prerequisites(void)
 		}
 	}
 
+	/* message and hint live in the transaction's memory */
+	if (!ok)
+		report_problem(WS_STATE_ERROR, message, hint);
+
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	pgstat_report_activity(STATE_IDLE, NULL);
-
-	if (!ok)
-		report_problem(WS_STATE_ERROR, message, hint);
 	return ok;
 }
 
