@@ -216,6 +216,17 @@ GRANT EXECUTE ON FUNCTION check_backfill_condition(text) TO walship_admin;
 COMMENT ON FUNCTION check_backfill_condition(text) IS
 'Raises an error unless the text is one expression: balanced parentheses, no semicolon';
 
+CREATE FUNCTION notify_backfill()
+RETURNS void
+AS 'MODULE_PATHNAME', 'walship_notify_backfill'
+LANGUAGE C STRICT VOLATILE;
+
+COMMENT ON FUNCTION notify_backfill() IS
+'Tells the worker a backfill was queued, so that it starts as soon as the transaction commits';
+
+REVOKE ALL ON FUNCTION notify_backfill() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION notify_backfill() TO walship_admin;
+
 CREATE FUNCTION backfill(relation regclass, chunk_size integer DEFAULT 10000,
                          condition text DEFAULT NULL)
 RETURNS bigint
@@ -318,6 +329,7 @@ BEGIN
     INSERT INTO @extschema@.backfills (relation, schema_name, table_name, chunk_size, condition)
     VALUES (rel.oid, rel.nspname, rel.relname, chunk_size, condition)
     RETURNING id INTO job;
+    PERFORM @extschema@.notify_backfill();
     RETURN job;
 END
 $$;

@@ -84,9 +84,12 @@
 #include "relation_cache.h"
 #include "row_filter.h"
 #include "settings.h"
+#include "shared_state.h"
 
 /* Pause before reading again after a chunk could not be used. */
 #define WS_BACKFILL_RETRY_MS		100
+/* Looking for a backfill just queued, until its transaction commits. */
+#define WS_BACKFILL_EAGER_POLL_MS	20
 /* How long to poll for a snapshot without commits in flight. */
 #define WS_BACKFILL_SNAPSHOT_TRIES	200
 
@@ -180,6 +183,8 @@ struct WsBackfill
 	bool		cursor_finished;	/* its last chunk is shipped */
 	TimestampTz next_read;		/* no chunk is read before this */
 	char		activity[128];	/* what it waits for, or "" */
+	uint64		seen_requests;	/* ws_shared->backfill_requests seen */
+	TimestampTz eager_until;	/* look for new backfills often until */
 };
 
 WsBackfill *
@@ -815,7 +820,10 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 	volatile bool read = false;
 	TimestampTz started = GetCurrentTimestamp();
 
-	backfill->next_read = TimestampTzPlusMilliseconds(started, 1000);
+	/* none queued: look again in a second, or soon after a request */
+	backfill->next_read = TimestampTzPlusMilliseconds(started,
+													  started < backfill->eager_until ?
+													  WS_BACKFILL_EAGER_POLL_MS : 1000);
 	if (!ws_progress_next_backfill(&job, job_context))
 	{
 		MemoryContextDelete(job_context);
@@ -912,7 +920,20 @@ ws_backfill_step(WsBackfill *backfill, bool may_read,
 
 	if (chunk == NULL)
 	{
-		if (may_read && GetCurrentTimestamp() >= backfill->next_read)
+		TimestampTz now = GetCurrentTimestamp();
+		uint64		requests;
+
+		SpinLockAcquire(&ws_shared->mutex);
+		requests = ws_shared->backfill_requests;
+		SpinLockRelease(&ws_shared->mutex);
+		if (requests != backfill->seen_requests)
+		{
+			/* walship.backfill() ran; its transaction commits any moment */
+			backfill->seen_requests = requests;
+			backfill->eager_until = TimestampTzPlusMilliseconds(now, 2000);
+			backfill->next_read = 0;
+		}
+		if (may_read && now >= backfill->next_read)
 			start_chunk(backfill, output);
 		return;
 	}

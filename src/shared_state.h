@@ -34,6 +34,7 @@ typedef struct WsSharedState
 	slock_t		mutex;			/* protects everything below */
 
 	bool		pause_requested;
+	uint64		backfill_requests;	/* bumped by walship.backfill() */
 	int			worker_pid;		/* 0 when not running */
 	Latch	   *worker_latch;	/* to wake the worker */
 

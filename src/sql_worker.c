@@ -31,6 +31,7 @@
 PG_FUNCTION_INFO_V1(walship_status_internal);
 PG_FUNCTION_INFO_V1(walship_pause);
 PG_FUNCTION_INFO_V1(walship_resume);
+PG_FUNCTION_INFO_V1(walship_notify_backfill);
 
 #define STATUS_COLUMNS 24
 
@@ -144,5 +145,27 @@ Datum
 walship_resume(PG_FUNCTION_ARGS)
 {
 	set_paused(false);
+	PG_RETURN_VOID();
+}
+
+/*
+ * Tells the worker a backfill was queued: it looks for it often for a
+ * while, rather than once a second, so it starts as soon as the queuing
+ * transaction commits.  Without a worker (walship not preloaded) it does
+ * nothing: the backfill starts whenever a worker runs.
+ */
+Datum
+walship_notify_backfill(PG_FUNCTION_ARGS)
+{
+	Latch	   *latch;
+
+	if (ws_shared == NULL)
+		PG_RETURN_VOID();
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->backfill_requests++;
+	latch = ws_shared->worker_latch;
+	SpinLockRelease(&ws_shared->mutex);
+	if (latch)
+		SetLatch(latch);
 	PG_RETURN_VOID();
 }
