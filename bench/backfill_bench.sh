@@ -882,8 +882,8 @@ if [ ${#METHODS[@]} -gt 0 ] || [ ${#TP_NOTES[@]} -gt 0 ]; then
 		}'
 	done
 	echo
-	echo "  medians over the rounds. pickup: from walship.backfill() until the worker marked the backfill running (it looks for queued backfills"
-	echo "  once a second when it has none); rows/s run: rows over (elapsed - pickup). worker CPU: user + system time of the walship worker,"
+	echo "  medians over the rounds. pickup: from walship.backfill() until the worker marked the backfill running (walship.backfill() wakes"
+	echo "  the worker); rows/s run: rows over (elapsed - pickup). worker CPU: user + system time of the walship worker,"
 	echo "  which reads the table itself (SPI), encodes the rows and sends them; nginx CPU: its worker process. all CPU: every process involved:"
 	echo "  the cluster(s) (postmaster, backends, walship worker, walsenders, subscriber workers), nginx, psql and curl; it moves much less than"
 	echo "  the elapsed time when other work competes for the CPUs. idle %: share of the machine's CPU time ($(nproc) CPUs) left idle during the method."

@@ -830,8 +830,12 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 		return;
 	}
 
-	/* a new backfill, or one taken up again after a restart or a cancel */
-	if (job.id != backfill->cursor_job)
+	/*
+	 * A new backfill, or one taken up again after a restart or a cancel,
+	 * starts from the catalog (a backfill just starting may reuse the id of
+	 * one that ran before the extension was created again).
+	 */
+	if (job.id != backfill->cursor_job || job.starting)
 		set_cursor(backfill, &job);
 	else if (backfill->cursor_finished)
 	{

@@ -305,7 +305,8 @@ ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt)
 		state = copy_text_column(tuple, desc, 9, CurrentMemoryContext);
 		found = true;
 
-		if (strcmp(state, "queued") == 0)
+		job->starting = strcmp(state, "queued") == 0;
+		if (job->starting)
 		{
 			Oid			argtypes[1] = {INT8OID};
 			Datum		values[1] = {Int64GetDatum(job->id)};

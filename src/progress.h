@@ -39,6 +39,7 @@ typedef struct WsBackfillJob
 	char	   *table_name;
 	int			nkeys;			/* of last_key; 0 before the first chunk */
 	char	  **last_key;
+	bool		starting;		/* it was queued until now */
 } WsBackfillJob;
 
 /* These run inside the caller's transaction. */
