@@ -12,8 +12,9 @@
 #	  2. A WHERE condition; the binary format's READ records; a partitioned
 #	     table published through its root, and a table keyed by REPLICA
 #	     IDENTITY USING INDEX, both under a workload.
-#	  3. The rate limit (walship.backfill_max_rate), cancel, and a table
-#	     dropped mid-backfill.
+#	  3. A transaction left open holds a chunk back, not the stream; the
+#	     rate limit (walship.backfill_max_rate), cancel, a clean restart of
+#	     the server mid-backfill, and a table dropped mid-backfill.
 #	  4. walship.initial_backfill on a new pipeline.
 #
 #	  Rows per second are printed as diag lines; bench/backfill_bench.sh
@@ -69,8 +70,10 @@ INSERT INTO bin VALUES ('a', 1), ('b', 2);
 CREATE TABLE slow (id int PRIMARY KEY, v text);
 INSERT INTO slow SELECT g, 's' || g FROM generate_series(1, 50000) g;
 CREATE TABLE gone (id int PRIMARY KEY, v text);
+CREATE TABLE resumed (id int PRIMARY KEY, v text);
+INSERT INTO resumed SELECT g, 'r' || g FROM generate_series(1, 30000) g;
 INSERT INTO gone SELECT g, 'g' || g FROM generate_series(1, 50000) g;
-CREATE PUBLICATION wpub FOR TABLE items, cond, bin, slow, gone;
+CREATE PUBLICATION wpub FOR TABLE items, cond, bin, slow, gone, resumed;
 VACUUM ANALYZE;
 });
 ok(wait_streaming($node), 'worker streams');
@@ -342,6 +345,19 @@ cmp_ok($later, '<=', $at_cancel + 1000, "no chunk after the one being read when 
 cmp_ok($later, '<', 50000, 'the cancelled backfill did not ship the whole table');
 is($node->safe_psql('postgres', "SELECT walship.cancel_backfill($slow_job)"), 'f',
 	'cancelling it again says it was not active');
+
+# A clean restart of the server mid-backfill: it resumes after the last
+# acknowledged chunk, and every row arrives.
+my $resumed_job = $node->safe_psql('postgres', q{SELECT walship.backfill('resumed', 1000)});
+ok(poll_until($node, "SELECT rows_sent >= 5000 FROM walship.backfills WHERE id = $resumed_job"),
+	'backfill to interrupt made progress');
+$node->restart;
+my $after = backfill_row($resumed_job, 'state || \' \' || rows_sent');
+like($after, qr/^running \d+$/, "after a restart the backfill is still running ($after)");
+ok(poll_until($node, "SELECT state = 'done' FROM walship.backfills WHERE id = $resumed_job"),
+	'and finishes');
+my %resumed_ids = map { $_->{id} => 1 } grep { $_->{_op} eq 'r' } table_lines('resumed');
+is(scalar(keys %resumed_ids), 30000, 'every row of the table arrived as a read line');
 
 my $gone_job = $node->safe_psql('postgres', q{SELECT walship.backfill('gone', 1000)});
 ok(poll_until($node, "SELECT rows_sent > 0 FROM walship.backfills WHERE id = $gone_job"),
