@@ -90,8 +90,8 @@
 #define WS_BACKFILL_RETRY_MS		100
 /* Looking for a backfill just queued, until its transaction commits. */
 #define WS_BACKFILL_EAGER_POLL_MS	20
-/* How long to poll for a snapshot without commits in flight. */
-#define WS_BACKFILL_SNAPSHOT_TRIES	200
+/* Longest wait for commits ending before a chunk is read. */
+#define WS_BACKFILL_COMMIT_WAIT_MS	1000
 
 /* One row of a chunk. */
 typedef struct WsChunkRow
@@ -343,30 +343,55 @@ wait_for_commits_in_flight(void)
 }
 
 /*
- * A snapshot in which every transaction already marked committed is
- * visible: one that commits (past its commit record) but has not ended
- * yet would otherwise be invisible though its commit precedes the low
- * watermark.  NULL if such commits keep coming.
+ * A snapshot in which every transaction that committed before the low
+ * watermark is visible.  Such a transaction is marked committed by now
+ * (wait_for_commits_in_flight), but may not have ended yet, and until it
+ * ends snapshots do not see it.  Those of a first snapshot that are marked
+ * committed are waited for, and a second snapshot taken: a transaction
+ * still running in it that committed before the watermark would have been
+ * running, and marked, in the first.  NULL if they do not end within
+ * WS_BACKFILL_COMMIT_WAIT_MS (a synchronous standby that does not answer):
+ * the stream must go on.
  */
 static Snapshot
 snapshot_after_low_watermark(void)
 {
-	for (int attempt = 0; attempt < WS_BACKFILL_SNAPSHOT_TRIES; attempt++)
-	{
-		Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
-		bool		committing = false;
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	TransactionId *ending = palloc(sizeof(TransactionId) *
+								   (snapshot->xcnt + Max(snapshot->subxcnt, 0) + 1));
+	int			nending = 0;
+	TimestampTz deadline;
 
-		for (uint32 i = 0; i < snapshot->xcnt && !committing; i++)
-			committing = TransactionIdDidCommit(snapshot->xip[i]);
-		for (int32 i = 0; i < snapshot->subxcnt && !committing; i++)
-			committing = TransactionIdDidCommit(snapshot->subxip[i]);
-		if (!committing)
-			return snapshot;
-		UnregisterSnapshot(snapshot);
-		CHECK_FOR_INTERRUPTS();
-		pg_usleep(1000L);
+	for (uint32 i = 0; i < snapshot->xcnt; i++)
+		if (TransactionIdDidCommit(snapshot->xip[i]))
+			ending[nending++] = snapshot->xip[i];
+	for (int32 i = 0; i < snapshot->subxcnt; i++)
+		if (TransactionIdDidCommit(snapshot->subxip[i]))
+			ending[nending++] = snapshot->subxip[i];
+	if (nending == 0)
+	{
+		pfree(ending);
+		return snapshot;
 	}
-	return NULL;
+
+	UnregisterSnapshot(snapshot);
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+										   WS_BACKFILL_COMMIT_WAIT_MS);
+	for (int i = 0; i < nending; i++)
+	{
+		while (TransactionIdIsInProgress(ending[i]))
+		{
+			if (GetCurrentTimestamp() >= deadline)
+			{
+				pfree(ending);
+				return NULL;
+			}
+			CHECK_FOR_INTERRUPTS();
+			pg_usleep(100L);
+		}
+	}
+	pfree(ending);
+	return RegisterSnapshot(GetLatestSnapshot());
 }
 
 /*
