@@ -90,6 +90,14 @@
 #define WS_BACKFILL_RETRY_MS		100
 /* Looking for a backfill just queued, until its transaction commits. */
 #define WS_BACKFILL_EAGER_POLL_MS	20
+/* Rows fetched at a time by the chunk query's cursor. */
+#define WS_BACKFILL_FETCH_ROWS		1000
+/*
+ * Most bytes of encoded rows a chunk holds: its rows are all in memory
+ * until its high watermark.  Sixteen times walship.batch_max_bytes (64 MB
+ * at the default), so a chunk is a few batches.
+ */
+#define WS_BACKFILL_CHUNK_BYTES		((int64) walship_batch_max_bytes * 1024 * 16)
 /* Longest wait for commits ending before a chunk is read. */
 #define WS_BACKFILL_COMMIT_WAIT_MS	1000
 
@@ -127,7 +135,9 @@ typedef struct WsChunk
 	bool	   *key_column;		/* by published column: in the key */
 
 	int			nrows;
+	int			rows_allocated;
 	WsChunkRow *rows;
+	int64		bytes;			/* of the rows' encoded tuples */
 	int		   *buckets;		/* first row of each hash bucket, or -1 */
 	int			nbuckets;		/* a power of two */
 	int64		read_time;		/* us since the Unix epoch */
@@ -578,19 +588,77 @@ describe_rows(WsChunk *chunk, WsRelationEntry *entry, TupleDesc desc,
 	}
 }
 
-/* Reads the chunk's rows; called inside a transaction, under SPI. */
+/* Keeps one row read by the chunk query, unless the row filter drops it. */
+static void
+add_row(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
+		WsRelationEntry *entry, HeapTuple result, TupleDesc result_desc,
+		StringInfo buffer, StringInfo key)
+{
+	TupleDesc	desc = RelationGetDescr(relation);
+	bool		isnull;
+	Datum		whole = SPI_getbinval(result, result_desc, 1, &isnull);
+	HeapTupleHeader header = DatumGetHeapTupleHeader(whole);
+	HeapTupleData tuple;
+	HeapTuple	row_tuple = &tuple;
+	WsChunkRow *row;
+
+	/* a whole-row value holds every value inline: nothing is TOASTed */
+	tuple.t_len = HeapTupleHeaderGetDatumLength(header);
+	ItemPointerSetInvalid(&tuple.t_self);
+	tuple.t_tableOid = RelationGetRelid(relation);
+	tuple.t_data = header;
+
+	/* the publication's row filter, as for an INSERT */
+	if (entry->row_filter != NULL &&
+		ws_row_filter_apply(entry->row_filter, WS_ACTION_INSERT, NULL,
+							&row_tuple) == WS_ACTION_SKIP)
+		return;
+
+	resetStringInfo(buffer);
+	ws_relation_write_tuple(buffer, entry, desc, row_tuple, false);
+	resetStringInfo(key);
+	if (!extract_encoded_key(chunk, buffer->data, buffer->len, key))
+		elog(ERROR, "backfilled row of \"%s.%s\" has no key",
+			 job->schema_name, job->table_name);
+
+	if (chunk->nrows == chunk->rows_allocated)
+	{
+		chunk->rows_allocated *= 2;
+		chunk->rows = repalloc(chunk->rows,
+							   sizeof(WsChunkRow) * chunk->rows_allocated);
+	}
+	row = &chunk->rows[chunk->nrows++];
+	memset(row, 0, sizeof(WsChunkRow));
+	row->tuple = MemoryContextAlloc(chunk->context, buffer->len);
+	memcpy(row->tuple, buffer->data, buffer->len);
+	row->tuple_len = buffer->len;
+	row->key = MemoryContextAlloc(chunk->context, key->len);
+	memcpy(row->key, key->data, key->len);
+	row->key_len = key->len;
+	row->hash = hash_bytes((const unsigned char *) key->data, key->len);
+	chunk->bytes += buffer->len;
+}
+
+/*
+ * Reads the chunk's rows; called inside a transaction, under SPI.  The
+ * rows are fetched through a cursor, and the chunk ends early once its
+ * encoded rows reach WS_BACKFILL_CHUNK_BYTES: a chunk of large rows does
+ * not take the worker's memory with it.
+ */
 static void
 read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 		  WsRelationEntry *entry, List *key_attnums, SPIPlanPtr plan,
 		  Snapshot snapshot)
 {
-	TupleDesc	desc = RelationGetDescr(relation);
 	Datum		values[1];
 	char		nulls[1] = {' '};
 	StringInfoData buffer;
 	StringInfoData key;
 	int			nkeys = list_length(key_attnums);
-	uint64		nread;
+	int64		max_bytes = WS_BACKFILL_CHUNK_BYTES;
+	uint64		nread = 0;
+	bool		ended = false;
+	Portal		portal;
 
 	if (job->nkeys > 0)
 	{
@@ -604,69 +672,58 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	else
 		nulls[0] = 'n';
 
-	if (SPI_execute_snapshot(plan, values, nulls, snapshot, InvalidSnapshot,
-							 true, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read a chunk of table \"%s.%s\"",
-			 job->schema_name, job->table_name);
+	/* a read-only cursor reads under the active snapshot */
+	PushActiveSnapshot(snapshot);
+	portal = SPI_cursor_open(NULL, plan, values, nulls, true);
+	PopActiveSnapshot();
 
-	nread = SPI_processed;
-	chunk->final = nread < (uint64) job->chunk_size;
 	chunk->read_time = GetCurrentTimestamp() + WS_UNIX_TO_PG_EPOCH_USECS;
-	chunk->rows = MemoryContextAllocZero(chunk->context,
-										 sizeof(WsChunkRow) * Max(nread, 1));
+	chunk->rows_allocated = Min(job->chunk_size, WS_BACKFILL_FETCH_ROWS);
+	chunk->rows = MemoryContextAlloc(chunk->context,
+									 sizeof(WsChunkRow) * chunk->rows_allocated);
 	initStringInfo(&buffer);
 	initStringInfo(&key);
 
-	for (uint64 i = 0; i < nread; i++)
+	while (!ended && chunk->bytes < max_bytes)
 	{
-		HeapTuple	result = SPI_tuptable->vals[i];
-		bool		isnull;
-		Datum		whole = SPI_getbinval(result, SPI_tuptable->tupdesc, 1, &isnull);
-		HeapTupleHeader header = DatumGetHeapTupleHeader(whole);
-		HeapTupleData tuple;
-		HeapTuple	row_tuple = &tuple;
-		WsChunkRow *row = &chunk->rows[chunk->nrows];
+		uint64		nfetched;
+		uint64		i;
 
-		/* a whole-row value holds every value inline: nothing is TOASTed */
-		tuple.t_len = HeapTupleHeaderGetDatumLength(header);
-		ItemPointerSetInvalid(&tuple.t_self);
-		tuple.t_tableOid = RelationGetRelid(relation);
-		tuple.t_data = header;
-
-		if (i == nread - 1)
+		SPI_cursor_fetch(portal, true, WS_BACKFILL_FETCH_ROWS);
+		nfetched = SPI_processed;
+		for (i = 0; i < nfetched && chunk->bytes < max_bytes; i++)
 		{
-			MemoryContext old = MemoryContextSwitchTo(chunk->context);
+			HeapTuple	result = SPI_tuptable->vals[i];
 
-			chunk->nkeys = nkeys;
-			chunk->last_key = palloc(sizeof(char *) * nkeys);
+			add_row(chunk, job, relation, entry, result, SPI_tuptable->tupdesc,
+					&buffer, &key);
+			nread++;
+
+			/* the next chunk starts after the last row read */
+			if (chunk->last_key == NULL)
+			{
+				MemoryContext old = MemoryContextSwitchTo(chunk->context);
+
+				chunk->nkeys = nkeys;
+				chunk->last_key = palloc0(sizeof(char *) * Max(nkeys, 1));
+				MemoryContextSwitchTo(old);
+			}
 			for (int k = 0; k < nkeys; k++)
-				chunk->last_key[k] = SPI_getvalue(result, SPI_tuptable->tupdesc,
-												  k + 2);
-			MemoryContextSwitchTo(old);
+			{
+				if (chunk->last_key[k])
+					pfree(chunk->last_key[k]);
+				chunk->last_key[k] = MemoryContextStrdup(chunk->context,
+														 SPI_getvalue(result, SPI_tuptable->tupdesc, k + 2));
+			}
 		}
-
-		/* the publication's row filter, as for an INSERT */
-		if (entry->row_filter != NULL &&
-			ws_row_filter_apply(entry->row_filter, WS_ACTION_INSERT, NULL,
-								&row_tuple) == WS_ACTION_SKIP)
-			continue;
-
-		resetStringInfo(&buffer);
-		ws_relation_write_tuple(&buffer, entry, desc, row_tuple, false);
-		resetStringInfo(&key);
-		if (!extract_encoded_key(chunk, buffer.data, buffer.len, &key))
-			elog(ERROR, "backfilled row of \"%s.%s\" has no key",
-				 job->schema_name, job->table_name);
-
-		row->tuple = MemoryContextAlloc(chunk->context, buffer.len);
-		memcpy(row->tuple, buffer.data, buffer.len);
-		row->tuple_len = buffer.len;
-		row->key = MemoryContextAlloc(chunk->context, key.len);
-		memcpy(row->key, key.data, key.len);
-		row->key_len = key.len;
-		row->hash = hash_bytes((const unsigned char *) key.data, key.len);
-		chunk->nrows++;
+		/* the query is out of rows only if every row it gave was kept */
+		ended = nfetched < WS_BACKFILL_FETCH_ROWS && i == nfetched;
+		SPI_freetuptable(SPI_tuptable);
 	}
+	SPI_cursor_close(portal);
+
+	/* the last chunk: the query ran out of rows, not of memory */
+	chunk->final = ended && nread < (uint64) job->chunk_size;
 	pfree(buffer.data);
 	pfree(key.data);
 	build_buckets(chunk);

@@ -31,6 +31,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 use Cwd qw(abs_path);
+use Digest::MD5 qw(md5_hex);
 use IPC::Run;
 use Time::HiRes qw(time sleep);
 use WalshipHttpSink;
@@ -71,9 +72,13 @@ CREATE TABLE slow (id int PRIMARY KEY, v text);
 INSERT INTO slow SELECT g, 's' || g FROM generate_series(1, 50000) g;
 CREATE TABLE gone (id int PRIMARY KEY, v text);
 CREATE TABLE resumed (id int PRIMARY KEY, v text);
+CREATE TABLE wide (id int PRIMARY KEY, doc text);
+INSERT INTO wide
+SELECT g, (SELECT string_agg(md5(random()::text || g || i), '') FROM generate_series(1, 3200) i)
+  FROM generate_series(1, 60) g;
 INSERT INTO resumed SELECT g, 'r' || g FROM generate_series(1, 30000) g;
 INSERT INTO gone SELECT g, 'g' || g FROM generate_series(1, 50000) g;
-CREATE PUBLICATION wpub FOR TABLE items, cond, bin, slow, gone, resumed;
+CREATE PUBLICATION wpub FOR TABLE items, cond, bin, slow, gone, resumed, wide;
 VACUUM ANALYZE;
 });
 ok(wait_streaming($node), 'worker streams');
@@ -248,6 +253,25 @@ SELECT bool_and((r->>'version')::pg_lsn < (r->>'position')::pg_lsn AND r->>'read
   FROM walship.decode_stream('\\x$hex') r WHERE r->>'kind' = 'read'}),
 	't', 'READ records carry a version below their position, and the read time');
 $node->append_conf('postgresql.conf', "walship.format = 'ndjson'\nwalship.endpoint = '${\ $sink->url('/ingest/{schema}/{table}') }'");
+$node->reload;
+
+# Large rows: a chunk ends once its rows reach 16 times
+# walship.batch_max_bytes (here 64 kB: 1 MB, about ten 100 kB rows), not
+# only after chunk_size rows.
+$node->append_conf('postgresql.conf', 'walship.batch_max_bytes = 64kB');
+$node->reload;
+$since = $sink->last_seq;
+my $wide_job = $node->safe_psql('postgres', q{SELECT walship.backfill('wide')});
+ok(poll_until($node, "SELECT state = 'done' FROM walship.backfills WHERE id = $wide_job"),
+	'backfill of 100 kB rows finishes');
+my ($wide_chunks, $wide_rows) = split /\|/, backfill_row($wide_job, 'chunks_done, rows_sent');
+cmp_ok($wide_chunks, '>=', 5, "chunks end by size ($wide_chunks chunks for 60 rows of 100 kB)");
+is($wide_rows, '60', 'every row is sent');
+my %wide_docs = map { $_->{id} => $_->{doc} } grep { $_->{_op} eq 'r' } table_lines('wide', $since);
+is( $node->safe_psql('postgres', 'SELECT string_agg(md5(doc), \',\' ORDER BY id) FROM wide'),
+	join(',', map { md5_hex($wide_docs{$_} // '') } 1 .. 60),
+	'the rows arrive whole');
+$node->append_conf('postgresql.conf', 'walship.batch_max_bytes = 4MB');
 $node->reload;
 
 # A partitioned table published through its root (rows move between
