@@ -324,51 +324,24 @@ SELECT r->>'prefix' AS prefix, convert_from(decode(substr(r->>'content', 3), 'he
 SELECT pg_drop_replication_slot('bf_slot');
 
 --
--- READ records, crafted with the helpers of decode_errors.sql: bf_uv()
--- and bf_sv() write unsigned and zigzag varints, bf_rec() frames a body,
--- bf_le64() writes 8 bytes little-endian.
+-- READ records, crafted with the wire_*() helpers of setup.sql.
 --
-CREATE FUNCTION bf_uv(v numeric) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    result bytea := '';
-BEGIN
-    WHILE v >= 128 LOOP
-        result := result || set_byte('\x00'::bytea, 0, (mod(v, 128) + 128)::int);
-        v := div(v, 128);
-    END LOOP;
-    RETURN result || set_byte('\x00'::bytea, 0, v::int);
-END
-$$;
-CREATE FUNCTION bf_sv(v numeric) RETURNS bytea
-LANGUAGE sql IMMUTABLE AS $$
-SELECT bf_uv(CASE WHEN v >= 0 THEN 2 * v ELSE -2 * v - 1 END)
-$$;
-CREATE FUNCTION bf_rec(kind text, body bytea) RETURNS bytea
-LANGUAGE sql IMMUTABLE AS $$
-SELECT convert_to(kind, 'UTF8') || bf_uv(length(body)) || body
-$$;
-CREATE FUNCTION bf_le64(v numeric) RETURNS bytea
-LANGUAGE sql IMMUTABLE AS $$
-SELECT string_agg(set_byte('\x00'::bytea, 0, mod(div(v, 256::numeric ^ k), 256)::int), ''::bytea ORDER BY k)
-  FROM generate_series(0, 7) AS k
-$$;
 CREATE FUNCTION bf_str(s text) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-SELECT bf_uv(octet_length(s)) || convert_to(s, 'UTF8')
+SELECT wire_uv(octet_length(s)) || convert_to(s, 'UTF8')
 $$;
 -- a column of a RELATION record: flags, name, type OID, typmod, type name
 CREATE FUNCTION bf_col(flags int, name text, type_oid int, type_name text) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-SELECT set_byte('\x00'::bytea, 0, flags) || bf_str(name) || bf_uv(type_oid) || bf_sv(-1)
+SELECT set_byte('\x00'::bytea, 0, flags) || bf_str(name) || wire_uv(type_oid) || wire_sv(-1)
        || bf_str(type_name)
 $$;
 -- the RELATION record of a backfill: relation id 2^32 + 7, OID 16384,
 -- public.bf_r (id integer key, v text, at timestamptz), identity default
 CREATE FUNCTION bf_relation() RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-SELECT bf_rec('R', bf_uv(4294967303) || bf_uv(16384) || bf_str('public') || bf_str('bf_r')
-                   || 'd'::bytea || bf_uv(3)
+SELECT wire_rec('R', wire_uv(4294967303) || wire_uv(16384) || bf_str('public') || bf_str('bf_r')
+                   || 'd'::bytea || wire_uv(3)
                    || bf_col(7, 'id', 23, 'integer') || bf_col(0, 'v', 25, 'text')
                    || bf_col(0, 'at', 1184, 'timestamp with time zone'))
 $$;
@@ -377,20 +350,20 @@ $$;
 -- 2024-05-06 07:08:09.123456 UTC, with version (the low watermark) 0/3000000
 CREATE FUNCTION bf_read_body(ordinal int, id int, v text) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-SELECT bf_uv(4294967303) || bf_uv(ordinal) || bf_le64(x'3000028'::bigint)
-       || bf_sv(extract(epoch FROM timestamptz '2024-05-06 07:08:09.123456+00') * 1000000)
-       || bf_uv(3) || 'i'::bytea || bf_sv(id)
+SELECT wire_uv(4294967303) || wire_uv(ordinal) || wire_le64(x'3000028'::bigint)
+       || wire_sv(extract(epoch FROM timestamptz '2024-05-06 07:08:09.123456+00') * 1000000)
+       || wire_uv(3) || 'i'::bytea || wire_sv(id)
        || CASE WHEN v IS NULL THEN 'n'::bytea ELSE 's'::bytea || bf_str(v) END
-       || 'Z'::bytea || bf_sv(extract(epoch FROM timestamptz '2024-01-01 00:00:00+00') * 1000000)
-       || bf_uv(x'3000000'::bigint)
+       || 'Z'::bytea || wire_sv(extract(epoch FROM timestamptz '2024-01-01 00:00:00+00') * 1000000)
+       || wire_uv(x'3000000'::bigint)
 $$;
 CREATE TABLE bf_stream AS
-SELECT bf_relation() || bf_rec('S', bf_read_body(1, 1, 'one'))
-       || bf_rec('S', bf_read_body(2, 2, NULL)) AS s;
+SELECT bf_relation() || wire_rec('S', bf_read_body(1, 1, 'one'))
+       || wire_rec('S', bf_read_body(2, 2, NULL)) AS s;
 
-SELECT bf_rec('S', bf_read_body(1, 1, 'one')) AS read_record;
+SELECT wire_rec('S', bf_read_body(1, 1, 'one')) AS read_record;
 -- decode() alone: values by position
-SELECT walship.decode(bf_rec('S', bf_read_body(1, 1, 'one')));
+SELECT walship.decode(wire_rec('S', bf_read_body(1, 1, 'one')));
 -- decode_stream(): with names
 SELECT r FROM bf_stream, walship.decode_stream(s) AS r;
 -- as the shipping worker sends them
@@ -402,15 +375,15 @@ SELECT (line::jsonb->>'_lsn')::numeric = x'3000028'::bigint AS lsn_is_position,
        (line::jsonb->>'_version')::numeric = x'3000000'::bigint AS version_is_version
   FROM bf_stream, regexp_split_to_table(rtrim(walship.encode_ndjson(s, 'flat'), E'\n'), E'\n') AS line;
 -- a READ record of a relation the stream has not described
-SELECT walship.encode_ndjson(bf_rec('S', bf_read_body(1, 1, 'one')));
+SELECT walship.encode_ndjson(wire_rec('S', bf_read_body(1, 1, 'one')));
 \echo :LAST_ERROR_SQLSTATE
 
 -- Truncated by one byte: the record, or its body in a record of that
 -- length.
 SELECT walship.decode(substr(r, 1, length(r) - 1))
-  FROM bf_rec('S', bf_read_body(1, 1, 'one')) AS r;
+  FROM wire_rec('S', bf_read_body(1, 1, 'one')) AS r;
 \echo :LAST_ERROR_SQLSTATE
-SELECT walship.decode(bf_rec('S', substr(b, 1, length(b) - 1)))
+SELECT walship.decode(wire_rec('S', substr(b, 1, length(b) - 1)))
   FROM bf_read_body(1, 1, 'one') AS b;
 \echo :LAST_ERROR_SQLSTATE
 SELECT count(*) FROM bf_stream, walship.decode_stream(substr(s, 1, length(s) - 1));
@@ -420,7 +393,7 @@ SELECT walship.encode_ndjson(substr(s, 1, length(s) - 1)) FROM bf_stream;
 -- every truncation of the READ record fails; in the stream, every one but
 -- the one that ends after the first READ record
 SELECT coalesce(e.sqlstate, 'ok') AS outcome, count(*) AS truncations, min(k), max(k)
-  FROM bf_rec('S', bf_read_body(1, 1, 'one')) AS r, generate_series(0, length(r) - 1) AS k
+  FROM wire_rec('S', bf_read_body(1, 1, 'one')) AS r, generate_series(0, length(r) - 1) AS k
        LEFT JOIN LATERAL bf_error(format('SELECT walship.decode(%L::bytea)', substr(r, 1, k)), 0) AS e ON true
  GROUP BY 1 ORDER BY 1;
 SELECT coalesce(e.sqlstate, 'ok') AS outcome, count(*) AS truncations,
@@ -430,8 +403,8 @@ SELECT coalesce(e.sqlstate, 'ok') AS outcome, count(*) AS truncations,
  GROUP BY 1 ORDER BY 1;
 
 DELETE FROM walship.backfills WHERE table_name LIKE 'bf\_%';
-DROP FUNCTION bf_error(text, bigint), bf_peek(text[]), bf_uv(numeric), bf_sv(numeric),
-    bf_rec(text, bytea), bf_le64(numeric), bf_str(text), bf_col(int, text, int, text),
+DROP FUNCTION bf_error(text, bigint), bf_peek(text[]),
+    bf_str(text), bf_col(int, text, int, text),
     bf_relation(), bf_read_body(int, int, text);
 DROP TABLE bf_stream, bf_pub_ids;
 DROP PUBLICATION walship;

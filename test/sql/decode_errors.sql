@@ -153,53 +153,33 @@ SELECT replace((r - '{ordinal,lsn}'::text[])::text, repeat('x', 3000), '<3000 x>
        walship.decode_stream('\x0a'::bytea || a.data || '\x0a0a'::bytea || b.data || '\x0a'::bytea) AS r
  WHERE a.n = 3 AND b.n = 4;
 
--- Crafted records.  de_uv() and de_sv() write unsigned and zigzag varints,
--- de_rec() frames a body.  Crafted INSERT, UPDATE and DELETE bodies end
--- with the change LSN 0/1000 (de_uv(4096), 80 20).
-CREATE FUNCTION de_uv(v numeric) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    result bytea := '';
-BEGIN
-    WHILE v >= 128 LOOP
-        result := result || set_byte('\x00'::bytea, 0, (mod(v, 128) + 128)::int);
-        v := div(v, 128);
-    END LOOP;
-    RETURN result || set_byte('\x00'::bytea, 0, v::int);
-END
-$$;
-CREATE FUNCTION de_sv(v numeric) RETURNS bytea
-LANGUAGE sql IMMUTABLE AS $$
-SELECT de_uv(CASE WHEN v >= 0 THEN 2 * v ELSE -2 * v - 1 END)
-$$;
-CREATE FUNCTION de_rec(kind text, body bytea) RETURNS bytea
-LANGUAGE sql IMMUTABLE AS $$
-SELECT convert_to(kind, 'UTF8') || de_uv(length(body)) || body
-$$;
+-- Crafted records, with the wire_*() helpers of setup.sql.  Crafted
+-- INSERT, UPDATE and DELETE bodies end with the change LSN 0/1000
+-- (wire_uv(4096), 80 20).
 -- an INSERT of relation 1, ordinal 1, with the given encoded values, at
 -- change LSN 0/1000
 CREATE FUNCTION de_insert(nvalues int, vals bytea) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-SELECT de_rec('I', '\x0101'::bytea || de_uv(nvalues) || vals || de_uv(4096))
+SELECT wire_rec('I', '\x0101'::bytea || wire_uv(nvalues) || vals || wire_uv(4096))
 $$;
 -- a RELATION record: relation 1, OID 16384, public.t, identity default,
 -- columns (flags, name, type OID, typmod, type name)
 CREATE FUNCTION de_relation(cols bytea[]) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-SELECT de_rec('R', '\x01'::bytea || de_uv(16384) || '\x067075626c6963'::bytea
-                   || '\x0174'::bytea || 'd'::bytea || de_uv(cardinality(cols))
+SELECT wire_rec('R', '\x01'::bytea || wire_uv(16384) || '\x067075626c6963'::bytea
+                   || '\x0174'::bytea || 'd'::bytea || wire_uv(cardinality(cols))
                    || coalesce((SELECT string_agg(c, ''::bytea ORDER BY o)
                                   FROM unnest(cols) WITH ORDINALITY AS x(c, o)), ''))
 $$;
 -- a value with a length: tag, uvarint length, bytes
 CREATE FUNCTION de_val(tag text, data bytea) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-SELECT convert_to(tag, 'UTF8') || de_uv(length(data)) || data
+SELECT convert_to(tag, 'UTF8') || wire_uv(length(data)) || data
 $$;
 CREATE FUNCTION de_col(flags int, name text) RETURNS bytea
 LANGUAGE sql IMMUTABLE AS $$
-SELECT set_byte('\x00'::bytea, 0, flags) || de_uv(octet_length(name)) || convert_to(name, 'UTF8')
-       || de_uv(23) || de_sv(-1) || '\x07696e7465676572'::bytea
+SELECT set_byte('\x00'::bytea, 0, flags) || wire_uv(octet_length(name)) || convert_to(name, 'UTF8')
+       || wire_uv(23) || wire_sv(-1) || '\x07696e7465676572'::bytea
 $$;
 
 -- The helpers write what the plugin writes.
@@ -207,24 +187,24 @@ SELECT de_insert(2, '\x69026e'::bytea) AS crafted,
        walship.decode(de_insert(2, '\x69026e'::bytea)) AS decoded;
 SELECT r FROM walship.decode_stream(
     de_relation(ARRAY[de_col(7, 'id'), de_col(0, 'v')])
-    || de_insert(2, '\x6902'::bytea || '\x73'::bytea || de_uv(2) || 'hi'::bytea)) AS r;
+    || de_insert(2, '\x6902'::bytea || '\x73'::bytea || wire_uv(2) || 'hi'::bytea)) AS r;
 
 -- Empty input.
 SELECT walship.decode(''::bytea);
 SELECT count(*) AS records FROM walship.decode_stream(''::bytea);
 SELECT count(*) AS records FROM walship.decode_stream('\x0a0a'::bytea);
 -- Unknown record kind, alone and in a stream.
-SELECT walship.decode(de_rec('Z', ''));
-SELECT walship.decode(de_rec('Z', '\x010203'));
-SELECT count(*) FROM walship.decode_stream(de_insert(0, '') || de_rec('z', '\x00'));
+SELECT walship.decode(wire_rec('Z', ''));
+SELECT walship.decode(wire_rec('Z', '\x010203'));
+SELECT count(*) FROM walship.decode_stream(de_insert(0, '') || wire_rec('z', '\x00'));
 -- A BEGIN of format version 3, and of version 0.
-SELECT walship.decode(de_rec('B', '\x03' || de_uv(1000) || '\x0000000000000000'::bytea || de_sv(0)));
-SELECT walship.decode(de_rec('B', '\x00' || de_uv(1000) || '\x0000000000000000'::bytea || de_sv(0)));
+SELECT walship.decode(wire_rec('B', '\x03' || wire_uv(1000) || '\x0000000000000000'::bytea || wire_sv(0)));
+SELECT walship.decode(wire_rec('B', '\x00' || wire_uv(1000) || '\x0000000000000000'::bytea || wire_sv(0)));
 -- ... and of version 1, for comparison.
-SELECT walship.decode(de_rec('B', '\x01' || de_uv(1000) || '\x0001000000000000'::bytea || de_sv(0)));
+SELECT walship.decode(wire_rec('B', '\x01' || wire_uv(1000) || '\x0001000000000000'::bytea || wire_sv(0)));
 -- Fields appended to a body by a later minor revision are skipped.
-SELECT walship.decode(de_rec('I', '\x0101' || de_uv(1) || '\x6902' || de_uv(4096) || '\xfffefd'::bytea));
-SELECT walship.decode(de_rec('B', '\x01' || de_uv(1000) || '\x0001000000000000'::bytea || de_sv(0) || '\x42'::bytea));
+SELECT walship.decode(wire_rec('I', '\x0101' || wire_uv(1) || '\x6902' || wire_uv(4096) || '\xfffefd'::bytea));
+SELECT walship.decode(wire_rec('B', '\x01' || wire_uv(1000) || '\x0001000000000000'::bytea || wire_sv(0) || '\x42'::bytea));
 
 -- Huge and overlong varints: as the body length ...
 SELECT walship.decode('\x49ffffffffffffffffff01'::bytea);
@@ -233,38 +213,38 @@ SELECT walship.decode('\x49ffffffffffffffffff02'::bytea);
 SELECT walship.decode('\x49ffffffffffffffffffff01'::bytea);
 SELECT walship.decode('\x4980'::bytea);
 -- ... as a value's length, a tuple's count, an array's count
-SELECT walship.decode(de_insert(1, '\x73' || de_uv(18446744073709551615)));
-SELECT walship.decode(de_insert(1, '\x73' || de_uv(4)) || 'abc'::bytea);
-SELECT walship.decode(de_rec('I', '\x0101' || de_uv(18446744073709551615) || '\x6e'::bytea || de_uv(4096)));
+SELECT walship.decode(de_insert(1, '\x73' || wire_uv(18446744073709551615)));
+SELECT walship.decode(de_insert(1, '\x73' || wire_uv(4)) || 'abc'::bytea);
+SELECT walship.decode(wire_rec('I', '\x0101' || wire_uv(18446744073709551615) || '\x6e'::bytea || wire_uv(4096)));
 -- (5 values: the 4 bytes left, 2 NULLs and the change LSN, cannot hold them)
-SELECT walship.decode(de_rec('I', '\x0101' || de_uv(5) || '\x6e6e'::bytea || de_uv(4096)));
-SELECT walship.decode(de_insert(1, '\x61' || de_uv(1000000) || '\x6e6e'::bytea));
-SELECT walship.decode(de_rec('R', '\x01' || de_uv(16384) || '\x0170' || '\x0174' || 'd'::bytea || de_uv(4294967297)));
-SELECT walship.decode(de_rec('T', '\x0100'::bytea || de_uv(1000000000000) || '\x01'::bytea));
+SELECT walship.decode(wire_rec('I', '\x0101' || wire_uv(5) || '\x6e6e'::bytea || wire_uv(4096)));
+SELECT walship.decode(de_insert(1, '\x61' || wire_uv(1000000) || '\x6e6e'::bytea));
+SELECT walship.decode(wire_rec('R', '\x01' || wire_uv(16384) || '\x0170' || '\x0174' || 'd'::bytea || wire_uv(4294967297)));
+SELECT walship.decode(wire_rec('T', '\x0100'::bytea || wire_uv(1000000000000) || '\x01'::bytea));
 -- ... as an integer value: 64 bits, zigzag
-SELECT walship.decode(de_insert(2, '\x69' || de_sv(-9223372036854775808) || '\x69' || de_sv(9223372036854775807)));
-SELECT walship.decode(de_insert(1, '\x69' || de_uv(18446744073709551616)));
+SELECT walship.decode(de_insert(2, '\x69' || wire_sv(-9223372036854775808) || '\x69' || wire_sv(9223372036854775807)));
+SELECT walship.decode(de_insert(1, '\x69' || wire_uv(18446744073709551616)));
 
 -- Unknown tags and kinds inside a record.
 SELECT walship.decode(de_insert(1, '\x51'::bytea));
 SELECT walship.decode(de_insert(1, '\x00'::bytea));
-SELECT walship.decode(de_rec('U', '\x0101' || 'x'::bytea || de_uv(0) || de_uv(0) || de_uv(4096)));
-SELECT walship.decode(de_rec('D', '\x0101' || 'n'::bytea || de_uv(4096)));
+SELECT walship.decode(wire_rec('U', '\x0101' || 'x'::bytea || wire_uv(0) || wire_uv(0) || wire_uv(4096)));
+SELECT walship.decode(wire_rec('D', '\x0101' || 'n'::bytea || wire_uv(4096)));
 -- Arrays nest up to 8 levels.
 SELECT walship.decode(de_insert(1, decode(repeat('6101', 8) || '6e', 'hex')))->'new';
 SELECT walship.decode(de_insert(1, decode(repeat('6101', 9) || '6e', 'hex')));
 SELECT walship.decode(de_insert(1, decode(repeat('6101', 100000) || '6e', 'hex')));
 
 -- Text that is not UTF-8, and names with a zero byte.
-SELECT walship.decode(de_insert(1, '\x73' || de_uv(2) || '\xc328'::bytea));
-SELECT walship.decode(de_insert(1, '\x73' || de_uv(3) || '\x610062'::bytea));
-SELECT walship.decode(de_insert(1, '\x6a' || de_uv(3) || '\x22ff22'::bytea));
+SELECT walship.decode(de_insert(1, '\x73' || wire_uv(2) || '\xc328'::bytea));
+SELECT walship.decode(de_insert(1, '\x73' || wire_uv(3) || '\x610062'::bytea));
+SELECT walship.decode(de_insert(1, '\x6a' || wire_uv(3) || '\x22ff22'::bytea));
 SELECT walship.decode(de_relation(ARRAY[de_col(0, E'a\u00e9')]))->'columns'->0->'name';
-SELECT walship.decode(de_relation(ARRAY['\x00026100' || de_uv(23) || de_sv(-1) || '\x0169'::bytea]));
+SELECT walship.decode(de_relation(ARRAY['\x00026100' || wire_uv(23) || wire_sv(-1) || '\x0169'::bytea]));
 -- A text value with a zero byte cannot come from PostgreSQL: corrupt.
 SELECT walship.decode(de_insert(1, '\x7303610062'::bytea));
-SELECT walship.decode(de_relation(ARRAY['\x0001' || '\xff'::bytea || de_uv(23) || de_sv(-1) || '\x0169'::bytea]));
-SELECT walship.decode(de_rec('M', de_uv(0) || '\x00' || '\x0000000000000000' || de_uv(2) || '\xc328'::bytea || de_uv(0)));
+SELECT walship.decode(de_relation(ARRAY['\x0001' || '\xff'::bytea || wire_uv(23) || wire_sv(-1) || '\x0169'::bytea]));
+SELECT walship.decode(wire_rec('M', wire_uv(0) || '\x00' || '\x0000000000000000' || wire_uv(2) || '\xc328'::bytea || wire_uv(0)));
 -- JSON values that are not JSON, and numerics that are not numbers, are
 -- rejected (data_corrupted or invalid JSON), and cannot change the
 -- structure of the rendered record.
@@ -287,33 +267,33 @@ SELECT de_try(de_insert(1, de_val('e', '1e999999999'))) AS outcome;
 SELECT walship.decode(de_insert(4, de_val('j', ' {"a": [1, {}]} ') || de_val('j', '"s"')
                                    || de_val('j', 'null') || de_val('j', '-1.5e3')))->'new';
 -- text that is not a number is shown as a string
-SELECT walship.decode(de_insert(1, '\x65' || de_uv(4) || '1e5x'::bytea))->'new';
-SELECT walship.decode(de_insert(3, '\x65' || de_uv(0) || '\x65' || de_uv(3) || 'NaN'::bytea
-                                   || '\x65' || de_uv(9) || '-Infinity'::bytea))->'new';
+SELECT walship.decode(de_insert(1, '\x65' || wire_uv(4) || '1e5x'::bytea))->'new';
+SELECT walship.decode(de_insert(3, '\x65' || wire_uv(0) || '\x65' || wire_uv(3) || 'NaN'::bytea
+                                   || '\x65' || wire_uv(9) || '-Infinity'::bytea))->'new';
 -- A typmod beyond 32 bits.
-SELECT walship.decode(de_relation(ARRAY['\x0001' || 'a'::bytea || de_uv(23) || de_sv(2147483648) || '\x0169'::bytea]));
-SELECT walship.decode(de_relation(ARRAY['\x0001' || 'a'::bytea || de_uv(23) || de_sv(-2147483649) || '\x0169'::bytea]));
+SELECT walship.decode(de_relation(ARRAY['\x0001' || 'a'::bytea || wire_uv(23) || wire_sv(2147483648) || '\x0169'::bytea]));
+SELECT walship.decode(de_relation(ARRAY['\x0001' || 'a'::bytea || wire_uv(23) || wire_sv(-2147483649) || '\x0169'::bytea]));
 
 -- Dates, times and timestamps outside PostgreSQL's ranges.  Dates are days
 -- since 1970-01-01: -2440588 is 4714-11-24 BC, the first day PostgreSQL
 -- has, and 2145042905 is 5874897-12-31, the last.
-SELECT walship.decode(de_insert(2, '\x44' || de_sv(-2440588) || '\x44' || de_sv(2145042905)))->'new';
-SELECT walship.decode(de_insert(1, '\x44' || de_sv(-2440589)));
-SELECT walship.decode(de_insert(1, '\x44' || de_sv(2145042906)));
-SELECT walship.decode(de_insert(1, '\x44' || de_sv(-100000000)));
-SELECT walship.decode(de_insert(1, '\x44' || de_sv(2147483000)));
-SELECT walship.decode(de_insert(1, '\x44' || de_sv(-9223372036854775808)));
+SELECT walship.decode(de_insert(2, '\x44' || wire_sv(-2440588) || '\x44' || wire_sv(2145042905)))->'new';
+SELECT walship.decode(de_insert(1, '\x44' || wire_sv(-2440589)));
+SELECT walship.decode(de_insert(1, '\x44' || wire_sv(2145042906)));
+SELECT walship.decode(de_insert(1, '\x44' || wire_sv(-100000000)));
+SELECT walship.decode(de_insert(1, '\x44' || wire_sv(2147483000)));
+SELECT walship.decode(de_insert(1, '\x44' || wire_sv(-9223372036854775808)));
 -- Times are microseconds since midnight, 24:00:00 included.
-SELECT walship.decode(de_insert(1, '\x68' || de_uv(86400000000)))->'new';
-SELECT walship.decode(de_insert(1, '\x68' || de_uv(86400000001)));
-SELECT walship.decode(de_insert(1, '\x68' || de_uv(18446744073709551615)));
+SELECT walship.decode(de_insert(1, '\x68' || wire_uv(86400000000)))->'new';
+SELECT walship.decode(de_insert(1, '\x68' || wire_uv(86400000001)));
+SELECT walship.decode(de_insert(1, '\x68' || wire_uv(18446744073709551615)));
 -- Timestamps are microseconds since 1970-01-01 UTC.
 -- Every int64 after the first microsecond PostgreSQL has is in range.
-SELECT walship.decode(de_insert(2, '\x54' || de_sv(-210866803200000000)
-                                   || '\x5a' || de_sv(9223372036854775807)))->'new';
-SELECT walship.decode(de_insert(1, '\x54' || de_sv(-210866803200000001)));
-SELECT walship.decode(de_insert(1, '\x54' || de_sv(-9223372036854775808)));
-SELECT walship.decode(de_rec('B', '\x01' || de_uv(1000) || '\x0001000000000000'::bytea || de_sv(9223372036854775807)));
+SELECT walship.decode(de_insert(2, '\x54' || wire_sv(-210866803200000000)
+                                   || '\x5a' || wire_sv(9223372036854775807)))->'new';
+SELECT walship.decode(de_insert(1, '\x54' || wire_sv(-210866803200000001)));
+SELECT walship.decode(de_insert(1, '\x54' || wire_sv(-9223372036854775808)));
+SELECT walship.decode(wire_rec('B', '\x01' || wire_uv(1000) || '\x0001000000000000'::bytea || wire_sv(9223372036854775807)));
 
 -- Tuples that do not fit the stream's RELATION record.
 SELECT r->>'kind' AS kind, r->'new' AS new FROM walship.decode_stream(
@@ -322,8 +302,8 @@ SELECT count(*) FROM walship.decode_stream(
     de_relation(ARRAY[de_col(7, 'id')]) || de_insert(2, '\x69016902'));
 SELECT count(*) FROM walship.decode_stream(
     de_relation(ARRAY[de_col(7, 'id'), de_col(0, 'v')])
-    || de_rec('U', '\x0101' || 'k'::bytea || de_uv(2) || '\x69016902' || de_uv(2) || '\x69016902'::bytea
-              || de_uv(4096)));
+    || wire_rec('U', '\x0101' || 'k'::bytea || wire_uv(2) || '\x69016902' || wire_uv(2) || '\x69016902'::bytea
+              || wire_uv(4096)));
 -- ... fewer values than columns are shown as they are
 SELECT r->'new' AS new FROM walship.decode_stream(
     de_relation(ARRAY[de_col(7, 'id'), de_col(0, 'v')]) || de_insert(1, '\x6901')) AS r
@@ -334,7 +314,7 @@ SELECT r - 'ordinal' AS decoded FROM walship.decode_stream(de_insert(1, '\x6901'
 
 SELECT pg_drop_replication_slot('de_slot');
 DROP PUBLICATION de_pub;
-DROP FUNCTION de_try(bytea, bool), de_uv(numeric), de_sv(numeric),
-    de_rec(text, bytea), de_insert(int, bytea), de_relation(bytea[]),
+DROP FUNCTION de_try(bytea, bool),
+    de_insert(int, bytea), de_relation(bytea[]),
     de_col(int, text);
 DROP TABLE de_t, de_full, de_recs, de_flips, de_stream_flips;

@@ -76,3 +76,34 @@ SELECT * FROM changes('setup_slot');
 SELECT pg_drop_replication_slot('setup_slot');
 DROP PUBLICATION p;
 DROP TABLE setup_t;
+
+--
+-- Crafting walship records by hand (decode_errors, backfill): wire_uv() and
+-- wire_sv() write unsigned and zigzag varints, wire_rec() frames a body,
+-- wire_le64() writes 8 bytes little-endian.
+--
+CREATE FUNCTION wire_uv(v numeric) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    result bytea := '';
+BEGIN
+    WHILE v >= 128 LOOP
+        result := result || set_byte('\x00'::bytea, 0, (mod(v, 128) + 128)::int);
+        v := div(v, 128);
+    END LOOP;
+    RETURN result || set_byte('\x00'::bytea, 0, v::int);
+END
+$$;
+CREATE FUNCTION wire_sv(v numeric) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT wire_uv(CASE WHEN v >= 0 THEN 2 * v ELSE -2 * v - 1 END)
+$$;
+CREATE FUNCTION wire_rec(kind text, body bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT convert_to(kind, 'UTF8') || wire_uv(length(body)) || body
+$$;
+CREATE FUNCTION wire_le64(v numeric) RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT string_agg(set_byte('\x00'::bytea, 0, mod(div(v, 256::numeric ^ k), 256)::int), ''::bytea ORDER BY k)
+  FROM generate_series(0, 7) AS k
+$$;
