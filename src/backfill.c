@@ -113,18 +113,11 @@ typedef struct WsChunkRow
 	bool		dropped;		/* the stream changed its key */
 } WsChunkRow;
 
-typedef enum WsChunkState
-{
-	WS_CHUNK_WAITING,			/* read; transactions still running */
-	WS_CHUNK_HIGH_WRITTEN		/* waiting for decoding to reach H */
-} WsChunkState;
-
 typedef struct WsChunk
 {
 	MemoryContext context;
 	uint64		token;			/* in the watermarks of this chunk */
 	int64		job_id;
-	WsChunkState state;
 
 	/* the rows' relation, as READ records refer to it */
 	Oid			relation_oid;
@@ -149,10 +142,13 @@ typedef struct WsChunk
 	int			nxids;
 	TimestampTz waiting_since;
 
-	XLogRecPtr	low_written;	/* end of the watermarks' WAL records, as */
-	XLogRecPtr	high_written;	/* decoding reports them */
-	bool		low_seen;
-	XLogRecPtr	low_lsn;		/* the rows' version */
+	/*
+	 * The ends of the watermarks' WAL records, as decoding reports them;
+	 * high_written is invalid while the chunk waits for transactions.
+	 */
+	XLogRecPtr	low_written;
+	XLogRecPtr	high_written;
+	XLogRecPtr	low_lsn;		/* the rows' version, once decoding saw L */
 	bool		invalid;		/* cannot be matched with the stream */
 } WsChunk;
 
@@ -985,7 +981,6 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 	}
 	else
 	{
-		chunk->state = WS_CHUNK_WAITING;
 		chunk->waiting_since = GetCurrentTimestamp();
 		backfill->next_read = 0;
 
@@ -1023,8 +1018,8 @@ ws_backfill_step(WsBackfill *backfill, bool may_read,
 			start_chunk(backfill, output);
 		return;
 	}
-	if (chunk->state != WS_CHUNK_WAITING)
-		return;
+	if (!XLogRecPtrIsInvalid(chunk->high_written))
+		return;					/* decoding has H to reach */
 
 	/* wait for the transactions that were running to end */
 	while (chunk->nxids > 0)
@@ -1044,7 +1039,6 @@ ws_backfill_step(WsBackfill *backfill, bool may_read,
 	}
 	backfill->activity[0] = '\0';
 	chunk->high_written = write_watermark("high", chunk->token);
-	chunk->state = WS_CHUNK_HIGH_WRITTEN;
 }
 
 /* What the worker should show in pg_stat_activity, or NULL. */
@@ -1197,14 +1191,13 @@ watermark(WsBackfill *backfill, const WsRecord *record,
 	 */
 	if (strcmp(kind, "low") == 0 && record->message_lsn == chunk->low_written)
 	{
-		chunk->low_seen = true;
 		chunk->low_lsn = record->message_lsn - 1;
 	}
 	else if (strcmp(kind, "high") == 0 &&
-			 chunk->state == WS_CHUNK_HIGH_WRITTEN &&
+			 !XLogRecPtrIsInvalid(chunk->high_written) &&
 			 record->message_lsn == chunk->high_written)
 	{
-		if (chunk->low_seen && !chunk->invalid)
+		if (!XLogRecPtrIsInvalid(chunk->low_lsn) && !chunk->invalid)
 			emit_rows(backfill, chunk, record->message_lsn - 1, output);
 		else
 			elog(DEBUG1, "walship backfill %lld: reading the chunk again",
@@ -1223,7 +1216,8 @@ ws_backfill_observe(WsBackfill *backfill, const char *data, int len,
 	WsRecord	record;
 	bool		consumed = false;
 	char		kind = data[0];
-	bool		in_window = chunk != NULL && chunk->low_seen && !chunk->invalid;
+	bool		in_window = chunk != NULL && !XLogRecPtrIsInvalid(chunk->low_lsn) &&
+		!chunk->invalid;
 
 	/* changes matter only while a window is open */
 	if (kind != WS_REC_RELATION && kind != WS_REC_MESSAGE &&
