@@ -393,6 +393,24 @@ like(backfill_row($gone_job, 'error'), qr/table "public\.gone" was dropped/,
 	'its error says the table was dropped');
 is(walship_status($node, 'state'), 'streaming', 'the worker streams on');
 
+# The worker evaluates a condition under the search_path walship.backfill()
+# checks it with (pg_catalog, pg_temp): an unqualified function of public
+# is not found, even in a backfill queued by a direct INSERT.
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.is_even(i int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT i % 2 = 0';
+});
+my $path_job = $node->safe_psql('postgres', q{
+INSERT INTO walship.backfills (relation, schema_name, table_name, chunk_size, condition)
+VALUES ('cond'::regclass, 'public', 'cond', 100, 'is_even(id)') RETURNING id});
+ok(poll_until($node, "SELECT state = 'failed' FROM walship.backfills WHERE id = $path_job"),
+	'a condition calling an unqualified function of public fails the backfill');
+like(backfill_row($path_job, 'error'), qr/function is_even\(integer\) does not exist/,
+	'with the error of the lookup');
+my $qualified_job = $node->safe_psql('postgres',
+	q{SELECT walship.backfill('cond', 100, 'public.is_even(id)')});
+ok(poll_until($node, "SELECT state = 'done' FROM walship.backfills WHERE id = $qualified_job"),
+	'the schema-qualified function works');
+
 $node->append_conf('postgresql.conf', 'walship.backfill_max_rate = 0');
 $node->reload;
 $node->safe_psql('postgres', 'INSERT INTO cond VALUES (5000, \'after\')');
