@@ -265,8 +265,6 @@ wal_level = logical
 max_replication_slots = 4
 max_wal_senders = 4
 shared_preload_libraries = 'walship'
-# PostgreSQL 15.19 and later only use output plugins listed here
-output_plugin_libraries = 'pgoutput, test_decoding, walship'
 walship.database = 'shop'
 walship.publication = 'shop'
 walship.endpoint = '$endpoint'
@@ -275,6 +273,11 @@ walship.ndjson_shape = 'flat'
 walship.ndjson_dialect = 'clickhouse'
 walship.compression = 'gzip'
 EOF
+# PostgreSQL 15.19 and later only use output plugins listed here (older
+# servers do not know the setting and would refuse to start)
+if "$PG_BIN/postgres" --describe-config 2>/dev/null | grep -q '^output_plugin_libraries'; then
+	echo "output_plugin_libraries = 'pgoutput, test_decoding, walship'" >>"$tmp/pg/postgresql.conf"
+fi
 # the database first (single-user mode), so the worker finds it at once
 echo 'CREATE DATABASE shop' | as_user "$PG_BIN/postgres" --single -D "$tmp/pg" postgres >"$tmp/single.log" 2>&1 ||
 	{ cat "$tmp/single.log"; die "CREATE DATABASE shop failed"; }

@@ -11,7 +11,10 @@
 #ifndef WALSHIP_H
 #define WALSHIP_H
 
-#define WALSHIP_VERSION		"0.1.0"
+/* The Makefile defines WALSHIP_VERSION from EXTVERSION. */
+#ifndef WALSHIP_VERSION
+#error "WALSHIP_VERSION is not defined: build with the walship Makefile"
+#endif
 
 struct OutputPluginCallbacks;
 

@@ -955,7 +955,7 @@ clickhouse_permanent_error(const WsHttpResult *result)
 	if (result->outcome != WS_HTTP_RETRY || result->status != 500 ||
 		sscanf(result->response, "Code: %d", &code) != 1)
 		return false;
-	for (int i = 0; i < lengthof(permanent_codes); i++)
+	for (size_t i = 0; i < lengthof(permanent_codes); i++)
 		if (permanent_codes[i] == code)
 			return true;
 	return false;

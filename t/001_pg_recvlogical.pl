@@ -11,9 +11,13 @@
 use strict;
 use warnings;
 
+use FindBin;
+use lib $FindBin::RealBin;
+
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use WalshipTest;
 
 my $node = PostgreSQL::Test::Cluster->new('recvlogical');
 $node->init(allows_streaming => 'logical');
@@ -21,8 +25,7 @@ $node->append_conf('postgresql.conf', q{
 wal_level = logical
 max_replication_slots = 10
 max_wal_senders = 10
-output_plugin_libraries = 'pgoutput, test_decoding, walship'
-});
+} . plugin_libraries_conf());
 $node->start;
 
 my $connstr = $node->connstr('postgres');

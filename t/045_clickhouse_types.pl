@@ -37,8 +37,7 @@ $ch->query('CREATE DATABASE analytics');
 
 my $node = PostgreSQL::Test::Cluster->new('main');
 $node->init(allows_streaming => 'logical');
-$node->append_conf('postgresql.conf', q{
-output_plugin_libraries = 'pgoutput, test_decoding, walship'
+$node->append_conf('postgresql.conf', plugin_libraries_conf() . q{
 timezone = 'UTC'
 });
 $node->start;

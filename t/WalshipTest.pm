@@ -28,7 +28,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 
 our @EXPORT = qw(
-  worker_node
+  worker_node plugin_libraries_conf
   wait_streaming wait_slot_confirmed slot_confirmed_at_least slot_confirmed_lsn
   wait_worker_caught_up
   try_query poll_until worker_pid wait_for_new_worker streaming_worker_inflight
@@ -41,14 +41,32 @@ our @EXPORT = qw(
 
 my $json = JSON::PP->new->utf8;
 
+# "output_plugin_libraries = '$libraries'" as a postgresql.conf line when
+# the server has that setting (PostgreSQL 15.19 and later), else an empty
+# string: older servers refuse to start on a setting they do not know.
+my $server_has_plugin_libraries;
+sub plugin_libraries_conf
+{
+	my ($libraries) = @_;
+	$libraries //= 'pgoutput, test_decoding, walship';
+	if (!defined $server_has_plugin_libraries)
+	{
+		my $settings = `postgres --describe-config 2>/dev/null`;
+		$server_has_plugin_libraries =
+		  ($settings =~ /^output_plugin_libraries\t/m) ? 1 : 0;
+	}
+	return $server_has_plugin_libraries
+	  ? "output_plugin_libraries = '$libraries'\n"
+	  : '';
+}
+
 # What every worker test's postgresql.conf starts with.
 my $worker_conf = q{
 wal_level = logical
 max_replication_slots = 10
 max_wal_senders = 10
-output_plugin_libraries = 'pgoutput, test_decoding, walship'
 shared_preload_libraries = 'walship'
-};
+} . plugin_libraries_conf();
 
 # A new node (not started) set up for the worker: logical WAL, room for
 # slots and walsenders, walship preloaded and allowed as an output plugin;

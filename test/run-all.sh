@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 #
 # test/run-all.sh
-#	  Runs the whole walship test suite: the pg_regress tests (test/sql,
-#	  `make installcheck`, each run on its own --temp-instance) and the TAP
+#	  Runs the whole walship test suite: the pg_regress tests (sql/ against
+#	  expected/, `make installcheck`, each on its own --temp-instance) and the TAP
 #	  tests (t/*.pl, PostgreSQL::Test::Cluster, through PGXS's
 #	  prove_installcheck).
 #
@@ -159,7 +159,7 @@ cd "$work" || { failed=$((failed + 1)); finish; }
 
 if [ "$(id -u)" -eq 0 ]; then
 	section "build ($("$PG_CONFIG" --version))"
-	"${MAKE[@]}" -j"$(nproc)" >build.log 2>&1
+	"${MAKE[@]}" -j"$(nproc)" WERROR=1 >build.log 2>&1
 	build_rc=$?
 	cat build.log
 	if [ "$build_rc" -ne 0 ]; then

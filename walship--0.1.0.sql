@@ -1,4 +1,4 @@
-/* sql/walship--0.1.0.sql */
+/* walship--0.1.0.sql */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION walship" to load this file. \quit
