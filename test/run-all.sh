@@ -8,6 +8,9 @@
 #
 # Usage:
 #	  sudo bash test/run-all.sh       (or, as root: bash test/run-all.sh)
+#	  sudo bash test/run-all.sh [TEST ...]
+#	      only the named tests: pg_regress test names (e.g. ddl) and TAP
+#	      files (e.g. t/020_worker_failures.pl); setup always runs first
 #
 # As root (a fresh Debian 12 machine, CI):
 #	  1. installs the packages in PACKAGES below that are missing, with
@@ -189,11 +192,24 @@ fi
 printf 'walship-print-regress:\n\t@echo $(REGRESS)\n' >"$work/.print-regress.mk"
 regress_tests=$("${MAKE[@]}" -s -f Makefile -f .print-regress.mk walship-print-regress)
 rm -f "$work/.print-regress.mk"
+selected_tap=()
+if [ "$#" -gt 0 ]; then
+	selected_regress=setup
+	for test in "$@"; do
+		case "$test" in
+			t/*.pl) selected_tap+=("$test") ;;
+			setup) ;;
+			*) selected_regress+=" $test" ;;
+		esac
+	done
+	[ "$selected_regress" = setup ] && selected_regress=
+	regress_tests=$selected_regress
+fi
 n_regress=$(wc -w <<<"$regress_tests")
 
 if [ "$n_regress" -gt 0 ]; then
 	section "pg_regress: $n_regress tests"
-	as_test_user "${MAKE[@]}" installcheck TAP_TESTS= 2>&1 | tee regress.log
+	as_test_user "${MAKE[@]}" installcheck TAP_TESTS= REGRESS="$regress_tests" 2>&1 | tee regress.log
 	regress_rc=$?
 	# "test name ... ok" (serial) or "     name ... ok" (parallel group)
 	r_passed=$(grep -cE '^(test )?[[:space:]]*[^[:space:]]+[[:space:]]+\.\.\. ok' regress.log)
@@ -218,10 +234,11 @@ fi
 shopt -s nullglob
 tap_files=(t/*.pl)
 shopt -u nullglob
+[ "$#" -gt 0 ] && tap_files=("${selected_tap[@]}")
 
 if [ "${#tap_files[@]}" -gt 0 ]; then
 	section "TAP: ${#tap_files[@]} files"
-	as_test_user "${MAKE[@]}" installcheck REGRESS= 2>&1 | tee tap.log
+	as_test_user "${MAKE[@]}" installcheck REGRESS= PROVE_TESTS="${tap_files[*]}" 2>&1 | tee tap.log
 	tap_rc=$?
 	t_passed=0
 	t_failed=0
