@@ -88,6 +88,7 @@ typedef struct WsSecretProblem
 	char	   *message;
 	char	   *detail;
 	char	   *hint;
+	bool		missing;		/* a secret has no value because of it */
 } WsSecretProblem;
 
 static void
@@ -430,9 +431,10 @@ load_headers(WsSecretProblem *problem)
  */
 static bool
 load_secret_file(WsSecretFile *file, bool (*load) (WsSecretProblem *),
-		  WsSecretProblem *problem)
+				 WsSecretProblem *problem)
 {
 	const char *path = *file->path;
+	WsSecretProblem mine;
 
 	if (path == NULL || path[0] == '\0')
 	{
@@ -440,13 +442,24 @@ load_secret_file(WsSecretFile *file, bool (*load) (WsSecretProblem *),
 		file->failed = false;
 		return true;
 	}
-	if (load(problem))
+	memset(&mine, 0, sizeof(mine));
+	if (load(&mine))
 	{
 		file->has_value = true;
 		file->failed = false;
+		return true;
 	}
-	else
-		file->failed = true;
+	file->failed = true;
+
+	/* say whether the value read before stays in use */
+	mine.missing = !file->has_value;
+	mine.message = psprintf(mine.missing ?
+							"%s; walship sends nothing until it can read it" :
+							"%s; walship keeps using what it read from the file before",
+							mine.message);
+	/* the first problem is reported, a missing secret before a kept one */
+	if (problem->message == NULL || (mine.missing && !problem->missing))
+		*problem = mine;
 	return file->has_value;
 }
 
@@ -576,39 +589,17 @@ ws_secrets_load(WsHttpSettings *settings)
 	if (walship_auth_token_file[0] != '\0' && walship_basic_auth_file[0] != '\0')
 	{
 		/* both would be an Authorization header: refuse to guess */
-		problem.message = NULL;
+		memset(&problem, 0, sizeof(problem));
 		note_problem(&problem,
-					 pstrdup("walship.auth_token_file and walship.basic_auth_file are both set"),
-					 pstrdup("A request has one Authorization header, a bearer token or a user name and password."),
+					 pstrdup("walship.auth_token_file and walship.basic_auth_file are both set; walship sends nothing until one is unset"),
+					 pstrdup("A request has one Authorization header, with a bearer token or with a user name and password."),
 					 pstrdup("Set one of them to '' and reload."));
 		have_all = false;
 	}
 
 	secrets_missing = !have_all;
 	if (problem.message != NULL)
-	{
-		/*
-		 * A value kept from an earlier read is still sent; say so, for the
-		 * operator to see that the file was not taken.
-		 */
-		if (!secrets_missing)
-		{
-			char	   *message = psprintf("%s; walship keeps using what it read from the file before",
-										   problem.message);
-
-			pfree(problem.message);
-			problem.message = message;
-		}
-		else
-		{
-			char	   *message = psprintf("%s; walship sends nothing until it can read it",
-										   problem.message);
-
-			pfree(problem.message);
-			problem.message = message;
-		}
 		report(&problem, secrets_missing);
-	}
 	else
 		resolve();
 

@@ -256,7 +256,7 @@ check_headers(char **newval, void **extra, GucSource source)
 	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 	GUC_check_errmsg("invalid header list in \"walship.headers\"");
 	GUC_check_errdetail("%s", problem);
-	GUC_check_errhint("Separate headers with semicolons, for example 'X-Api-Key: abc; X-Source: walship'.");
+	GUC_check_errhint("Separate headers with semicolons, for example 'X-Source: walship; X-Tenant: shop'.");
 	return false;
 }
 

@@ -212,6 +212,24 @@ walship.basic_auth_file = '$basic_file'
 	my $r = ship_row(7);
 	is($r && $r->{auth_sha256}, $basic, 'Basic authentication from walship.basic_auth_file');
 
+	# a bearer token as well: which to send is not guessed
+	$node->append_conf('postgresql.conf', "walship.auth_token_file = '$token_file'\n");
+	reload_settled();
+	ok( $node->poll_query_until('postgres', q{
+SELECT state = 'error'
+   AND last_error LIKE 'walship.auth_token_file and walship.basic_auth_file are both set%'
+  FROM walship.status}),
+		'token and Basic authentication both set: state error')
+	  or diag(status_row());
+	$node->append_conf('postgresql.conf', "walship.auth_token_file = ''\n");
+	reload_settled();
+	ok( $node->poll_query_until('postgres',
+			q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
+		'one of them unset: streaming again')
+	  or diag(status_row());
+	$r = ship_row(70);
+	is($r && $r->{auth_sha256}, $basic, 'Basic authentication sent again');
+
 	my $log = slurp_file($node->logfile);
 	my @warned = $log =~ /(WARNING:  walship\.endpoint holds credentials)/g;
 	is(scalar(@warned), 1, 'credentials in walship.endpoint warned about once, across reloads');
