@@ -39,7 +39,9 @@ my $hdr_secret2 = 'hdr2-SECRET-e01f3a';
 my $basic_pw = 'pw-SECRET-31f0aa';
 my $q_secret = 'qpw-SECRET-0e4d21';
 my $sig_secret = 'sig-SECRET-9b7c55';
-my @secrets = ($token1, $token2, $hdr_secret, $hdr_secret2, $basic_pw, $q_secret, $sig_secret);
+my $inline_secret = 'inline-SECRET-11aa';
+my @secrets = ($token1, $token2, $hdr_secret, $hdr_secret2, $basic_pw, $q_secret, $sig_secret,
+	$inline_secret);
 
 my $token_file = "$tmp/token";
 my $headers_file = "$tmp/headers";
@@ -70,6 +72,7 @@ walship.retry_min_delay = 50ms
 walship.on_rejected = 'dead_letter'
 walship.auth_token_file = '$token_file'
 walship.headers_file = '$headers_file'
+walship.headers = 'X-Trace: on; X-Api-Token: $inline_secret'
 });
 $node->start;
 $node->safe_psql('postgres', q{
@@ -124,6 +127,7 @@ my $basic = WalshipHttpSink::auth_sha256('Basic ' . encode_base64("walship:$basi
 	is($r->{auth_sha256}, $bearer1, 'bearer token from walship.auth_token_file');
 	is($r->{headers}{'x-clickhouse-key'}, $hdr_secret, 'header from walship.headers_file (CR LF line)');
 	is($r->{headers}{'x-source'}, 'walship-065', 'second header from the file, trimmed');
+	is($r->{headers}{'x-api-token'}, $inline_secret, 'walship.headers are sent as well');
 	is($r->{path}, "/ingest?$query&password=$q_secret&X-Amz-Signature=$sig_secret",
 		'the request goes to the configured URL');
 	is($node->safe_psql('postgres', 'SELECT endpoint FROM walship.status'), $endpoint_shown,
@@ -233,6 +237,8 @@ SELECT state = 'error'
 	my $log = slurp_file($node->logfile);
 	my @warned = $log =~ /(WARNING:  walship\.endpoint holds credentials)/g;
 	is(scalar(@warned), 1, 'credentials in walship.endpoint warned about once, across reloads');
+	like($log, qr/WARNING:  walship\.headers holds the credential-like header "X-Api-Token"/,
+		'credential-like header in walship.headers warned about by name');
 	like($log, qr/walship\.endpoint holds credentials[^\n]*\n(?:[^\n]*\n)?[^\n]*DETAIL:  The URL's query parameter "password" looks like a credential\./,
 		'the warning names the query parameter');
 }
