@@ -468,6 +468,46 @@ load_secret_file(WsSecretFile *file, bool (*load) (WsSecretProblem *),
  * ---------------------------------------------------------------------
  */
 
+/* What a piece of a URL is, as walk_url() hands them out. */
+typedef enum WsUrlPiece
+{
+	WS_URL_PLAIN,				/* nothing secret */
+	WS_URL_USERINFO,			/* user[:password], before the host */
+	WS_URL_AT,					/* the '@' after it */
+	WS_URL_SECRET_VALUE			/* value of a credential-like parameter */
+} WsUrlPiece;
+
+typedef void (*WsUrlPieceFn) (const char *start, int len, WsUrlPiece kind,
+							  void *arg);
+
+static void walk_url(const char *url, WsUrlPieceFn piece, void *arg);
+
+/* The first credential walk_url() finds in a URL. */
+typedef struct WsUrlFinding
+{
+	bool		userinfo;		/* user information before the host */
+	const char *name;			/* name of a credential-like parameter */
+	int			name_len;
+	const char *previous;		/* the piece before, "name=" for a value */
+	int			previous_len;
+} WsUrlFinding;
+
+static void
+find_piece(const char *start, int len, WsUrlPiece kind, void *arg)
+{
+	WsUrlFinding *finding = (WsUrlFinding *) arg;
+
+	if (kind == WS_URL_USERINFO)
+		finding->userinfo = true;
+	else if (kind == WS_URL_SECRET_VALUE && finding->name == NULL)
+	{
+		finding->name = finding->previous;
+		finding->name_len = finding->previous_len - 1;	/* without '=' */
+	}
+	finding->previous = start;
+	finding->previous_len = len;
+}
+
 /* Warns, once per value, when walship.endpoint or walship.headers hold credentials. */
 static void
 warn_inline_credentials(void)
@@ -479,38 +519,16 @@ warn_inline_credentials(void)
 	hash = hash_bytes((const unsigned char *) url, strlen(url));
 	if (url[0] != '\0' && hash != warned_endpoint_hash)
 	{
-		const char *scheme_end = strstr(url, "://");
+		WsUrlFinding finding;
 		char	   *what = NULL;
 
-		if (scheme_end != NULL)
-		{
-			const char *host = scheme_end + 3;
-			const char *path = host + strcspn(host, "/?#");
-
-			if (memchr(host, '@', path - host) != NULL)
-				what = pstrdup("The URL has a user name or password before the host name.");
-			else if (*path != '\0')
-			{
-				const char *query = strchr(path, '?');
-				const char *p = query ? query + 1 : NULL;
-
-				while (p != NULL && *p != '\0' && *p != '#')
-				{
-					int			name_len = (int) strcspn(p, "=&;#");
-					int			len = (int) strcspn(p, "&;#");
-
-					if (p[name_len] == '=' && ws_secret_param_name(p, name_len))
-					{
-						what = psprintf("The URL's query parameter \"%.*s\" looks like a credential.",
-										name_len, p);
-						break;
-					}
-					p += len;
-					if (*p == '&' || *p == ';')
-						p++;
-				}
-			}
-		}
+		memset(&finding, 0, sizeof(finding));
+		walk_url(url, find_piece, &finding);
+		if (finding.userinfo)
+			what = pstrdup("The URL has a user name or password before the host name.");
+		else if (finding.name != NULL)
+			what = psprintf("The URL's query parameter \"%.*s\" looks like a credential.",
+							finding.name_len, finding.name);
 		if (what != NULL)
 			ereport(WARNING,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -724,18 +742,6 @@ ws_secret_header_name(const char *name, int len)
 	pfree(lower);
 	return result;
 }
-
-/* What a piece of a URL is, as walk_url() hands them out. */
-typedef enum WsUrlPiece
-{
-	WS_URL_PLAIN,				/* nothing secret */
-	WS_URL_USERINFO,			/* user[:password], before the host */
-	WS_URL_AT,					/* the '@' after it */
-	WS_URL_SECRET_VALUE			/* value of a credential-like parameter */
-} WsUrlPiece;
-
-typedef void (*WsUrlPieceFn) (const char *start, int len, WsUrlPiece kind,
-							  void *arg);
 
 /*
  * Hands url to piece() in order, piece by piece, saying what each is; the

@@ -40,8 +40,9 @@ my $basic_pw = 'pw-SECRET-31f0aa';
 my $q_secret = 'qpw-SECRET-0e4d21';
 my $sig_secret = 'sig-SECRET-9b7c55';
 my $inline_secret = 'inline-SECRET-11aa';
+my $url_pw = 'urlpw-SECRET-c3d2e1';
 my @secrets = ($token1, $token2, $hdr_secret, $hdr_secret2, $basic_pw, $q_secret, $sig_secret,
-	$inline_secret);
+	$inline_secret, $url_pw);
 
 my $token_file = "$tmp/token";
 my $headers_file = "$tmp/headers";
@@ -278,6 +279,31 @@ SELECT state = 'error'
 			q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
 		'state and last_error clear')
 	  or diag(status_row());
+}
+
+# ---------------------------------------------------------------------------
+# 6b. User and password in the URL (set at start, so the server logs no
+#     change): used, never shown, warned about
+# ---------------------------------------------------------------------------
+{
+	$node->stop;
+	my $with_userinfo = $endpoint;
+	$with_userinfo =~ s{^http://}{http://walship:$url_pw\@};
+	$node->append_conf('postgresql.conf', qq{
+walship.basic_auth_file = ''
+walship.endpoint = '$with_userinfo'
+});
+	my $offset = -s $node->logfile;
+	$node->start;
+	ok(wait_streaming($node), 'streaming with credentials in the URL');
+	my $r = ship_row(9);
+	is($r && $r->{auth_sha256},
+		WalshipHttpSink::auth_sha256('Basic ' . encode_base64("walship:$url_pw", '')),
+		'the URL\'s user and password are sent');
+	is($node->safe_psql('postgres', 'SELECT endpoint FROM walship.status'), $endpoint_shown,
+		'walship.status.endpoint leaves out user and password');
+	ok($node->wait_for_log(qr/DETAIL:  The URL has a user name or password before the host name\./, $offset),
+		'credentials in the URL warned about');
 }
 
 # ---------------------------------------------------------------------------
