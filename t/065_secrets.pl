@@ -339,6 +339,16 @@ sub alter_system
 	($rc, $err) = alter_system('walship.headers', q{'X-Key'});
 	like($err, qr/ERROR:  22023: invalid header list in "walship\.headers"/, 'walship.headers check hook');
 
+	$node->safe_psql('postgres', 'CREATE ROLE plain LOGIN');
+	for my $guc (qw(walship.headers_file walship.basic_auth_file))
+	{
+		my ($out, $e) = ('', '');
+		my $r = $node->psql('postgres', "SHOW $guc", stdout => \$out, stderr => \$e,
+			extra_params => [ '-U', 'plain' ]);
+		like($e, qr/must be superuser or have privileges of pg_read_all_settings to examine "\Q$guc\E"/,
+			"plain user: SHOW $guc refused");
+	}
+
 	($rc, $err) = alter_system('walship.headers_file', q{'secrets/walship-headers'});
 	is($rc, 0, 'a relative file name is accepted') or diag($err);
 	$node->safe_psql('postgres', 'ALTER SYSTEM RESET walship.headers_file');
