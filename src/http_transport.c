@@ -12,8 +12,10 @@
  * Security: only http and https are allowed, redirects are never
  * followed, TLS peer and host name verification are on unless the
  * settings turn them off, CURLOPT_VERBOSE is never set, and neither the
- * bearer token nor the configured headers ever appear in an error
- * message or in a result.
+ * bearer token, the Basic authentication password nor the configured
+ * headers ever appear in an error message or in a result; credentials the
+ * URL carries are masked in libcurl's error messages and in the start of
+ * the response that a result keeps.
  *
  * libcurl's write and header callbacks run inside curl_multi_perform();
  * an ereport() there would longjmp across libcurl and leave it in an
@@ -40,6 +42,7 @@
 #include "utils/memutils.h"
 
 #include "http_transport.h"
+#include "secrets.h"
 #include "walship.h"
 
 /* curl_multi_poll() appeared in libcurl 7.66.0 */
@@ -103,6 +106,8 @@ struct WsHttpClient
 	bool		tls_verify;
 	char	   *tls_ca_file;	/* NULL for the system store */
 	char	   *auth_header;	/* "Authorization: Bearer ...", or NULL */
+	char	   *basic_user;		/* HTTP Basic authentication, or NULL */
+	char	   *basic_password;
 	List	   *headers;		/* of char *, "Name: value" */
 };
 
@@ -115,7 +120,8 @@ static void ws_http_release_curl(WsHttpClient *client);
 static void ws_http_free_headers(struct curl_slist *headers);
 static void ws_http_finish_transfer(WsHttpClient *client,
 									WsHttpTransfer *transfer);
-static void ws_http_fill_result(WsHttpTransfer *transfer, CURLcode code,
+static void ws_http_fill_result(WsHttpClient *client,
+								WsHttpTransfer *transfer, CURLcode code,
 								WsHttpResult *result);
 static void ws_http_copy_text(char *dst, const char *src, size_t len);
 static size_t ws_http_write_cb(char *ptr, size_t size, size_t nmemb,
@@ -206,13 +212,17 @@ ws_http_client_configure(WsHttpClient *client, const WsHttpSettings *settings)
 	const char *token = settings->auth_token;
 	size_t		token_len = 0;
 	List	   *headers = NIL;
+	List	   *all_headers;
 	char	   *auth_header = NULL;
+	char	   *basic_user = NULL;
+	char	   *basic_password = NULL;
 	char	   *tls_ca_file = NULL;
 	ListCell   *lc;
 	int			n = 0;
 
 	/* Validate everything first, without echoing a value: they may be secret */
-	foreach(lc, settings->headers)
+	all_headers = list_concat_copy(settings->headers, settings->secret_headers);
+	foreach(lc, all_headers)
 	{
 		const char *h = (const char *) lfirst(lc);
 		const char *colon = strchr(h, ':');
@@ -224,6 +234,14 @@ ws_http_client_configure(WsHttpClient *client, const WsHttpSettings *settings)
 					 errmsg("invalid HTTP header number %d", n),
 					 errdetail("A header must have the form \"Name: value\" on one line.")));
 	}
+	if ((settings->basic_auth_user &&
+		 ws_http_has_line_break(settings->basic_auth_user)) ||
+		(settings->basic_auth_password &&
+		 ws_http_has_line_break(settings->basic_auth_password)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid user name or password for HTTP Basic authentication"),
+				 errdetail("They must be on one line.")));
 	if (token != NULL)
 	{
 		/* ignore the surrounding white space that token files often have */
@@ -242,20 +260,37 @@ ws_http_client_configure(WsHttpClient *client, const WsHttpSettings *settings)
 	}
 
 	oldcxt = MemoryContextSwitchTo(client->mcxt);
-	foreach(lc, settings->headers)
+	foreach(lc, all_headers)
 		headers = lappend(headers, pstrdup((const char *) lfirst(lc)));
+	if (settings->basic_auth_user != NULL)
+	{
+		basic_user = pstrdup(settings->basic_auth_user);
+		basic_password = pstrdup(settings->basic_auth_password ?
+								 settings->basic_auth_password : "");
+	}
 	if (token_len > 0)
 		auth_header = psprintf("Authorization: Bearer %.*s",
 							   (int) token_len, token);
 	if (settings->tls_ca_file != NULL && settings->tls_ca_file[0] != '\0')
 		tls_ca_file = pstrdup(settings->tls_ca_file);
 	MemoryContextSwitchTo(oldcxt);
+	list_free(all_headers);
 
 	/* Out with the old */
 	if (client->auth_header != NULL)
 	{
 		explicit_bzero(client->auth_header, strlen(client->auth_header));
 		pfree(client->auth_header);
+	}
+	if (client->basic_user != NULL)
+	{
+		explicit_bzero(client->basic_user, strlen(client->basic_user));
+		pfree(client->basic_user);
+	}
+	if (client->basic_password != NULL)
+	{
+		explicit_bzero(client->basic_password, strlen(client->basic_password));
+		pfree(client->basic_password);
 	}
 	if (client->tls_ca_file != NULL)
 		pfree(client->tls_ca_file);
@@ -273,6 +308,8 @@ ws_http_client_configure(WsHttpClient *client, const WsHttpSettings *settings)
 	client->tls_verify = settings->tls_verify;
 	client->tls_ca_file = tls_ca_file;
 	client->auth_header = auth_header;
+	client->basic_user = basic_user;
+	client->basic_password = basic_password;
 	client->headers = headers;
 }
 
@@ -292,6 +329,10 @@ ws_http_client_destroy(WsHttpClient *client)
 
 	if (client->auth_header != NULL)
 		explicit_bzero(client->auth_header, strlen(client->auth_header));
+	if (client->basic_user != NULL)
+		explicit_bzero(client->basic_user, strlen(client->basic_user));
+	if (client->basic_password != NULL)
+		explicit_bzero(client->basic_password, strlen(client->basic_password));
 	foreach(lc, client->headers)
 	{
 		char	   *h = (char *) lfirst(lc);
@@ -579,6 +620,12 @@ ws_http_start(WsHttpClient *client, const WsHttpRequest *request)
 	WS_SETOPT(CURLOPT_TIMEOUT_MS, client->timeout_ms);
 	WS_SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
 	WS_SETOPT(CURLOPT_URL, request->url);
+	if (client->basic_user != NULL)
+	{
+		WS_SETOPT(CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
+		WS_SETOPT(CURLOPT_USERNAME, client->basic_user);
+		WS_SETOPT(CURLOPT_PASSWORD, client->basic_password);
+	}
 	WS_SETOPT(CURLOPT_HTTPHEADER, headers);
 	WS_SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) request->body_len);
 	WS_SETOPT(CURLOPT_POSTFIELDS,
@@ -653,7 +700,7 @@ ws_http_collect(WsHttpClient *client, WsHttpResult *results, int max_results)
 			elog(ERROR, "finished libcurl transfer without walship state");
 
 		/* msg is invalid once the handle is removed: read it first */
-		ws_http_fill_result(transfer, msg->data.result, &results[n++]);
+		ws_http_fill_result(client, transfer, msg->data.result, &results[n++]);
 		ws_http_finish_transfer(client, transfer);
 	}
 
@@ -739,12 +786,25 @@ ws_http_finish_transfer(WsHttpClient *client, WsHttpTransfer *transfer)
 	client->inflight--;
 }
 
+/* Overwrites every occurrence of secret in text with '*'. */
+static void
+ws_http_mask(char *text, const char *secret)
+{
+	size_t		len;
+	char	   *p;
+
+	if (secret == NULL || (len = strlen(secret)) < 4)
+		return;
+	for (p = text; (p = strstr(p, secret)) != NULL; p += len)
+		memset(p, '*', len);
+}
+
 /*
  * Classifies a finished transfer.
  */
 static void
-ws_http_fill_result(WsHttpTransfer *transfer, CURLcode code,
-					WsHttpResult *result)
+ws_http_fill_result(WsHttpClient *client, WsHttpTransfer *transfer,
+					CURLcode code, WsHttpResult *result)
 {
 	long		status = 0;
 	curl_off_t	total_us = 0;
@@ -803,6 +863,27 @@ ws_http_fill_result(WsHttpTransfer *transfer, CURLcode code,
 			result->outcome = WS_HTTP_REJECTED;
 		snprintf(result->error, sizeof(result->error),
 				 "endpoint answered HTTP status %ld", status);
+	}
+
+	/* messages and answers may quote the URL: hide what it carries */
+	{
+		char	   *url = NULL;
+
+		if (curl_easy_getinfo(transfer->easy, CURLINFO_EFFECTIVE_URL,
+							  &url) == CURLE_OK && url != NULL)
+		{
+			ws_mask_url_secrets(result->error, url);
+			ws_mask_url_secrets(result->response, url);
+		}
+		ws_http_mask(result->error, client->basic_password);
+		ws_http_mask(result->response, client->basic_password);
+		if (client->auth_header != NULL)
+		{
+			const char *token = client->auth_header + strlen("Authorization: Bearer ");
+
+			ws_http_mask(result->error, token);
+			ws_http_mask(result->response, token);
+		}
 	}
 }
 

@@ -37,7 +37,11 @@ typedef struct WsHttpSettings
 	bool		tls_verify;		/* peer and host name */
 	const char *tls_ca_file;	/* NULL or "" for the system store */
 	const char *auth_token;		/* bearer token, NULL or "" for none */
+	const char *basic_auth_user;	/* HTTP Basic authentication, NULL for
+									 * none */
+	const char *basic_auth_password;
 	List	   *headers;		/* of char *, "Name: value" */
+	List	   *secret_headers; /* the same, from walship.headers_file */
 } WsHttpSettings;
 
 /* One request.  body must stay valid until its result was returned. */

@@ -6,8 +6,10 @@
  * Every parameter is checked when it is set or reloaded, so a bad value in
  * postgresql.conf is refused at SIGHUP with a message saying why, and the
  * running pipeline keeps the last good value.  Values that may carry
- * credentials (the endpoint URL and extra headers) are visible to
- * superusers only.
+ * credentials (the endpoint URL and extra headers) and the names of the
+ * secret files are visible to superusers only.  The secrets themselves
+ * belong in the files (read by secrets.c), since PostgreSQL writes every
+ * changed setting to the server log.
  *
  * IDENTIFICATION
  *	  src/settings.c
@@ -45,6 +47,8 @@ int			walship_retry_min_delay = 100;
 int			walship_retry_max_delay = 60000;
 char	   *walship_headers = NULL;
 char	   *walship_auth_token_file = NULL;
+char	   *walship_basic_auth_file = NULL;
+char	   *walship_headers_file = NULL;
 char	   *walship_tls_ca_file = NULL;
 bool		walship_tls_verify = true;
 int			walship_on_rejected = WS_ON_REJECTED_STOP;
@@ -252,29 +256,56 @@ check_headers(char **newval, void **extra, GucSource source)
 	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
 	GUC_check_errmsg("invalid header list in \"walship.headers\"");
 	GUC_check_errdetail("%s", problem);
-	GUC_check_errhint("Separate headers with semicolons, for example 'X-Api-Key: abc; X-Source: walship'.");
+	GUC_check_errhint("Separate headers with semicolons, for example 'X-Source: walship; X-Tenant: shop'.");
 	return false;
 }
 
-char *
-ws_endpoint_for_display(const char *url)
+/*
+ * The secret file settings name files; the secrets themselves never belong
+ * in a setting, since PostgreSQL logs every changed setting.  So a value
+ * that looks like a "Name: value" header or user:password rather than a
+ * file name is refused, without repeating it.
+ */
+static bool
+check_secret_file(const char *setting, const char *value, bool colon_is_secret)
 {
-	const char *scheme_end;
-	const char *host_start;
-	const char *at;
-	const char *path;
+	const char *problem = NULL;
 
-	if (url == NULL)
-		return NULL;
-	scheme_end = strstr(url, "://");
-	if (scheme_end == NULL)
-		return pstrdup(url);
-	host_start = scheme_end + 3;
-	path = host_start + strcspn(host_start, "/?#");
-	at = memchr(host_start, '@', path - host_start);
-	if (at == NULL)
-		return pstrdup(url);
-	return psprintf("%.*s%s", (int) (host_start - url), url, at + 1);
+	if (value == NULL || value[0] == '\0')
+		return true;
+	for (const char *p = value; *p; p++)
+		if ((unsigned char) *p < 0x20 || *p == 0x7f)
+			problem = "The file name contains a control character.";
+	if (problem == NULL && colon_is_secret &&
+		strchr(value, ':') != NULL && strchr(value, '/') == NULL)
+		problem = "The value looks like the secret itself rather than the name of a file holding it.";
+	if (problem == NULL)
+		return true;
+
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid file name in \"%s\"", setting);
+	GUC_check_errdetail("%s", problem);
+	GUC_check_errhint("Write the secret into a file that only the operating system user running PostgreSQL can read, and set \"%s\" to its path (absolute, or relative to the data directory).",
+					  setting);
+	return false;
+}
+
+static bool
+check_auth_token_file(char **newval, void **extra, GucSource source)
+{
+	return check_secret_file("walship.auth_token_file", *newval, false);
+}
+
+static bool
+check_basic_auth_file(char **newval, void **extra, GucSource source)
+{
+	return check_secret_file("walship.basic_auth_file", *newval, true);
+}
+
+static bool
+check_headers_file(char **newval, void **extra, GucSource source)
+{
+	return check_secret_file("walship.headers_file", *newval, true);
 }
 
 void
@@ -386,7 +417,7 @@ ws_define_settings(void)
 
 	DefineCustomStringVariable("walship.headers",
 							   "Extra request headers, as 'Name: value; Name2: value2'.",
-							   NULL,
+							   "The server log records the value whenever it changes: put credentials into walship.headers_file instead.",
 							   &walship_headers, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
 							   check_headers, NULL, NULL);
@@ -395,7 +426,22 @@ ws_define_settings(void)
 							   "File holding a bearer token sent as the Authorization header.",
 							   "Read at worker start and on every configuration reload.",
 							   &walship_auth_token_file, "",
-							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_auth_token_file, NULL, NULL);
+
+	DefineCustomStringVariable("walship.basic_auth_file",
+							   "File holding user:password for HTTP Basic authentication.",
+							   "Read at worker start and on every configuration reload.",
+							   &walship_basic_auth_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_basic_auth_file, NULL, NULL);
+
+	DefineCustomStringVariable("walship.headers_file",
+							   "File of 'Name: value' lines sent as request headers.",
+							   "Read at worker start and on every configuration reload; for headers that carry credentials.",
+							   &walship_headers_file, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY,
+							   check_headers_file, NULL, NULL);
 
 	DefineCustomStringVariable("walship.tls_ca_file",
 							   "File of CA certificates to verify the endpoint with, instead of the system's.",

@@ -15,6 +15,7 @@
 
 #include "compression.h"
 #include "ndjson.h"
+#include "secrets.h"			/* ws_endpoint_for_display() */
 
 typedef enum WsFormat
 {
@@ -47,6 +48,8 @@ extern int	walship_retry_min_delay;	/* ms */
 extern int	walship_retry_max_delay;	/* ms */
 extern char *walship_headers;
 extern char *walship_auth_token_file;
+extern char *walship_basic_auth_file;
+extern char *walship_headers_file;
 extern char *walship_tls_ca_file;
 extern bool walship_tls_verify;
 extern int	walship_on_rejected;
@@ -57,8 +60,5 @@ extern void ws_define_settings(void);
 
 /* walship.headers as a list of "Name: value" strings */
 extern List *ws_parse_headers(const char *value);
-
-/* The endpoint URL without any user:password part, for display. */
-extern char *ws_endpoint_for_display(const char *url);
 
 #endif							/* WALSHIP_SETTINGS_H */

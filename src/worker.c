@@ -73,6 +73,7 @@
 #include "ndjson.h"
 #include "progress.h"
 #include "record_json.h"
+#include "secrets.h"
 #include "settings.h"
 #include "shared_state.h"
 #include "walship.h"
@@ -98,7 +99,6 @@ typedef struct WsWorker
 	char	   *decoding_publication;	/* publication the context decodes */
 	XLogRecPtr	confirmed_lsn;
 	XLogRecPtr	pending_confirm;	/* released inside decoding, to confirm */
-	char	   *auth_token;
 	List	   *rejected;		/* WsRejectedBatch * for walship.dead_letter */
 	bool		progress_dirty;
 	TimestampTz progress_written_at;
@@ -167,70 +167,19 @@ worker_shmem_exit(int code, Datum arg)
  * ---------------------------------------------------------------------
  */
 
-/* Reads the bearer token; NULL with a reported problem if unreadable. */
-static char *
-read_auth_token(void)
-{
-	FILE	   *file;
-	StringInfoData token;
-	int			c;
-
-	if (walship_auth_token_file == NULL || walship_auth_token_file[0] == '\0')
-		return NULL;
-
-	file = AllocateFile(walship_auth_token_file, "r");
-	if (file == NULL)
-	{
-		char	   *message = psprintf("could not read walship.auth_token_file \"%s\": %m",
-									   walship_auth_token_file);
-
-		report_problem(WS_STATE_ERROR, message,
-					   "Make the file readable by the operating system user running PostgreSQL.");
-		pfree(message);
-		return NULL;
-	}
-	initStringInfo(&token);
-	while ((c = fgetc(file)) != EOF)
-		appendStringInfoChar(&token, (char) c);
-	FreeFile(file);
-
-	/* the token is the file's content without surrounding white space */
-	while (token.len > 0 && isspace((unsigned char) token.data[token.len - 1]))
-		token.data[--token.len] = '\0';
-	{
-		char	   *start = token.data;
-		char	   *result;
-
-		while (isspace((unsigned char) *start))
-			start++;
-		result = MemoryContextStrdup(TopMemoryContext, start);
-		/* overwrite the copy: secrets do not linger in freed memory */
-		explicit_bzero(token.data, token.len);
-		pfree(token.data);
-		return result;
-	}
-}
-
 static void
 apply_settings(WsWorker *worker)
 {
 	WsHttpSettings settings;
 	MemoryContext old = MemoryContextSwitchTo(worker->context);
 
-	if (worker->auth_token)
-	{
-		explicit_bzero(worker->auth_token, strlen(worker->auth_token));
-		pfree(worker->auth_token);
-	}
-	worker->auth_token = read_auth_token();
-
 	memset(&settings, 0, sizeof(settings));
 	settings.connect_timeout_ms = walship_connect_timeout;
 	settings.timeout_ms = walship_http_timeout;
 	settings.tls_verify = walship_tls_verify;
 	settings.tls_ca_file = walship_tls_ca_file;
-	settings.auth_token = worker->auth_token;
 	settings.headers = ws_parse_headers(walship_headers);
+	ws_secrets_load(&settings);
 	ws_http_client_configure(worker->http, &settings);
 	list_free_deep(settings.headers);
 	MemoryContextSwitchTo(old);
@@ -246,6 +195,8 @@ process_interrupts(WsWorker *worker)
 		ProcessConfigFile(PGC_SIGHUP);
 		apply_settings(worker);
 	}
+	else if (ws_secrets_reread_due())
+		apply_settings(worker);
 }
 
 /* ---------------------------------------------------------------------
@@ -1120,7 +1071,7 @@ pump_http(WsWorker *worker, int timeout_ms)
 	paused = ws_shared->pause_requested;
 	SpinLockRelease(&ws_shared->mutex);
 
-	if (!paused && walship_endpoint[0] != '\0')
+	if (!paused && walship_endpoint[0] != '\0' && !ws_secrets_missing())
 	{
 		foreach(lc, worker->batcher->queue)
 		{
@@ -1255,6 +1206,8 @@ may_ship(WsWorker *worker)
 		set_state(WS_STATE_UNCONFIGURED);
 	else if (paused)
 		set_state(WS_STATE_PAUSED);
+	else if (ws_secrets_missing())
+		set_state(WS_STATE_ERROR);	/* secrets.c reported which */
 	else
 		return true;
 	return false;
