@@ -299,12 +299,10 @@ append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
 			}
 			break;
 		case WS_VAL_NUMERIC:
-			if (ws_numeric_is_json_number(value->data, value->len))
+			if (ws_numeric_is_finite(value->data, value->len))
 				ws_value_to_json(out, value, json_trusted);
-			else if (value->len > 0 && strpbrk(pnstrdup(value->data, value->len), "0123456789") == NULL)
-				appendStringInfoString(out, "null");
 			else
-				ws_value_to_json(out, value, json_trusted);
+				appendStringInfoString(out, "null");	/* NaN, infinities */
 			break;
 		case WS_VAL_ARRAY:
 			{
