@@ -652,7 +652,7 @@ check_json(const char *data, Size len)
 
 	check_utf8(data, len, "json value");
 #if PG_VERSION_NUM >= 170000
-	makeJsonLexContextCstringLen(lex, data, len, PG_UTF8, false);
+	makeJsonLexContextCstringLen(lex, (char *) data, len, PG_UTF8, false);
 #else
 	lex = makeJsonLexContextCstringLen((char *) data, (int) len, PG_UTF8, false);
 #endif
