@@ -408,196 +408,30 @@ GRANT EXECUTE ON FUNCTION backfill(regclass, integer, text), cancel_backfill(big
     backfill_publication(integer) TO walship_admin;
 
 -- ClickHouse target tables for the flat NDJSON shape in the 'clickhouse'
--- dialect (docs/clickhouse.md).  clickhouse_type() is the one place that
--- maps a PostgreSQL type to the ClickHouse 18.16 column type that takes the
--- JSON value walship writes for it; clickhouse_ddl() prints a CREATE TABLE.
+-- dialect (docs/clickhouse.md), from src/clickhouse.c, which owns every
+-- ClickHouse rule: clickhouse_type() maps a PostgreSQL type to the
+-- ClickHouse 18.16 column type that takes the JSON value walship writes for
+-- it; clickhouse_ddl() prints a CREATE TABLE.
 CREATE FUNCTION clickhouse_ident(name text)
 RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN '`' || replace(replace(replace(replace(replace(name, '\', '\\'), '`', '\`'),
-                                         E'\n', '\n'), E'\r', '\r'), E'\t', '\t') || '`';
+AS 'MODULE_PATHNAME', 'walship_clickhouse_ident'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 
 COMMENT ON FUNCTION clickhouse_ident(text) IS
 'A ClickHouse identifier quoted with backticks';
 
 CREATE FUNCTION clickhouse_type(typid regtype, typmod integer DEFAULT -1)
 RETURNS text
-LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    t     record;
-    prec  integer;
-    scale integer;
-BEGIN
-    -- domains are shipped as their base type; a domain carries the modifier
-    LOOP
-        SELECT typtype, typbasetype, typtypmod, typelem, typsubscript
-          INTO t FROM pg_type WHERE oid = typid;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'type with OID % does not exist', typid::oid
-                USING ERRCODE = 'undefined_object';
-        END IF;
-        EXIT WHEN t.typtype <> 'd';
-        IF typmod = -1 THEN
-            typmod := t.typtypmod;
-        END IF;
-        typid := t.typbasetype;
-    END LOOP;
-
-    -- arrays: JSON arrays, elements may be NULL (the modifier applies to them)
-    IF t.typelem <> 0 AND t.typsubscript = 'array_subscript_handler'::regproc THEN
-        RETURN 'Array(Nullable(' || @extschema@.clickhouse_type(t.typelem::regtype, typmod) || '))';
-    END IF;
-
-    CASE typid
-        WHEN 'boolean'::regtype THEN
-            RETURN 'UInt8';                 -- true / false
-        WHEN 'smallint'::regtype THEN
-            RETURN 'Int16';
-        WHEN 'integer'::regtype THEN
-            RETURN 'Int32';
-        WHEN 'bigint'::regtype THEN
-            RETURN 'Int64';
-        WHEN 'oid'::regtype THEN
-            RETURN 'UInt32';
-        WHEN 'real'::regtype THEN
-            RETURN 'Float32';
-        WHEN 'double precision'::regtype THEN
-            RETURN 'Float64';
-        WHEN 'numeric'::regtype THEN
-            -- a bare JSON number with exactly the scale's fraction digits;
-            -- 18.16's Decimal takes nothing else (and no NaN), String no
-            -- number at all: without a fitting numeric(p,s), Float64 (lossy)
-            IF typmod >= 4 THEN
-                prec := ((typmod - 4) >> 16) & 65535;
-                scale := (((typmod - 4) & 2047) # 1024) - 1024;
-                IF scale < 0 THEN           -- numeric(3,-1): integers
-                    prec := prec - scale;
-                    scale := 0;
-                END IF;
-                prec := greatest(prec, scale);
-                IF prec BETWEEN 1 AND 38 THEN
-                    RETURN format('Decimal(%s, %s)', prec, scale);
-                END IF;
-            END IF;
-            RETURN 'Float64';
-        WHEN 'date'::regtype THEN
-            RETURN 'Date';                  -- "YYYY-MM-DD"
-        WHEN 'timestamp without time zone'::regtype,
-             'timestamp with time zone'::regtype THEN
-            RETURN 'Int64';                 -- microseconds since 1970
-        WHEN 'uuid'::regtype THEN
-            RETURN 'UUID';
-        ELSE
-            -- text, varchar, char, name, json/jsonb (as JSON text), bytea
-            -- (lowercase hex, read with unhex()), time, interval, enums,
-            -- inet, money, ranges, composites...: the type's text
-            RETURN 'String';
-    END CASE;
-END
-$fn$;
+AS 'MODULE_PATHNAME', 'walship_clickhouse_type'
+LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
 COMMENT ON FUNCTION clickhouse_type(regtype, integer) IS
 'ClickHouse 18.16 column type (without Nullable) for a PostgreSQL type and modifier, as walship''s clickhouse NDJSON dialect writes it';
 
 CREATE FUNCTION clickhouse_ddl(rel regclass, database text DEFAULT 'default')
 RETURNS text
-LANGUAGE plpgsql STABLE STRICT
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    c         record;
-    ident     text;
-    cols      text[] := '{}';
-    keycols   text[];
-    relname   text;
-    rel_kind  "char";
-    replident "char";
-    toasted   text[] := '{}';
-    chtype    text;
-    target    text;
-    ddl       text;
-BEGIN
-    SELECT format('%I.%I', n.nspname, r.relname), r.relkind, r.relreplident
-      INTO relname, rel_kind, replident
-      FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
-     WHERE r.oid = rel;
-    IF rel_kind NOT IN ('r', 'p') THEN
-        RAISE EXCEPTION 'cannot generate ClickHouse DDL for "%"', relname
-            USING ERRCODE = 'wrong_object_type',
-                  DETAIL = 'Only tables can be published.';
-    END IF;
-
-    -- the key: the replica identity index if there is one (deletes carry its
-    -- columns), else the primary key
-    SELECT array_agg(@extschema@.clickhouse_ident(a.attname) ORDER BY k.ord)
-      INTO keycols
-      FROM (SELECT i.indexrelid, i.indrelid, i.indkey
-              FROM pg_index i
-             WHERE i.indrelid = rel
-               AND CASE WHEN replident = 'i' THEN i.indisreplident
-                        ELSE i.indisprimary END) AS i
-           CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum;
-    IF keycols IS NULL THEN
-        RAISE EXCEPTION 'table % has no primary key or replica identity index', relname
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = 'A ClickHouse ReplacingMergeTree table needs a key to collapse the versions of a row (ORDER BY).',
-                  HINT = 'Add a primary key, or use ALTER TABLE ... REPLICA IDENTITY USING INDEX with a unique index on NOT NULL columns.';
-    END IF;
-
-    -- the columns walship sends: not dropped, not generated
-    FOR c IN
-        SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull, a.attstorage,
-               EXISTS (WITH RECURSIVE d(oid, nn, base) AS (
-                           SELECT t.oid, t.typnotnull, t.typbasetype
-                             FROM pg_type t WHERE t.oid = a.atttypid
-                           UNION ALL
-                           SELECT t.oid, t.typnotnull, t.typbasetype
-                             FROM pg_type t JOIN d ON t.oid = d.base)
-                       SELECT FROM d WHERE d.nn) AS domain_notnull
-          FROM pg_attribute a
-         WHERE a.attrelid = rel AND a.attnum > 0
-           AND NOT a.attisdropped AND a.attgenerated = ''
-         ORDER BY a.attnum
-    LOOP
-        IF c.attname IN ('_op', '_lsn', '_seq', '_version', '_commit_ts',
-                         '_deleted', '_unchanged', '_schema', '_table') THEN
-            RAISE EXCEPTION 'column "%" of table % has the name of a walship metadata column', c.attname, relname
-                USING ERRCODE = 'duplicate_column',
-                      DETAIL = 'The flat NDJSON shape adds _op, _lsn, _seq, _version, _commit_ts and _deleted to every row.',
-                      HINT = 'Rename the column, or leave it out of the publication with a column list.';
-        END IF;
-        chtype := @extschema@.clickhouse_type(c.atttypid::regtype, c.atttypmod);
-        -- ClickHouse has no Nullable(Array(...)): a NULL array cannot be stored
-        IF NOT (c.attnotnull OR c.domain_notnull) AND chtype NOT LIKE 'Array(%' THEN
-            chtype := 'Nullable(' || chtype || ')';
-        END IF;
-        cols := cols || (@extschema@.clickhouse_ident(c.attname) || ' ' || chtype);
-        IF c.attstorage IN ('x', 'e') THEN
-            toasted := toasted || quote_ident(c.attname);
-        END IF;
-    END LOOP;
-
-    cols := cols || '{"`_op` String", "`_lsn` UInt64", "`_seq` UInt64", "`_version` UInt64", "`_commit_ts` Int64", "`_deleted` UInt8"}'::text[];
-    target := @extschema@.clickhouse_ident(database) || '.'
-              || @extschema@.clickhouse_ident((SELECT r.relname FROM pg_class r WHERE r.oid = rel));
-
-    -- comment lines (names may hold line breaks: not in a comment)
-    ddl := translate(format('-- ClickHouse table for %s, generated by walship.clickhouse_ddl()', relname), E'\r\n', '  ') || E'\n'
-        || translate(format('-- Current rows: SELECT ... FROM %s FINAL WHERE NOT _deleted', target), E'\r\n', '  ') || E'\n';
-    IF replident <> 'f' AND cardinality(toasted) > 0 THEN
-        ddl := ddl || translate(format('-- %s can be stored out of line (TOAST); an UPDATE that leaves such a value unchanged does not carry it: ALTER TABLE %s REPLICA IDENTITY FULL',
-                                       array_to_string(toasted, ', '), relname), E'\r\n', '  ') || E'\n';
-    END IF;
-    RETURN ddl
-        || 'CREATE TABLE ' || target || E'\n(\n    '
-        || array_to_string(cols, E',\n    ')
-        || E'\n)\nENGINE = ReplacingMergeTree(_version)\nORDER BY ('
-        || array_to_string(keycols, ', ') || ')';
-END
-$fn$;
+AS 'MODULE_PATHNAME', 'walship_clickhouse_ddl'
+LANGUAGE C STABLE STRICT;
 
 COMMENT ON FUNCTION clickhouse_ddl(regclass, text) IS
 'Suggested ClickHouse 18.16 CREATE TABLE (ReplacingMergeTree) for a published table, for the flat NDJSON shape in the clickhouse dialect';

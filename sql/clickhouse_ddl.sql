@@ -64,6 +64,11 @@ CREATE TABLE ch.measures (at date NOT NULL, sensor int NOT NULL, v float8,
                           PRIMARY KEY (sensor, at)) PARTITION BY RANGE (at);
 SELECT walship.clickhouse_ddl('ch.measures');
 
+-- The key is the index's key columns, not its INCLUDE columns: rows with
+-- the same key are versions of one row.
+CREATE TABLE ch.incl (id int, v text NOT NULL, PRIMARY KEY (id) INCLUDE (v));
+SELECT walship.clickhouse_ddl('ch.incl');
+
 -- Errors (with their SQLSTATE).
 \set SHOW_CONTEXT never
 -- no primary key, no replica identity index: ReplacingMergeTree needs a key

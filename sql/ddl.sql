@@ -68,6 +68,25 @@ INSERT INTO ddl_gone VALUES (1, 'still decoded');
 DROP TABLE ddl_gone;
 SELECT * FROM changes('ddl_slot', 'publication_names', 'ddl_pub');
 
+-- a renamed schema: the relation record is sent again with the new name,
+-- also for a table whose own definition did not change
+CREATE SCHEMA ddl_s2;
+CREATE TABLE ddl_s2.t (id int PRIMARY KEY);
+ALTER PUBLICATION ddl_pub ADD TABLE ddl_s2.t;
+INSERT INTO ddl_s2.t VALUES (1);
+ALTER SCHEMA ddl_s2 RENAME TO ddl_s3;
+INSERT INTO ddl_s3.t VALUES (2);
+BEGIN;
+INSERT INTO ddl_s3.t VALUES (3);
+ALTER SCHEMA ddl_s3 RENAME TO ddl_s4;
+INSERT INTO ddl_s4.t VALUES (4);
+COMMIT;
+SELECT r->>'kind' AS kind, coalesce(r->>'relation', r->>'schema' || '.' || (r->>'table')) AS relation,
+       r->'new' AS new
+  FROM changes('ddl_slot', 'publication_names', 'ddl_pub') AS r
+ WHERE r->>'kind' IN ('relation', 'insert');
+
 SELECT pg_drop_replication_slot('ddl_slot');
 DROP PUBLICATION ddl_pub;
 DROP TABLE ddl_t, ddl_gen;
+DROP SCHEMA ddl_s4 CASCADE;

@@ -7,7 +7,9 @@
  * Input may come from anywhere (a user calling walship.decode() on any
  * bytea), so every read checks the remaining length first and any
  * malformed input raises an ERRCODE_DATA_CORRUPTED error naming what was
- * wrong and where; nothing reads past the buffer.
+ * wrong and where; nothing reads past the buffer.  The one other error is
+ * ERRCODE_FEATURE_NOT_SUPPORTED for a BEGIN record of a format version
+ * newer than this library reads (docs/format.md, "Errors").
  *
  * IDENTIFICATION
  *	  src/format_decode.c
@@ -341,6 +343,9 @@ ws_read_record(WsReader *reader, WsRecord *record)
 	{
 		case WS_REC_BEGIN:
 			record->format_version = ws_get_byte(body);
+			/* versions count from 1: 0 is corrupt, a larger one newer */
+			if (record->format_version == 0)
+				corrupted(body, "format version 0");
 			if (record->format_version < WALSHIP_FORMAT_VERSION_MIN ||
 				record->format_version > WALSHIP_FORMAT_VERSION)
 				ereport(ERROR,

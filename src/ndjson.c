@@ -21,7 +21,9 @@
  *	  "_commit_ts", "_deleted": 0}.
  *
  * Columns are written in column order, keyed by name; values are rendered
- * by ws_value_to_json() exactly as walship.decode() renders them.  An
+ * by ws_value_to_json() exactly as walship.decode() renders them, or in
+ * the clickhouse dialect as clickhouse.c writes them (which owns every
+ * ClickHouse-specific rule: values, _commit_ts, TRUNCATE).  An
  * unchanged TOAST value is replaced by the old row's value when the record
  * carries a full old row, and otherwise left out of the row and listed by
  * name.  docs/format.md ("NDJSON encoding") specifies both shapes.
@@ -33,10 +35,10 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_type.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 
+#include "clickhouse.h"
 #include "format.h"
 #include "ndjson.h"
 #include "record_json.h"
@@ -206,25 +208,13 @@ read_row(NdjsonRow *row, const WsTuple *tuple, const WsRelation *rel,
 }
 
 /*
- * A value as ws_value_to_json() renders it.  A json value is embedded as
- * typed, and may contain line breaks as whitespace: they would end the
- * line, so they become spaces.  Outside JSON strings (where escape_json has
- * escaped them) a raw line break can only be whitespace, and no server
- * encoding uses these bytes inside a multibyte character.
+ * A value as ws_value_to_json() renders it, or in the clickhouse dialect
+ * as clickhouse.c writes it.  A json value is embedded as typed, and may
+ * contain line breaks as whitespace: they would end the line, so they
+ * become spaces.  Outside JSON strings (where escape_json has escaped them)
+ * a raw line break can only be whitespace, and no server encoding uses
+ * these bytes inside a multibyte character.
  */
-static void
-append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
-						bool is_array, bool json_trusted);
-
-/* Whether a RELATION record's column is an array ("integer[]", "public.mood[]"). */
-static bool
-column_is_array(const WsColumn *column)
-{
-	size_t		len = strlen(column->type_name);
-
-	return len > 2 && strcmp(column->type_name + len - 2, "[]") == 0;
-}
-
 static void
 append_value(StringInfo out, const WsValue *value, const WsColumn *column,
 			 WsNdjsonDialect dialect, bool json_trusted)
@@ -232,8 +222,7 @@ append_value(StringInfo out, const WsValue *value, const WsColumn *column,
 	int			start = out->len;
 
 	if (dialect == WS_NDJSON_CLICKHOUSE)
-		append_clickhouse_value(out, value, column->type_oid,
-								column_is_array(column), json_trusted);
+		ws_clickhouse_append_value(out, value, column, json_trusted);
 	else
 		ws_value_to_json(out, value, json_trusted);
 
@@ -243,91 +232,6 @@ append_value(StringInfo out, const WsValue *value, const WsColumn *column,
 	for (int i = start; i < out->len; i++)
 		if (out->data[i] == '\n' || out->data[i] == '\r')
 			out->data[i] = ' ';
-}
-
-/*
- * Values as ClickHouse 18.16's JSONEachRow takes them (docs/clickhouse.md):
- * timestamps as integer microseconds since 1970 (no DateTime64 there),
- * bytea as lowercase hex for unhex(), json as a JSON string, numeric NaN
- * and infinities as null, infinite dates as the ends of ClickHouse's
- * Date range.  Everything else as in the standard dialect.
- */
-static void
-append_clickhouse_value(StringInfo out, const WsValue *value, Oid type_oid,
-						bool is_array, bool json_trusted)
-{
-	switch (value->tag)
-	{
-		case WS_VAL_TIMESTAMP:
-		case WS_VAL_TIMESTAMPTZ:
-			ws_append_int64(out, value->int_value);
-			break;
-		case WS_VAL_NULL:
-			/* ClickHouse has no Nullable(Array): a NULL array is empty */
-			appendStringInfoString(out, is_array ? "[]" : "null");
-			break;
-		case WS_VAL_POS_INFINITY:
-		case WS_VAL_NEG_INFINITY:
-			if (type_oid == DATEOID || type_oid == DATEARRAYOID)
-				appendStringInfoString(out, value->tag == WS_VAL_POS_INFINITY ?
-									   "\"2105-12-31\"" : "\"1970-01-01\"");
-			else
-				appendStringInfoString(out, value->tag == WS_VAL_POS_INFINITY ?
-									   "9223372036854775807" : "-9223372036854775808");
-			break;
-		case WS_VAL_BYTES:
-			{
-				static const char hex[] = "0123456789abcdef";
-
-				appendStringInfoChar(out, '"');
-				for (Size i = 0; i < value->len; i++)
-				{
-					appendStringInfoChar(out, hex[(unsigned char) value->data[i] >> 4]);
-					appendStringInfoChar(out, hex[(unsigned char) value->data[i] & 0xF]);
-				}
-				appendStringInfoChar(out, '"');
-			}
-			break;
-		case WS_VAL_JSON:
-			{
-				StringInfoData json;
-
-				initStringInfo(&json);
-				ws_value_to_json(&json, value, json_trusted);
-				ws_append_json_string(out, json.data);
-				pfree(json.data);
-			}
-			break;
-		case WS_VAL_NUMERIC:
-			if (ws_numeric_is_json_number(value->data, value->len))
-				ws_value_to_json(out, value, json_trusted);
-			else if (value->len > 0 && strpbrk(pnstrdup(value->data, value->len), "0123456789") == NULL)
-				appendStringInfoString(out, "null");
-			else
-				ws_value_to_json(out, value, json_trusted);
-			break;
-		case WS_VAL_ARRAY:
-			{
-				WsReader	elements = value->elements;
-				WsValue		element;
-
-				appendStringInfoChar(out, '[');
-				for (uint64 i = 0; i < value->nelements; i++)
-				{
-					if (i > 0)
-						appendStringInfoString(out, ", ");
-					ws_read_value(&elements, &element);
-					/* elements of date[] keep date semantics; NULLs stay null */
-					append_clickhouse_value(out, &element, type_oid, false,
-											json_trusted);
-				}
-				appendStringInfoChar(out, ']');
-			}
-			break;
-		default:
-			ws_value_to_json(out, value, json_trusted);
-			break;
-	}
 }
 
 /*
@@ -472,7 +376,7 @@ append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
 	ws_append_uint64(out, (uint64) version);
 	append_literal_key(out, first, "_commit_ts");
 	if (dialect == WS_NDJSON_CLICKHOUSE)
-		ws_append_int64(out, stream->commit_time);
+		ws_clickhouse_append_commit_ts(out, stream->commit_time);
 	else
 		append_commit_ts(out, stream);
 	append_literal_key(out, first, "_deleted");
@@ -617,24 +521,13 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 
 	if (record->kind == WS_REC_TRUNCATE)
 	{
-		/*
-		 * ClickHouse has no row that means "empty the table": a line would
-		 * insert a row of defaults or be refused.  Say so instead.
-		 */
+		/* the flat shape has no line that empties a ClickHouse table */
 		if (options->dialect == WS_NDJSON_CLICKHOUSE && shape == WS_NDJSON_FLAT)
 		{
 			for (uint64 i = 0; i < record->nrelations; i++)
-			{
-				const WsRelation *truncated = lookup_relation(stream, record,
+				ws_clickhouse_report_truncate(lookup_relation(stream, record,
 															  record->rel_ids[i],
-															  NULL);
-
-				ereport(WARNING,
-						(errmsg("walship does not ship TRUNCATE of \"%s.%s\" in the ClickHouse dialect",
-								truncated->schema_name, truncated->table_name),
-						 errdetail("The flat shape has no row that empties a table."),
-						 errhint("Truncate the ClickHouse table yourself, or reload it from PostgreSQL.")));
-			}
+															  NULL));
 			return 0;
 		}
 		return append_truncate(out, record, stream, shape);

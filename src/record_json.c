@@ -9,6 +9,12 @@
  * WsStreamContext, with column and relation names and the change's commit
  * LSN.  docs/format.md shows the output for every record kind.
  *
+ * Values are checked as they are rendered: text that is not UTF-8 or holds
+ * a zero byte, json text that is not one JSON value, numeric text that is
+ * not what numeric_out() writes, and dates and times out of range raise
+ * ERRCODE_DATA_CORRUPTED, as format_decode.c does for the framing, so that
+ * corrupt input gives no other SQLSTATE (docs/format.md, "Errors").
+ *
  * The NDJSON encoder (ndjson.c) renders values with ws_value_to_json() too,
  * and keeps the JSON text of each relation's names in the stream context,
  * so that it is rendered once rather than once per change.
@@ -23,6 +29,7 @@
 #include "access/transam.h"
 
 #include "catalog/pg_type.h"
+#include "common/jsonapi.h"
 #include "common/shortest_dec.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -241,9 +248,8 @@ append_escaped_json(StringInfo out, const char *data, Size len)
 				appendStringInfoString(out, "\\\\");
 				break;
 			case '\0':
-				ereport(ERROR,
-						(errcode(ERRCODE_DATA_CORRUPTED),
-						 errmsg("invalid walship record: a text value contains a zero byte")));
+				/* check_utf8() has ruled this out */
+				elog(ERROR, "unexpected zero byte in walship text");
 				break;
 			default:
 				appendStringInfo(out, "\\u%04x", c);
@@ -254,13 +260,56 @@ append_escaped_json(StringInfo out, const char *data, Size len)
 	appendStringInfoChar(out, '"');
 }
 
-/* A UTF-8 byte string from a record, as a JSON string. */
+/*
+ * Text in a record is UTF-8 without zero bytes (PostgreSQL text holds
+ * none); anything else is corrupt.  what names the text in the message.
+ */
 static void
-append_utf8_string(StringInfo out, const char *data, Size len)
+check_utf8(const char *data, Size len, const char *what)
 {
-	char	   *server = pg_any_to_server(data, len, PG_UTF8);
+	const char *zero = memchr(data, '\0', len);
+	int			valid;
 
-	/* pg_any_to_server verified the encoding; it may return data itself */
+	if (zero != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record: %s contains a zero byte", what),
+				 errdetail("The %s has %zu bytes; byte %zu is zero.",
+						   what, len, (Size) (zero - data))));
+	if (len > (Size) PG_INT32_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record: %s is too long", what)));
+	valid = pg_encoding_verifymbstr(PG_UTF8, data, (int) len);
+	if ((Size) valid < len)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record: %s is not valid UTF-8", what),
+				 errdetail("The %s has %zu bytes; the invalid sequence starts at byte %d.",
+						   what, len, valid)));
+}
+
+/*
+ * A UTF-8 byte string from a record, as a JSON string.  In a server
+ * encoding other than UTF-8, a character that encoding lacks raises
+ * ERRCODE_UNTRANSLATABLE_CHARACTER: the record is fine, the server cannot
+ * show it.
+ */
+static void
+append_utf8_string(StringInfo out, const char *data, Size len,
+				   const char *what)
+{
+	char	   *server;
+
+	check_utf8(data, len, what);
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		append_escaped_json(out, data, len);
+		return;
+	}
+	server = pg_any_to_server(data, len, PG_UTF8);
+
+	/* pg_any_to_server may return data itself */
 	if (server == data)
 		append_escaped_json(out, data, len);
 	else
@@ -274,7 +323,7 @@ append_utf8_string(StringInfo out, const char *data, Size len)
 void
 ws_append_json_string(StringInfo out, const char *str)
 {
-	append_utf8_string(out, str, strlen(str));
+	append_utf8_string(out, str, strlen(str), "name");
 }
 
 /*
@@ -523,25 +572,99 @@ ws_append_datetime(StringInfo out, const WsValue *value)
 }
 
 /*
- * Whether numeric text can be written as a JSON number: it is not empty,
- * has a digit, and nothing but digits, signs, points and exponents (so not
- * NaN or Infinity, which become strings).
+ * Whether numeric text is a finite number, which is also a JSON number;
+ * false for NaN, Infinity and -Infinity.  Anything else numeric_out()
+ * does not write (an optional minus, "0" or digits without a leading
+ * zero, optionally a point and digits; at most 131072 digits before the
+ * point and 16383 after it, numeric's limits) is corrupt.
  */
 bool
-ws_numeric_is_json_number(const char *data, Size len)
+ws_numeric_is_finite(const char *data, Size len)
 {
-	bool		digits = false;
+	Size		i = 0;
+	Size		int_start;
+	Size		int_digits;
+	Size		frac_digits = 0;
+	bool		valid;
 
-	for (Size i = 0; i < len; i++)
+	if ((len == 3 && memcmp(data, "NaN", 3) == 0) ||
+		(len == 8 && memcmp(data, "Infinity", 8) == 0) ||
+		(len == 9 && memcmp(data, "-Infinity", 9) == 0))
+		return false;
+
+	if (i < len && data[i] == '-')
+		i++;
+	int_start = i;
+	while (i < len && data[i] >= '0' && data[i] <= '9')
+		i++;
+	int_digits = i - int_start;
+	valid = int_digits >= 1 && int_digits <= 131072 &&
+		!(int_digits > 1 && data[int_start] == '0');
+	if (valid && i < len && data[i] == '.')
 	{
-		char		c = data[i];
+		Size		frac_start = ++i;
 
-		if (c >= '0' && c <= '9')
-			digits = true;
-		else if (c != '+' && c != '-' && c != '.' && c != 'e' && c != 'E')
-			return false;
+		while (i < len && data[i] >= '0' && data[i] <= '9')
+			i++;
+		frac_digits = i - frac_start;
+		valid = frac_digits >= 1 && frac_digits <= 16383;
 	}
-	return digits;
+	if (!valid || i != len)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record: numeric value is not a number"),
+				 errdetail("A numeric value must be NaN, Infinity, -Infinity, or digits with an optional minus sign and decimal point, as PostgreSQL writes them; this one (%zu bytes) starts \"%s\".",
+						   len, ws_printable_prefix(data, len))));
+	return true;
+}
+
+/*
+ * The start of possibly corrupt text, for an error message: at most 20
+ * bytes, with bytes other than printable ASCII as '?'.
+ */
+char *
+ws_printable_prefix(const char *data, Size len)
+{
+	Size		n = Min(len, 20);
+	char	   *result = palloc(n + 1);
+
+	for (Size i = 0; i < n; i++)
+		result[i] = (data[i] >= 0x20 && data[i] < 0x7f) ? data[i] : '?';
+	result[n] = '\0';
+	return result;
+}
+
+/*
+ * Checks that json text from a record is exactly one JSON value, as
+ * json_in() does, but as corruption: embedded as is, anything else could
+ * change the structure of the output.
+ */
+static void
+check_json(const char *data, Size len)
+{
+	JsonParseErrorType error;
+#if PG_VERSION_NUM >= 170000
+	JsonLexContext lex_data;
+	JsonLexContext *lex = &lex_data;
+#else
+	JsonLexContext *lex;
+#endif
+
+	check_utf8(data, len, "json value");
+#if PG_VERSION_NUM >= 170000
+	makeJsonLexContextCstringLen(lex, (char *) data, len, PG_UTF8, false);
+#else
+	lex = makeJsonLexContextCstringLen((char *) data, (int) len, PG_UTF8, false);
+#endif
+	error = pg_parse_json(lex, &nullSemAction);
+	if (error != JSON_SUCCESS)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record: json value is not valid JSON"),
+				 errdetail("%s", json_errdetail(error, lex))));
+#if PG_VERSION_NUM >= 170000
+	freeJsonLexContext(lex);
+#endif
 }
 
 /*
@@ -573,46 +696,37 @@ ws_value_to_json(StringInfo out, const WsValue *value, bool json_trusted)
 			append_float(out, value->float_value, value->tag == WS_VAL_FLOAT4);
 			break;
 		case WS_VAL_NUMERIC:
-			if (ws_numeric_is_json_number(value->data, value->len))
+			if (ws_numeric_is_finite(value->data, value->len))
 				appendBinaryStringInfo(out, value->data, value->len);
 			else
 			{
 				/* NaN and the infinities are not JSON numbers */
-				char	   *text = pnstrdup(value->data, value->len);
-
-				escape_json(out, text);
-				pfree(text);
+				appendStringInfoChar(out, '"');
+				appendBinaryStringInfo(out, value->data, value->len);
+				appendStringInfoChar(out, '"');
 			}
 			break;
 		case WS_VAL_TEXT:
-			append_utf8_string(out, value->data, value->len);
+			append_utf8_string(out, value->data, value->len, "text value");
 			break;
 		case WS_VAL_JSON:
 			{
-				char	   *server = pg_any_to_server(value->data, value->len, PG_UTF8);
-
-				if (json_trusted)
-				{
-					if (server == value->data)
-						appendBinaryStringInfo(out, value->data, value->len);
-					else
-					{
-						appendStringInfoString(out, server);
-						pfree(server);
-					}
-					break;
-				}
-
-				if (server == value->data)
-					server = pnstrdup(value->data, value->len);
+				char	   *server;
 
 				/*
 				 * Embedded as is, so it must be exactly one JSON value, or a
 				 * corrupt record could change the structure of the output.
 				 */
-				(void) DirectFunctionCall1(json_in, CStringGetDatum(server));
-				appendStringInfoString(out, server);
-				pfree(server);
+				if (!json_trusted)
+					check_json(value->data, value->len);
+				server = pg_any_to_server(value->data, value->len, PG_UTF8);
+				if (server == value->data)
+					appendBinaryStringInfo(out, value->data, value->len);
+				else
+				{
+					appendStringInfoString(out, server);
+					pfree(server);
+				}
 			}
 			break;
 		case WS_VAL_BYTES:
@@ -725,9 +839,9 @@ append_relation(StringInfo out, bool *first, const WsRelation *rel)
 	ws_append_json_key(out, first, "oid");
 	appendStringInfo(out, "%u", rel->relation_oid);
 	ws_append_json_key(out, first, "schema");
-	append_utf8_string(out, rel->schema_name, strlen(rel->schema_name));
+	append_utf8_string(out, rel->schema_name, strlen(rel->schema_name), "schema name");
 	ws_append_json_key(out, first, "table");
-	append_utf8_string(out, rel->table_name, strlen(rel->table_name));
+	append_utf8_string(out, rel->table_name, strlen(rel->table_name), "table name");
 	ws_append_json_key(out, first, "replica_identity");
 	escape_json(out, replica_identity_name(rel->replica_identity));
 	ws_append_json_key(out, first, "columns");
@@ -741,9 +855,9 @@ append_relation(StringInfo out, bool *first, const WsRelation *rel)
 			appendStringInfoString(out, ", ");
 		appendStringInfoChar(out, '{');
 		ws_append_json_key(out, &cfirst, "name");
-		append_utf8_string(out, col->name, strlen(col->name));
+		append_utf8_string(out, col->name, strlen(col->name), "column name");
 		ws_append_json_key(out, &cfirst, "type");
-		append_utf8_string(out, col->type_name, strlen(col->type_name));
+		append_utf8_string(out, col->type_name, strlen(col->type_name), "type name");
 		ws_append_json_key(out, &cfirst, "type_oid");
 		appendStringInfo(out, "%u", col->type_oid);
 		ws_append_json_key(out, &cfirst, "typmod");
@@ -764,7 +878,7 @@ append_qualified_name(StringInfo out, const WsRelation *rel)
 {
 	char	   *name = psprintf("%s.%s", rel->schema_name, rel->table_name);
 
-	append_utf8_string(out, name, strlen(name));
+	append_utf8_string(out, name, strlen(name), "relation name");
 	pfree(name);
 }
 
@@ -916,7 +1030,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			if (record->message_flags & WS_MESSAGE_TRANSACTIONAL)
 				append_change_id(out, &first, record, context);
 			ws_append_json_key(out, &first, "prefix");
-			append_utf8_string(out, record->prefix, strlen(record->prefix));
+			append_utf8_string(out, record->prefix, strlen(record->prefix), "message prefix");
 			ws_append_json_key(out, &first, "content");
 			append_bytea_hex(out, record->content, record->content_len);
 			break;

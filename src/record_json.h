@@ -60,7 +60,8 @@ extern const WsJsonText *ws_cached_json_string(const WsStreamContext *context,
 											  const char *prefix,
 											  const char *str,
 											  const char *suffix);
-extern bool ws_numeric_is_json_number(const char *data, Size len);
+extern bool ws_numeric_is_finite(const char *data, Size len);
+extern char *ws_printable_prefix(const char *data, Size len);
 extern void ws_value_to_json(StringInfo out, const WsValue *value,
 							 bool json_trusted);
 extern void ws_append_lsn(StringInfo out, XLogRecPtr lsn);

@@ -11,9 +11,12 @@
  * pre-encoded RELATION record and one value encoder per column.
  *
  * Entries are invalidated by relcache invalidations (DDL on the relation or
- * an ancestor) and by changes to publications, their tables and schemas, so
- * ALTER TABLE and ALTER PUBLICATION take effect at the exact point of the
- * WAL stream where they committed: decoding runs catalog lookups under the
+ * an ancestor), by changes to publications, their tables and schemas, and
+ * by changes to schemas themselves (ALTER SCHEMA ... RENAME changes the
+ * name every RELATION record of its tables carries, without a relcache
+ * invalidation of those tables), so ALTER TABLE, ALTER SCHEMA and ALTER
+ * PUBLICATION take effect at the exact point of the WAL stream where they
+ * committed: decoding runs catalog lookups under the
  * historic snapshot of each change.
  *
  * Invalidation callbacks cannot be unregistered and receive no decoding
@@ -83,6 +86,7 @@ static void cache_context_gone(void *arg);
 static int	listable_attribute_count(Relation relation);
 #endif
 static void publications_invalidated(Datum arg, int cacheid, uint32 hashvalue);
+static void namespace_invalidated(Datum arg, int cacheid, uint32 hashvalue);
 
 void
 ws_relation_cache_start(MemoryContext parent, List *publication_names)
@@ -135,6 +139,8 @@ ws_relation_cache_start(MemoryContext parent, List *publication_names)
 									  publications_invalidated, (Datum) 0);
 		CacheRegisterSyscacheCallback(PUBLICATIONNAMESPACEMAP,
 									  publications_invalidated, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID,
+									  namespace_invalidated, (Datum) 0);
 		callbacks_registered = true;
 	}
 
@@ -189,6 +195,26 @@ publications_invalidated(Datum arg, int cacheid, uint32 hashvalue)
 		return;
 
 	active_cache->publications_valid = false;
+	hash_seq_init(&status, active_cache->entries);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+/*
+ * A schema changed, most likely its name: the RELATION records of its
+ * tables must be built and sent again.  The hash value does not say which
+ * schema, and schemas change rarely, so every entry is rebuilt, as pgoutput
+ * does.  What the publications say is unaffected.
+ */
+static void
+namespace_invalidated(Datum arg, int cacheid, uint32 hashvalue)
+{
+	HASH_SEQ_STATUS status;
+	WsRelationEntry *entry;
+
+	if (active_cache == NULL)
+		return;
+
 	hash_seq_init(&status, active_cache->entries);
 	while ((entry = hash_seq_search(&status)) != NULL)
 		entry->valid = false;

@@ -1,0 +1,90 @@
+/*-------------------------------------------------------------------------
+ *
+ * clickhouse.h
+ *	  Everything walship knows about ClickHouse (18.16 and later): how the
+ *	  NDJSON 'clickhouse' dialect writes values, which ClickHouse column type
+ *	  takes them, the CREATE TABLE for a relation, and which ClickHouse
+ *	  errors are permanent.
+ *
+ * docs/clickhouse.md is the human-readable description of these rules.
+ *
+ * IDENTIFICATION
+ *	  src/clickhouse.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef WALSHIP_CLICKHOUSE_H
+#define WALSHIP_CLICKHOUSE_H
+
+#include "lib/stringinfo.h"
+
+#include "format.h"
+#include "http_transport.h"
+
+/* ---------------------------------------------------------------------
+ * The NDJSON 'clickhouse' dialect (ndjson.c calls these).
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Appends a value of column as ClickHouse's JSONEachRow takes it into the
+ * column ws_clickhouse_type() gives for the column's type.
+ */
+extern void ws_clickhouse_append_value(StringInfo out, const WsValue *value,
+									   const WsColumn *column,
+									   bool json_trusted);
+
+/* Appends a commit time (us since 1970) as the flat shape's _commit_ts. */
+extern void ws_clickhouse_append_commit_ts(StringInfo out, int64 commit_time);
+
+/*
+ * The flat shape has no line for a TRUNCATE of rel: warns that it is not
+ * shipped.
+ */
+extern void ws_clickhouse_report_truncate(const WsRelation *rel);
+
+/* ---------------------------------------------------------------------
+ * Types and DDL (need catalog access: inside a transaction).
+ * ---------------------------------------------------------------------
+ */
+
+/* A name as a ClickHouse identifier, quoted with backticks; palloc'd. */
+extern char *ws_clickhouse_quote_ident(const char *name);
+
+/*
+ * The ClickHouse column type (without Nullable) for a PostgreSQL type and
+ * modifier; domains are resolved.  palloc'd.
+ */
+extern char *ws_clickhouse_type(Oid type_oid, int32 typmod);
+
+/*
+ * Appends to out the CREATE TABLE of the ReplacingMergeTree table that
+ * takes the flat NDJSON shape of rel's rows in the clickhouse dialect:
+ * database.table (table is rel's table name), rel's columns in order,
+ * Nullable unless NOT NULL (by the column's flag or a domain) or an
+ * array, then walship's metadata columns, ordered by the key.
+ *
+ * key_names are the key's column names in key order; NULL takes the
+ * columns of the replica identity index (replica identity 'i'), else those
+ * of the primary key, from the column flags, in column order (a RELATION
+ * record does not say the index's column order).  Raises an error when
+ * there is no key or a column has a metadata column's name.
+ */
+extern void ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
+									   const char *database,
+									   const char *const *key_names,
+									   int nkey_names);
+
+/* ---------------------------------------------------------------------
+ * Delivery.
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Whether a response is a ClickHouse error that retrying cannot fix (a
+ * parse error, an unknown table...): HTTP 500 with "Code: N" at the start
+ * of the body, N one of the data errors.
+ */
+extern bool ws_clickhouse_error_is_permanent(const WsHttpResult *result);
+
+#endif							/* WALSHIP_CLICKHOUSE_H */
