@@ -52,14 +52,21 @@ apt-get install -y -qq --no-install-recommends dpkg-dev bison flex gcc make \
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pg-assert-build.XXXXXX")
 cd "$work"
-apt-get source -qq "postgresql-$PG_MAJOR" >/dev/null
-srcdir=$(find . -maxdepth 1 -type d -name "postgresql-$PG_MAJOR-*" | head -n 1)
-cd "$srcdir"
+apt-get source -qq --download-only "postgresql-$PG_MAJOR" >/dev/null
+# Without Debian's patches: they move pkglibdir to /usr/lib/postgresql/N/lib
+# whatever the prefix, so `make install` would overwrite the installed
+# server's modules.
+dpkg-source -x --skip-patches ./*.dsc src >/dev/null
+cd src
 ./configure --prefix="$prefix" --enable-cassert --enable-debug \
 	--enable-tap-tests --without-readline --without-icu --with-openssl \
 	CFLAGS="-O1 -g -DUSE_VALGRIND" >configure.log
 make -s -j"$(nproc)" >make.log 2>&1 || { tail -n 50 make.log; exit 1; }
 make -s -C contrib/test_decoding >/dev/null
+case "$(./src/bin/pg_config/pg_config --pkglibdir 2>/dev/null || echo "$prefix")" in
+	"$prefix"*) ;;
+	*) echo "assert-build.sh: the build would install outside $prefix" >&2; exit 1 ;;
+esac
 make -s install >/dev/null
 make -s -C contrib/test_decoding install >/dev/null
 cd /
