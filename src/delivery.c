@@ -11,16 +11,25 @@
  * batch's parts (WsBatchPart).  Up to walship.max_inflight requests are in
  * flight at once, oldest batches first.
  *
+ * A reload of walship.endpoint reaches prepared requests: before a
+ * request is (re)started, its URL is made again from the endpoint in force
+ * (retarget_batch); a change of grouping (placeholders added or removed)
+ * prepares the batch anew.
+ *
  * Answers: 2xx marks a part done; failures worth retrying wait with capped
- * exponential backoff and jitter, honouring Retry-After; 413 splits the
- * batch (batch.c) once none of its requests is in flight; other 4xx (and
+ * exponential backoff and jitter; a Retry-After lengthens the wait up to
+ * walship.retry_max_delay and holds every request to the endpoint until it
+ * has passed.  413 splits the batch (batch.c) once none of its requests is
+ * in flight; the halves skip requests done already.  Other 4xx (and
  * ClickHouse errors in the data) are rejections, which either stop the
  * pipeline at that batch, retried slowly so a fixed endpoint recovers, or
- * go to walship.dead_letter, per walship.on_rejected.  Dead letters are
- * written by the worker's main loop (ws_delivery_write_dead_letters),
- * never inside decoding.
+ * go to walship.dead_letter, per walship.on_rejected.  A dead letter owns a
+ * copy of its batch and its request's body, whatever happens to the batch
+ * afterwards; dead letters are written by the worker's main loop
+ * (ws_delivery_write_dead_letters), never inside decoding.
  *
- * Status and counters go to shared memory through shared_state.c.
+ * Status and counters go to shared memory through shared_state.c; the
+ * state is backoff, not streaming, while a request waits to be retried.
  *
  * IDENTIFICATION
  *	  src/delivery.c
@@ -50,6 +59,8 @@
 #define WS_CONTENT_TYPE_BINARY	"application/vnd.walship.v2"
 #define WS_CONTENT_TYPE_NDJSON	"application/x-ndjson"
 
+static void free_dead_letter(WsRejectedBatch *rejected);
+
 WsDelivery *
 ws_delivery_create(MemoryContext context, WsHttpClient *http,
 				   WsBatcher *batcher)
@@ -73,10 +84,14 @@ ws_delivery_has_dead_letters(const WsDelivery *delivery)
 void
 ws_delivery_write_dead_letters(WsDelivery *delivery)
 {
+	ListCell   *lc;
+
 	if (delivery->rejected == NIL)
 		return;
 	ws_progress_write_dead_letters(delivery->rejected);
-	list_free_deep(delivery->rejected);
+	foreach(lc, delivery->rejected)
+		free_dead_letter(lfirst(lc));
+	list_free(delivery->rejected);
 	delivery->rejected = NIL;
 }
 
@@ -90,7 +105,12 @@ ws_delivery_take_progress(WsDelivery *delivery)
 	return dirty;
 }
 
-/* Appends str percent-encoded for use anywhere in a URL. */
+/*
+ * Appends str percent-encoded for use anywhere in a URL.  Dots are encoded
+ * too: a name "." or ".." (or placeholders side by side making one) would
+ * otherwise be a dot segment, which clients and servers resolve to another
+ * path.
+ */
 static void
 append_url_escaped(StringInfo out, const char *str)
 {
@@ -98,7 +118,7 @@ append_url_escaped(StringInfo out, const char *str)
 
 	for (const unsigned char *p = (const unsigned char *) str; *p; p++)
 	{
-		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '~')
 			appendStringInfoChar(out, (char) *p);
 		else
 		{
@@ -109,19 +129,20 @@ append_url_escaped(StringInfo out, const char *str)
 	}
 }
 
+/* Whether an endpoint has placeholders: one request per table. */
 static bool
-endpoint_per_table(void)
+endpoint_per_table(const char *endpoint)
 {
-	return strstr(walship_endpoint, "{table}") != NULL ||
-		strstr(walship_endpoint, "{schema}") != NULL;
+	return strstr(endpoint, "{table}") != NULL ||
+		strstr(endpoint, "{schema}") != NULL;
 }
 
 /* The endpoint with {schema} and {table} replaced, URL-encoded. */
 static char *
-endpoint_for(const char *schema, const char *table)
+endpoint_for(const char *endpoint, const char *schema, const char *table)
 {
 	StringInfoData url;
-	const char *p = walship_endpoint;
+	const char *p = endpoint;
 
 	initStringInfo(&url);
 	while (*p)
@@ -237,20 +258,47 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 	return builders;
 }
 
+/* Whether a request to url was done before the batch was split. */
+static bool
+done_before_split(WsBatch *batch, const char *url)
+{
+	ListCell   *lc;
+
+	foreach(lc, batch->done_urls)
+		if (strcmp((char *) lfirst(lc), url) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Adds a request to the batch: payload, compressed, to url (made from
+ * walship.endpoint for schema.table, or for the whole batch when they are
+ * NULL).
+ */
 static void
 add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
+		 const char *schema, const char *table,
 		 const char *payload, int payload_len, int nlines,
 		 const char *content_type)
 {
-	MemoryContext old = MemoryContextSwitchTo(delivery->batcher->context);
-	WsBatchPart *part = palloc0(sizeof(WsBatchPart));
+	MemoryContext old;
+	WsBatchPart *part;
 	StringInfoData compressed;
 
+	/* sent before a split: the halves' lines for it went already */
+	if (done_before_split(batch, url))
+		return;
+
+	old = MemoryContextSwitchTo(delivery->batcher->context);
+	part = palloc0(sizeof(WsBatchPart));
 	initStringInfo(&compressed);
 	ws_compress((WsCompression) walship_compression, payload, payload_len,
 				&compressed);
 	part->index = list_length(batch->parts);
 	part->url = pstrdup(url);
+	part->endpoint = pstrdup(walship_endpoint);
+	part->schema = schema ? pstrdup(schema) : NULL;
+	part->table = table ? pstrdup(table) : NULL;
 	part->content_type = content_type;
 	part->content_encoding = ws_compression_encoding((WsCompression) walship_compression);
 	part->body = compressed.data;
@@ -274,7 +322,7 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 														 "walship encode",
 														 ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(encode_context);
-	bool		per_table = endpoint_per_table();
+	bool		per_table = endpoint_per_table(walship_endpoint);
 
 	if (walship_format == WS_FORMAT_BINARY)
 	{
@@ -284,12 +332,13 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 			MemoryContextDelete(encode_context);
 			delivery->settings_problem = true;
 			ws_shared_report_problem(WS_STATE_ERROR,
-						   "walship.endpoint has {schema} or {table} placeholders, which need walship.format = ndjson",
-						   "Set walship.format = 'ndjson', or use an endpoint without placeholders, and reload.");
+									 "walship.endpoint has {schema} or {table} placeholders, which need walship.format = ndjson",
+									 "Set walship.format = 'ndjson', or use an endpoint without placeholders, and reload.");
 			return false;
 		}
-		add_part(delivery, batch, walship_endpoint, batch->records.data,
-				 batch->records.len, batch->nchanges, WS_CONTENT_TYPE_BINARY);
+		add_part(delivery, batch, walship_endpoint, NULL, NULL,
+				 batch->records.data, batch->records.len, batch->nchanges,
+				 WS_CONTENT_TYPE_BINARY);
 	}
 	else
 	{
@@ -299,10 +348,13 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 		{
 			WsPartBuilder *builder = lfirst(lc);
 			char	   *url = per_table ?
-				endpoint_for(builder->schema, builder->table) : walship_endpoint;
+				endpoint_for(walship_endpoint, builder->schema, builder->table) :
+				walship_endpoint;
 
-			add_part(delivery, batch, url, builder->lines.data,
-					 builder->lines.len, builder->nlines,
+			add_part(delivery, batch, url,
+					 per_table ? builder->schema : NULL,
+					 per_table ? builder->table : NULL,
+					 builder->lines.data, builder->lines.len, builder->nlines,
 					 WS_CONTENT_TYPE_NDJSON);
 		}
 	}
@@ -379,7 +431,10 @@ find_batch(WsDelivery *delivery, uint64 request_id, WsBatchPart **part)
 	return NULL;
 }
 
-/* Capped exponential backoff with full jitter above half the delay. */
+/*
+ * Capped exponential backoff with full jitter above half the delay; a
+ * Retry-After (-1: none) lengthens it, up to walship.retry_max_delay too.
+ */
 static int
 backoff_ms(int attempts, int retry_after_ms)
 {
@@ -390,8 +445,199 @@ backoff_ms(int attempts, int retry_after_ms)
 		delay = max_delay;
 	delay = delay / 2 + (delay / 2) * pg_prng_double(&pg_global_prng_state);
 	if (retry_after_ms >= 0)
-		delay = Max(delay, Min(retry_after_ms, 24 * 3600 * 1000));
+		delay = Max(delay, Min(retry_after_ms, max_delay));
 	return (int) delay;
+}
+
+/*
+ * A copy of a rejected request and its batch, for walship.dead_letter: the
+ * batch may be split (413 of another of its requests) or released before
+ * the dead letter is written, so the dead letter owns what it shows.  The
+ * body is taken over from the part, which keeps no body afterwards.
+ */
+static WsRejectedBatch *
+make_dead_letter(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part,
+				 const WsHttpResult *result, const char *error)
+{
+	MemoryContext old = MemoryContextSwitchTo(delivery->context);
+	WsRejectedBatch *rejected = palloc0(sizeof(WsRejectedBatch));
+	WsBatch    *batch_copy = palloc0(sizeof(WsBatch));
+	WsBatchPart *part_copy = palloc0(sizeof(WsBatchPart));
+
+	batch_copy->seq = batch->seq;
+	batch_copy->nchanges = batch->nchanges;
+	strlcpy(batch_copy->first_change, batch->first_change, WS_CHANGE_ID_LEN);
+	strlcpy(batch_copy->last_change, batch->last_change, WS_CHANGE_ID_LEN);
+	initStringInfo(&batch_copy->records);
+	appendBinaryStringInfo(&batch_copy->records, batch->records.data,
+						   batch->records.len);
+
+	part_copy->index = part->index;
+	part_copy->url = pstrdup(part->url);
+	part_copy->content_type = part->content_type;	/* static strings */
+	part_copy->content_encoding = part->content_encoding;
+	part_copy->nlines = part->nlines;
+	part_copy->status = WS_BATCH_DONE;
+	part_copy->rejected = true;
+	part_copy->attempts = part->attempts;
+	part_copy->body_len = part->body_len;
+	part_copy->body = part->body;
+	part->body = NULL;
+
+	rejected->batch = batch_copy;
+	rejected->part = part_copy;
+	rejected->http_status = result->status;
+	strlcpy(rejected->error, error, sizeof(rejected->error));
+	strlcpy(rejected->response, result->response, sizeof(rejected->response));
+	MemoryContextSwitchTo(old);
+	return rejected;
+}
+
+static void
+free_dead_letter(WsRejectedBatch *rejected)
+{
+	pfree(rejected->batch->records.data);
+	pfree(rejected->batch);
+	pfree(rejected->part->url);
+	if (rejected->part->body)
+		pfree(rejected->part->body);
+	pfree(rejected->part);
+	pfree(rejected);
+}
+
+/*
+ * Holds back every request to the endpoint for delay_ms: it asked for that
+ * with Retry-After (already capped by walship.retry_max_delay).
+ */
+static void
+hold_endpoint(WsDelivery *delivery, TimestampTz now, int delay_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(now, delay_ms);
+
+	if (delivery->held_endpoint == NULL ||
+		strcmp(delivery->held_endpoint, walship_endpoint) != 0)
+	{
+		if (delivery->held_endpoint)
+			pfree(delivery->held_endpoint);
+		delivery->held_endpoint = MemoryContextStrdup(delivery->context,
+													  walship_endpoint);
+		delivery->held_until = until;
+	}
+	else if (until > delivery->held_until)
+		delivery->held_until = until;
+}
+
+/* Whether a Retry-After holds the endpoint at now. */
+static bool
+endpoint_held(WsDelivery *delivery, TimestampTz now)
+{
+	if (delivery->held_endpoint == NULL)
+		return false;
+	/* over, or for another endpoint than the one now configured */
+	if (now >= delivery->held_until ||
+		strcmp(delivery->held_endpoint, walship_endpoint) != 0)
+	{
+		pfree(delivery->held_endpoint);
+		delivery->held_endpoint = NULL;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Points the batch's requests at walship.endpoint, when it changed by
+ * reload since they were prepared: requests waiting for a retry go to the
+ * new endpoint, at once.  When the change adds or removes placeholders,
+ * the requests are grouped differently, so the batch is prepared anew
+ * (done requests are sent again: at least once) once none is in flight.
+ * Returns false while the batch must wait for that.
+ */
+static bool
+retarget_batch(WsBatch *batch, TimestampTz now)
+{
+	ListCell   *lc;
+	bool		regroup = false;
+	bool		sending = false;
+
+	foreach(lc, batch->parts)
+	{
+		WsBatchPart *part = lfirst(lc);
+
+		if (part->status == WS_BATCH_SENDING)
+			sending = true;
+		if (strcmp(part->endpoint, walship_endpoint) != 0 &&
+			endpoint_per_table(part->endpoint) != endpoint_per_table(walship_endpoint))
+			regroup = true;
+	}
+	if (regroup)
+	{
+		if (sending)
+			return false;
+		ws_batch_free_parts(batch);
+		return true;
+	}
+
+	foreach(lc, batch->parts)
+	{
+		WsBatchPart *part = lfirst(lc);
+		MemoryContext old;
+
+		if (part->status == WS_BATCH_DONE || part->status == WS_BATCH_SENDING ||
+			strcmp(part->endpoint, walship_endpoint) == 0)
+			continue;
+		old = MemoryContextSwitchTo(GetMemoryChunkContext(part->url));
+		pfree(part->url);
+		pfree(part->endpoint);
+		part->url = part->table ?
+			endpoint_for(walship_endpoint, part->schema, part->table) :
+			pstrdup(walship_endpoint);
+		part->endpoint = pstrdup(walship_endpoint);
+		MemoryContextSwitchTo(old);
+		if (part->status == WS_BATCH_WAITING && part->retry_at != DT_NOEND)
+			part->retry_at = now;
+	}
+	return true;
+}
+
+/*
+ * Whether a request that failed waits to be retried, or is being retried
+ * (a 413 waiting for its split does not count, nor a rejected batch under
+ * on_rejected = stop, which is an error), or a Retry-After holds the
+ * endpoint.
+ */
+static bool
+delivery_parked(WsDelivery *delivery, TimestampTz now)
+{
+	ListCell   *lc;
+
+	if (endpoint_held(delivery, now))
+		return true;
+	foreach(lc, delivery->batcher->queue)
+	{
+		WsBatch    *batch = lfirst(lc);
+		ListCell   *plc;
+
+		if (batch->status != WS_BATCH_READY || batch->split_pending)
+			continue;
+		foreach(plc, batch->parts)
+		{
+			WsBatchPart *part = lfirst(plc);
+
+			if (!part->rejected &&
+				(part->status == WS_BATCH_WAITING ||
+				 (part->status == WS_BATCH_SENDING && part->attempts > 1)))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* The state while shipping: streaming, or backoff while a batch is parked. */
+WsWorkerState
+ws_delivery_state(WsDelivery *delivery)
+{
+	return delivery_parked(delivery, GetCurrentTimestamp()) ?
+		WS_STATE_BACKOFF : WS_STATE_STREAMING;
 }
 
 static void
@@ -481,12 +727,11 @@ handle_result(WsDelivery *delivery, const WsHttpResult *given)
 			part->status = WS_BATCH_DONE;
 			part->rejected = false;
 			ws_shared_count_acknowledged(part->body_len, now);
-			ws_shared_change_state(WS_STATE_BIT(WS_STATE_BACKOFF) |
-								   (delivery->last_error_batch == batch->seq ?
-									WS_STATE_BIT(WS_STATE_ERROR) : 0),
-								   WS_STATE_STREAMING);
+			/* backoff ends in ws_delivery_pump, once nothing is parked */
 			if (delivery->last_error_batch == batch->seq)
 			{
+				ws_shared_change_state(WS_STATE_BIT(WS_STATE_ERROR),
+									   ws_delivery_state(delivery));
 				ereport(LOG,
 						(errmsg("walship endpoint accepted batch %s..%s after %d attempts",
 								batch->first_change, batch->last_change,
@@ -516,26 +761,20 @@ handle_result(WsDelivery *delivery, const WsHttpResult *given)
 		case WS_HTTP_REJECTED:
 			describe_failure(&message, result);
 			if (!part->rejected)
-			{
 				ws_shared_count_rejected();
-			}
 			part->rejected = true;
 			if (walship_on_rejected == WS_ON_REJECTED_DEAD_LETTER)
 			{
-				MemoryContext old = MemoryContextSwitchTo(delivery->context);
-				WsRejectedBatch *rejected = palloc0(sizeof(WsRejectedBatch));
+				MemoryContext old;
 
 				ereport(WARNING,
 						(errmsg("walship endpoint rejected batch %s..%s (%s); moving it to walship.dead_letter",
 								batch->first_change, batch->last_change, message.data)));
-				rejected->batch = batch;
-				rejected->part = part;
-				rejected->http_status = result->status;
-				strlcpy(rejected->error, message.data, sizeof(rejected->error));
-				strlcpy(rejected->response, result->response, sizeof(rejected->response));
-				delivery->rejected = lappend(delivery->rejected, rejected);
+				old = MemoryContextSwitchTo(delivery->context);
+				delivery->rejected = lappend(delivery->rejected,
+											 make_dead_letter(delivery, batch, part,
+															  result, message.data));
 				MemoryContextSwitchTo(old);
-				/* its body is kept until the dead letter is written */
 				part->status = WS_BATCH_DONE;
 				check_batch_done(delivery, batch);
 			}
@@ -565,6 +804,9 @@ handle_result(WsDelivery *delivery, const WsHttpResult *given)
 
 				part->status = WS_BATCH_WAITING;
 				part->retry_at = TimestampTzPlusMilliseconds(now, delay);
+				/* Retry-After is about the endpoint, not this batch */
+				if (result->retry_after_ms >= 0)
+					hold_endpoint(delivery, now, delay);
 				ws_shared_count_retry();
 				ereport(part->attempts == 1 ? LOG : DEBUG1,
 						(errmsg("walship %s", error)));
@@ -604,7 +846,8 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 
 	paused = ws_shared_pause_requested();
 
-	if (!paused && walship_endpoint[0] != '\0')
+	/* nothing starts while the endpoint's Retry-After lasts */
+	if (!paused && walship_endpoint[0] != '\0' && !endpoint_held(delivery, now))
 	{
 		foreach(lc, delivery->batcher->queue)
 		{
@@ -629,6 +872,10 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 				}
 				check_batch_done(delivery, batch);	/* nothing to send */
 			}
+			else if (!retarget_batch(batch, now))
+				continue;
+			if (batch->parts == NIL)
+				continue;		/* to be prepared anew next time */
 			foreach(plc, batch->parts)
 			{
 				WsBatchPart *part = lfirst(plc);
@@ -650,6 +897,12 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 	n = ws_http_poll(delivery->http, timeout_ms, results, lengthof(results));
 	for (int i = 0; i < n; i++)
 		handle_result(delivery, &results[i]);
+
+	/* backoff while a batch waits for its retry, or the endpoint is held */
+	if (ws_delivery_state(delivery) == WS_STATE_BACKOFF)
+		ws_shared_change_state(WS_STATE_BIT(WS_STATE_STREAMING), WS_STATE_BACKOFF);
+	else
+		ws_shared_change_state(WS_STATE_BIT(WS_STATE_BACKOFF), WS_STATE_STREAMING);
 
 	ws_shared_set_pipeline(ws_http_inflight(delivery->http),
 						   ws_batcher_oldest_commit(delivery->batcher));

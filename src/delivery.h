@@ -14,6 +14,7 @@
 
 #include "batch.h"
 #include "http_transport.h"
+#include "shared_state.h"
 
 /*
  * The delivery side of the worker, owned by it.  The batcher and the HTTP
@@ -30,6 +31,8 @@ typedef struct WsDelivery
 	uint64		last_error_batch;	/* batch whose error is being reported */
 	bool		settings_problem;	/* settings that cannot work together */
 	bool		progress_dirty; /* counters changed since last taken */
+	char	   *held_endpoint;	/* walship.endpoint a Retry-After holds, */
+	TimestampTz held_until;		/* until then; NULL when none */
 } WsDelivery;
 
 extern WsDelivery *ws_delivery_create(MemoryContext context,
@@ -38,5 +41,6 @@ extern void ws_delivery_pump(WsDelivery *delivery, int timeout_ms);
 extern bool ws_delivery_has_dead_letters(const WsDelivery *delivery);
 extern void ws_delivery_write_dead_letters(WsDelivery *delivery);
 extern bool ws_delivery_take_progress(WsDelivery *delivery);
+extern WsWorkerState ws_delivery_state(WsDelivery *delivery);
 
 #endif							/* WALSHIP_DELIVERY_H */

@@ -733,7 +733,7 @@ run_pipeline(WsWorker *worker)
 								   WS_STATE_BIT(WS_STATE_DISABLED) |
 								   WS_STATE_BIT(WS_STATE_UNCONFIGURED) |
 								   WS_STATE_BIT(WS_STATE_STARTING),
-								   WS_STATE_STREAMING);
+								   ws_delivery_state(worker->delivery));
 		}
 		else
 			pgstat_report_activity(STATE_IDLE, "walship: not shipping");
