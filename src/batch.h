@@ -64,9 +64,9 @@ typedef struct WsBatch
 	/* delivery: one part per request (one per table with {table} URLs) */
 	List	   *parts;			/* WsBatchPart *, NIL until prepared */
 	bool		split_pending;	/* 413: split once no part is in flight */
-	List	   *done_urls;		/* char *: URLs whose part was done (acknowl-
-								 * edged or dead-lettered) before a split;
-								 * the halves do not send them again */
+	List	   *done_urls;		/* char *: URLs of requests done before a
+								 * split (acknowledged or dead-lettered),
+								 * which the halves do not send again */
 } WsBatch;
 
 typedef struct WsBatchLimits
