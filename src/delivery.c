@@ -872,10 +872,9 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 				}
 				check_batch_done(delivery, batch);	/* nothing to send */
 			}
-			else if (!retarget_batch(batch, now))
-				continue;
-			if (batch->parts == NIL)
-				continue;		/* to be prepared anew next time */
+			/* later batches wait while this one is regrouped, keeping order */
+			else if (!retarget_batch(batch, now) || batch->parts == NIL)
+				break;
 			foreach(plc, batch->parts)
 			{
 				WsBatchPart *part = lfirst(plc);
