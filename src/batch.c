@@ -378,6 +378,12 @@ ws_batch_free_parts(WsBatch *batch)
 		WsBatchPart *part = lfirst(lc);
 
 		pfree(part->url);
+		if (part->endpoint)
+			pfree(part->endpoint);
+		if (part->schema)
+			pfree(part->schema);
+		if (part->table)
+			pfree(part->table);
 		if (part->body)
 			pfree(part->body);
 		pfree(part);
@@ -390,6 +396,7 @@ static void
 free_batch(WsBatch *batch)
 {
 	ws_batch_free_parts(batch);
+	list_free_deep(batch->done_urls);
 	pfree(batch->records.data);
 	pfree(batch);
 }
@@ -497,6 +504,12 @@ ws_batcher_oldest_commit(const WsBatcher *batcher)
  * Splits a batch the endpoint found too large (HTTP 413) into two, in
  * place in the queue: the first half of its changes, and the rest with the
  * BEGIN and RELATION records it needs repeated.
+ *
+ * The batch's prepared requests are freed: both halves are prepared again.
+ * Requests that were done already (acknowledged, or handed to
+ * walship.dead_letter, which keeps its own copy) are remembered by URL in
+ * both halves' done_urls, so the halves do not send those lines again.
+ * The caller makes sure no request of the batch is in flight.
  */
 void
 ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
@@ -518,6 +531,18 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 	ListCell   *lc;
 
 	Assert(batch->nchanges >= 2);
+	foreach(lc, batch->parts)
+	{
+		WsBatchPart *part = lfirst(lc);
+
+		Assert(part->status != WS_BATCH_SENDING);
+		if (part->status == WS_BATCH_DONE && part->nlines > 0)
+			batch->done_urls = lappend(batch->done_urls, pstrdup(part->url));
+	}
+	foreach(lc, batch->done_urls)
+		second->done_urls = lappend(second->done_urls,
+									pstrdup((char *) lfirst(lc)));
+
 	initStringInfo(&prefix);
 	initStringInfo(&begin);
 
@@ -595,7 +620,7 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 	batch->nchanges = target;
 	batch->confirm_lsn = first_confirm;
 	batch->status = WS_BATCH_READY;
-	/* both halves are prepared again; parts already acknowledged repeat */
+	/* both halves are prepared again */
 	ws_batch_free_parts(batch);
 
 	/* insert the second right after the first */

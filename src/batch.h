@@ -33,9 +33,13 @@ typedef struct WsBatchPart
 {
 	int			index;			/* in the batch's parts */
 	char	   *url;			/* the endpoint, placeholders filled in */
+	char	   *endpoint;		/* walship.endpoint that url was made from */
+	char	   *schema;			/* the table's, for {schema}/{table} URLs; */
+	char	   *table;			/* NULL for a request of the whole batch */
 	const char *content_type;
 	const char *content_encoding;	/* NULL for none */
-	char	   *body;			/* encoded and compressed */
+	char	   *body;			/* encoded and compressed; NULL once sent to
+								 * walship.dead_letter, which owns it then */
 	size_t		body_len;
 	int			nlines;			/* NDJSON lines, or changes for binary */
 	WsBatchStatus status;		/* READY, SENDING, WAITING or DONE */
@@ -60,6 +64,9 @@ typedef struct WsBatch
 	/* delivery: one part per request (one per table with {table} URLs) */
 	List	   *parts;			/* WsBatchPart *, NIL until prepared */
 	bool		split_pending;	/* 413: split once no part is in flight */
+	List	   *done_urls;		/* char *: URLs of requests done before a
+								 * split (acknowledged or dead-lettered),
+								 * which the halves do not send again */
 } WsBatch;
 
 typedef struct WsBatchLimits

@@ -1,12 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * shared_state.c
- *	  Shared memory for the shipping worker's state: allocation and the
- *	  few helpers that write it.
+ *	  Shared memory for the shipping worker's state: allocation, and every
+ *	  read and write of it the worker makes.
  *
  * The worker is the only writer of its progress fields; SQL functions read
- * them (walship.status) and set pause_requested.  A spinlock guards every
- * access; critical sections are a few assignments long.
+ * them (walship.status, through ws_shared_snapshot) and set
+ * pause_requested.  A spinlock guards every access; critical sections are
+ * a few assignments long, and only the functions here take it, so the
+ * worker's code never holds it.
  *
  * IDENTIFICATION
  *	  src/shared_state.c
@@ -16,6 +18,7 @@
 #include "postgres.h"
 
 #include "miscadmin.h"
+#include "storage/latch.h"
 #include "storage/ipc.h"
 #include "storage/lwlock.h"
 #include "storage/shmem.h"
@@ -76,5 +79,191 @@ ws_shared_set_error(const char *message)
 	SpinLockAcquire(&ws_shared->mutex);
 	strlcpy(ws_shared->last_error, message, WS_MAX_ERROR_LEN);
 	ws_shared->last_error_at = GetCurrentTimestamp();
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* Clears the error shown in walship.status. */
+void
+ws_shared_clear_error(void)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->last_error[0] = '\0';
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+void
+ws_shared_set_state(WsWorkerState state)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->state = state;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+WsWorkerState
+ws_shared_get_state(void)
+{
+	WsWorkerState state;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	state = ws_shared->state;
+	SpinLockRelease(&ws_shared->mutex);
+	return state;
+}
+
+/*
+ * Sets the state to to, but only if it is one of the states in from (a
+ * bitmask of 1 << WsWorkerState).  Returns whether it changed.
+ */
+bool
+ws_shared_change_state(uint32 from, WsWorkerState to)
+{
+	bool		changed = false;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	if ((from & WS_STATE_BIT(ws_shared->state)) != 0 && ws_shared->state != to)
+	{
+		ws_shared->state = to;
+		changed = true;
+	}
+	SpinLockRelease(&ws_shared->mutex);
+	return changed;
+}
+
+/*
+ * Reports a condition the operator must fix, in the log (once, while it
+ * lasts) and in walship.status.  Never pass secrets.
+ */
+void
+ws_shared_report_problem(WsWorkerState state, const char *message,
+						 const char *hint)
+{
+	bool		changed;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	changed = ws_shared->state != state ||
+		strncmp(ws_shared->last_error, message, WS_MAX_ERROR_LEN - 1) != 0;
+	SpinLockRelease(&ws_shared->mutex);
+
+	if (changed)
+	{
+		ereport(WARNING,
+				(errmsg("walship: %s", message),
+				 hint ? errhint("%s", hint) : 0));
+		ws_shared_set_error(message);
+	}
+	ws_shared_set_state(state);
+}
+
+/* The worker announces itself: it starts, and its latch can be set. */
+void
+ws_shared_worker_started(int pid, Latch *latch)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->worker_pid = pid;
+	ws_shared->worker_latch = latch;
+	ws_shared->state = WS_STATE_STARTING;
+	ws_shared->started_at = GetCurrentTimestamp();
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* The worker is exiting: nothing of it is running any more. */
+void
+ws_shared_worker_exited(void)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->worker_pid = 0;
+	ws_shared->worker_latch = NULL;
+	ws_shared->inflight = 0;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+bool
+ws_shared_pause_requested(void)
+{
+	bool		paused;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	paused = ws_shared->pause_requested;
+	SpinLockRelease(&ws_shared->mutex);
+	return paused;
+}
+
+void
+ws_shared_set_confirmed_lsn(XLogRecPtr lsn)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->confirmed_lsn = lsn;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+void
+ws_shared_set_decoded_lsn(XLogRecPtr lsn)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->decoded_lsn = lsn;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* Requests in flight and the oldest commit not yet acknowledged. */
+void
+ws_shared_set_pipeline(int inflight, TimestampTz oldest_pending_commit)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->inflight = inflight;
+	ws_shared->oldest_pending_commit = oldest_pending_commit;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* An HTTP response (or 0: none) arrived. */
+void
+ws_shared_note_http_status(long status)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->last_http_status = (int) status;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* The endpoint acknowledged a request with a body of bytes. */
+void
+ws_shared_count_acknowledged(int64 bytes, TimestampTz at)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->bytes_shipped += bytes;
+	ws_shared->last_success_at = at;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* Every request of a batch of nchanges changes is done. */
+void
+ws_shared_count_batch(int nchanges)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->batches_shipped++;
+	ws_shared->changes_shipped += nchanges;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+void
+ws_shared_count_retry(void)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->retries++;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+void
+ws_shared_count_rejected(void)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->rejected_batches++;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* A consistent copy of the whole state, for walship.status. */
+void
+ws_shared_snapshot(WsSharedState *snapshot)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	memcpy(snapshot, ws_shared, sizeof(WsSharedState));
 	SpinLockRelease(&ws_shared->mutex);
 }

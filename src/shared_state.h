@@ -61,7 +61,34 @@ extern void ws_shared_state_request(void);
 extern void ws_shared_state_startup(void);
 extern const char *ws_worker_state_name(WsWorkerState state);
 
-/* Records an error for walship.status; never pass secrets. */
+#define WS_STATE_BIT(state)	(1U << (state))
+
+/* Errors and state; never pass secrets. */
 extern void ws_shared_set_error(const char *message);
+extern void ws_shared_clear_error(void);
+extern void ws_shared_set_state(WsWorkerState state);
+extern WsWorkerState ws_shared_get_state(void);
+extern bool ws_shared_change_state(uint32 from, WsWorkerState to);
+extern void ws_shared_report_problem(WsWorkerState state, const char *message,
+									 const char *hint);
+
+/* The worker's life and progress */
+extern void ws_shared_worker_started(int pid, Latch *latch);
+extern void ws_shared_worker_exited(void);
+extern bool ws_shared_pause_requested(void);
+extern void ws_shared_set_confirmed_lsn(XLogRecPtr lsn);
+extern void ws_shared_set_decoded_lsn(XLogRecPtr lsn);
+extern void ws_shared_set_pipeline(int inflight,
+								   TimestampTz oldest_pending_commit);
+
+/* Delivery counters */
+extern void ws_shared_note_http_status(long status);
+extern void ws_shared_count_acknowledged(int64 bytes, TimestampTz at);
+extern void ws_shared_count_batch(int nchanges);
+extern void ws_shared_count_retry(void);
+extern void ws_shared_count_rejected(void);
+
+/* For walship.status */
+extern void ws_shared_snapshot(WsSharedState *snapshot);
 
 #endif							/* WALSHIP_SHARED_STATE_H */

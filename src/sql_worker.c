@@ -70,9 +70,7 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	SpinLockAcquire(&ws_shared->mutex);
-	memcpy(&snap, ws_shared, sizeof(WsSharedState));
-	SpinLockRelease(&ws_shared->mutex);
+	ws_shared_snapshot(&snap);
 
 	memset(nulls, 0, sizeof(nulls));
 	values[i++] = CStringGetTextDatum(snap.worker_pid == 0 && snap.state != WS_STATE_ERROR ?

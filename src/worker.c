@@ -7,18 +7,16 @@
  *
  * One long-lived logical decoding context reads WAL up to the flush
  * position in short slices, so reading never blocks the HTTP side.  The
- * output plugin's records go to batch.c; sealed batches are encoded
- * (binary or NDJSON), compressed and sent, up to walship.max_inflight at a
- * time.  Acknowledgements may come back in any order, but the slot is
- * confirmed only up to the end of the last transaction whose every batch,
- * and every batch before it, was acknowledged.  With nothing pending the
- * slot is confirmed up to what was read, so an idle or filtered database
- * holds no WAL back.
+ * output plugin's records go to batch.c; delivery.c sends the sealed
+ * batches, up to walship.max_inflight at a time, and handles retries,
+ * rejections and dead letters.  Acknowledgements may come back in any
+ * order, but the slot is confirmed only up to the end of the last
+ * transaction whose every batch, and every batch before it, was
+ * acknowledged.  With nothing pending the slot is confirmed up to what was
+ * read, so an idle or filtered database holds no WAL back.
  *
- * Failures are retried with capped exponential backoff and jitter,
- * honouring Retry-After; 413 splits the batch; other 4xx either stop the
- * pipeline at that batch (retrying slowly, so a fixed endpoint recovers)
- * or send the batch to walship.dead_letter, per walship.on_rejected.
+ * This file keeps the loop: startup and prerequisites, settings and
+ * interrupts, decoding slices, waiting, and the confirmation bookkeeping.
  *
  * Backfills (backfill.c) read chunks of tables from the main loop and see
  * every record before it is batched: their rows join the stream as READ
@@ -36,13 +34,11 @@
 #include "postgres.h"
 
 #include <ctype.h>
-#include <math.h>
 #include <sys/stat.h>
 
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "access/xlogutils.h"
-#include "common/pg_prng.h"
 #include "catalog/pg_publication.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
@@ -67,19 +63,14 @@
 
 #include "backfill.h"
 #include "batch.h"
-#include "compression.h"
+#include "delivery.h"
 #include "format.h"
 #include "http_transport.h"
-#include "ndjson.h"
 #include "progress.h"
-#include "record_json.h"
 #include "secrets.h"
 #include "settings.h"
 #include "shared_state.h"
 #include "walship.h"
-
-#define WS_CONTENT_TYPE_BINARY	"application/vnd.walship.v2"
-#define WS_CONTENT_TYPE_NDJSON	"application/x-ndjson"
 
 /* Longest slice of WAL reading between two looks at the HTTP side. */
 #define WS_DECODE_SLICE_MS		20
@@ -93,73 +84,36 @@ typedef struct WsWorker
 	MemoryContext context;
 	WsHttpClient *http;
 	WsBatcher  *batcher;
+	WsDelivery *delivery;
 	WsBackfill *backfill;
 	WsBackfillOutput backfill_output;	/* where backfilled rows go */
 	LogicalDecodingContext *decoding;
 	char	   *decoding_publication;	/* publication the context decodes */
 	XLogRecPtr	confirmed_lsn;
 	XLogRecPtr	pending_confirm;	/* released inside decoding, to confirm */
-	List	   *rejected;		/* WsRejectedBatch * for walship.dead_letter */
 	bool		progress_dirty;
 	TimestampTz progress_written_at;
-	uint64		last_error_batch;	/* batch whose error is being reported */
-	bool		settings_problem;	/* settings that cannot work together */
 } WsWorker;
 
 PGDLLEXPORT void walship_worker_main(Datum main_arg);
 
-static void pump_http(WsWorker *worker, int timeout_ms);
 static void run_pipeline(WsWorker *worker);
 
 /* ---------------------------------------------------------------------
  * Status in shared memory
  * ---------------------------------------------------------------------
  */
-static void
-set_state(WsWorkerState state)
-{
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->state = state;
-	SpinLockRelease(&ws_shared->mutex);
-}
-
-static void
-clear_error(void)
-{
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->last_error[0] = '\0';
-	SpinLockRelease(&ws_shared->mutex);
-}
-
 /* Reports a condition the operator must fix, in the log and the status. */
 static void
 report_problem(WsWorkerState state, const char *message, const char *hint)
 {
-	bool		changed;
-
-	SpinLockAcquire(&ws_shared->mutex);
-	changed = ws_shared->state != state ||
-		strncmp(ws_shared->last_error, message, WS_MAX_ERROR_LEN - 1) != 0;
-	SpinLockRelease(&ws_shared->mutex);
-
-	if (changed)
-	{
-		ereport(WARNING,
-				(errmsg("walship: %s", message),
-				 hint ? errhint("%s", hint) : 0));
-		ws_shared_set_error(message);
-	}
-	set_state(state);
+	ws_shared_report_problem(state, message, hint);
 }
 
 static void
 worker_shmem_exit(int code, Datum arg)
 {
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->worker_pid = 0;
-	ws_shared->worker_latch = NULL;
-	ws_shared->inflight = 0;
-	SpinLockRelease(&ws_shared->mutex);
+	ws_shared_worker_exited();
 }
 
 /* ---------------------------------------------------------------------
@@ -392,14 +346,14 @@ add_record(void *arg, const char *record, int len)
 	while (ws_batcher_pending_bytes(worker->batcher) > max_pending_bytes())
 	{
 		CHECK_FOR_INTERRUPTS();
-		pump_http(worker, WS_IDLE_POLL_MS);
+		ws_delivery_pump(worker->delivery, WS_IDLE_POLL_MS);
 
 		/*
 		 * Free acknowledged batches now, or memory grows with the
 		 * transaction; the slot is confirmed later, in advance().  Dead
 		 * letters must be written first, outside decoding.
 		 */
-		if (worker->rejected == NIL)
+		if (!ws_delivery_has_dead_letters(worker->delivery))
 		{
 			XLogRecPtr	lsn = ws_batcher_release_done(worker->batcher);
 
@@ -464,9 +418,7 @@ start_decoding(WsWorker *worker)
 	XLogBeginRead(worker->decoding->reader, MyReplicationSlot->data.restart_lsn);
 	worker->confirmed_lsn = MyReplicationSlot->data.confirmed_flush;
 
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->confirmed_lsn = worker->confirmed_lsn;
-	SpinLockRelease(&ws_shared->mutex);
+	ws_shared_set_confirmed_lsn(worker->confirmed_lsn);
 
 	ereport(LOG,
 			(errmsg("walship started shipping slot \"%s\" from %X/%X",
@@ -515,9 +467,7 @@ decode_slice(WsWorker *worker)
 			break;
 	}
 
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->decoded_lsn = reader->EndRecPtr;
-	SpinLockRelease(&ws_shared->mutex);
+	ws_shared_set_decoded_lsn(reader->EndRecPtr);
 
 	return reader->EndRecPtr < flush;
 }
@@ -534,594 +484,9 @@ confirm(WsWorker *worker, XLogRecPtr lsn, bool acknowledged)
 		return;
 	LogicalConfirmReceivedLocation(lsn);
 	worker->confirmed_lsn = lsn;
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->confirmed_lsn = lsn;
-	SpinLockRelease(&ws_shared->mutex);
+	ws_shared_set_confirmed_lsn(lsn);
 	if (acknowledged)
 		worker->progress_dirty = true;
-}
-
-/* ---------------------------------------------------------------------
- * Delivery
- * ---------------------------------------------------------------------
- */
-
-/* Appends str percent-encoded for use anywhere in a URL. */
-static void
-append_url_escaped(StringInfo out, const char *str)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (const unsigned char *p = (const unsigned char *) str; *p; p++)
-	{
-		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~')
-			appendStringInfoChar(out, (char) *p);
-		else
-		{
-			appendStringInfoChar(out, '%');
-			appendStringInfoChar(out, hex[*p >> 4]);
-			appendStringInfoChar(out, hex[*p & 0xF]);
-		}
-	}
-}
-
-static bool
-endpoint_per_table(void)
-{
-	return strstr(walship_endpoint, "{table}") != NULL ||
-		strstr(walship_endpoint, "{schema}") != NULL;
-}
-
-/* The endpoint with {schema} and {table} replaced, URL-encoded. */
-static char *
-endpoint_for(const char *schema, const char *table)
-{
-	StringInfoData url;
-	const char *p = walship_endpoint;
-
-	initStringInfo(&url);
-	while (*p)
-	{
-		if (strncmp(p, "{schema}", 8) == 0)
-		{
-			append_url_escaped(&url, schema);
-			p += 8;
-		}
-		else if (strncmp(p, "{table}", 7) == 0)
-		{
-			append_url_escaped(&url, table);
-			p += 7;
-		}
-		else
-			appendStringInfoChar(&url, *p++);
-	}
-	return url.data;
-}
-
-/* A part under construction: the lines for one URL. */
-typedef struct WsPartBuilder
-{
-	char	   *schema;
-	char	   *table;
-	StringInfoData lines;
-	int			nlines;
-} WsPartBuilder;
-
-static WsPartBuilder *
-builder_for(List **builders, const WsRelation *rel)
-{
-	ListCell   *lc;
-	WsPartBuilder *builder;
-
-	foreach(lc, *builders)
-	{
-		builder = lfirst(lc);
-		if (rel == NULL ||
-			(strcmp(builder->schema, rel->schema_name) == 0 &&
-			 strcmp(builder->table, rel->table_name) == 0))
-			return builder;
-	}
-	builder = palloc0(sizeof(WsPartBuilder));
-	builder->schema = rel ? pstrdup(rel->schema_name) : "";
-	builder->table = rel ? pstrdup(rel->table_name) : "";
-	initStringInfo(&builder->lines);
-	*builders = lappend(*builders, builder);
-	return builder;
-}
-
-/*
- * Encodes a batch's records as NDJSON lines, grouped by table when the
- * endpoint has placeholders, else all in one group.
- */
-static List *
-encode_ndjson_groups(WsBatch *batch, bool per_table)
-{
-	List	   *builders = NIL;
-	WsStreamContext stream;
-	WsReader	reader;
-	StringInfoData lines;
-	WsNdjsonOptions options;
-
-	options.shape = (WsNdjsonShape) walship_ndjson_shape;
-	options.dialect = (WsNdjsonDialect) walship_ndjson_dialect;
-
-	initStringInfo(&lines);
-	ws_stream_context_init(&stream);
-	/* the records come from walship's own output plugin */
-	stream.json_trusted = true;
-	ws_reader_init(&reader, batch->records.data, batch->records.len);
-	if (!per_table)
-		(void) builder_for(&builders, NULL);
-
-	while (!ws_reader_done(&reader))
-	{
-		WsRecord	record;
-		int			n;
-		char	   *line;
-
-		ws_read_record(&reader, &record);
-		ws_stream_context_track(&stream, &record);
-		if (!per_table)
-		{
-			WsPartBuilder *only = linitial(builders);
-
-			/* one group: the lines go straight into it */
-			only->nlines += ws_ndjson_append(&only->lines, &record, &stream,
-											 &options);
-			continue;
-		}
-		resetStringInfo(&lines);
-		n = ws_ndjson_append(&lines, &record, &stream, &options);
-		if (n == 0)
-			continue;
-
-		/* a TRUNCATE has a line per truncated table, others one table */
-		line = lines.data;
-		for (int i = 0; i < n; i++)
-		{
-			uint64		rel_id = record.kind == WS_REC_TRUNCATE ?
-				record.rel_ids[i] : record.rel_id;
-			WsPartBuilder *builder = builder_for(&builders,
-												 ws_stream_relation(&stream, rel_id));
-			char	   *end = strchr(line, '\n');
-
-			appendBinaryStringInfo(&builder->lines, line, end - line + 1);
-			builder->nlines++;
-			line = end + 1;
-		}
-	}
-	return builders;
-}
-
-static void
-add_part(WsWorker *worker, WsBatch *batch, const char *url,
-		 const char *payload, int payload_len, int nlines,
-		 const char *content_type)
-{
-	MemoryContext old = MemoryContextSwitchTo(worker->batcher->context);
-	WsBatchPart *part = palloc0(sizeof(WsBatchPart));
-	StringInfoData compressed;
-
-	initStringInfo(&compressed);
-	ws_compress((WsCompression) walship_compression, payload, payload_len,
-				&compressed);
-	part->index = list_length(batch->parts);
-	part->url = pstrdup(url);
-	part->content_type = content_type;
-	part->content_encoding = ws_compression_encoding((WsCompression) walship_compression);
-	part->body = compressed.data;
-	part->body_len = compressed.len;
-	part->nlines = nlines;
-	part->status = nlines > 0 ? WS_BATCH_READY : WS_BATCH_DONE;
-	batch->parts = lappend(batch->parts, part);
-	MemoryContextSwitchTo(old);
-}
-
-/*
- * Prepares a batch's requests with the settings in force now: encoded per
- * walship.format, one per table when the endpoint has placeholders, and
- * compressed.  Retries send exactly these bodies again.  Returns false
- * when the settings cannot be used together.
- */
-static bool
-prepare_parts(WsWorker *worker, WsBatch *batch)
-{
-	MemoryContext encode_context = AllocSetContextCreate(CurrentMemoryContext,
-														 "walship encode",
-														 ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(encode_context);
-	bool		per_table = endpoint_per_table();
-
-	if (walship_format == WS_FORMAT_BINARY)
-	{
-		if (per_table)
-		{
-			MemoryContextSwitchTo(old);
-			MemoryContextDelete(encode_context);
-			worker->settings_problem = true;
-			report_problem(WS_STATE_ERROR,
-						   "walship.endpoint has {schema} or {table} placeholders, which need walship.format = ndjson",
-						   "Set walship.format = 'ndjson', or use an endpoint without placeholders, and reload.");
-			return false;
-		}
-		add_part(worker, batch, walship_endpoint, batch->records.data,
-				 batch->records.len, batch->nchanges, WS_CONTENT_TYPE_BINARY);
-	}
-	else
-	{
-		ListCell   *lc;
-
-		foreach(lc, encode_ndjson_groups(batch, per_table))
-		{
-			WsPartBuilder *builder = lfirst(lc);
-			char	   *url = per_table ?
-				endpoint_for(builder->schema, builder->table) : walship_endpoint;
-
-			add_part(worker, batch, url, builder->lines.data,
-					 builder->lines.len, builder->nlines,
-					 WS_CONTENT_TYPE_NDJSON);
-		}
-	}
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(encode_context);
-	return true;
-}
-
-/* request ids: batch sequence number and part index */
-#define REQUEST_ID(batch, part)	(((batch)->seq << 16) | (uint64) (part)->index)
-#define MAX_PARTS				65536
-
-static void
-start_part(WsWorker *worker, WsBatch *batch, WsBatchPart *part)
-{
-	WsHttpRequest request;
-	char		batch_id[2 * WS_CHANGE_ID_LEN + 16];
-
-	snprintf(batch_id, sizeof(batch_id), "%s..%s",
-			 batch->first_change, batch->last_change);
-	memset(&request, 0, sizeof(request));
-	request.request_id = REQUEST_ID(batch, part);
-	request.url = part->url;
-	request.content_type = part->content_type;
-	request.content_encoding = part->content_encoding;
-	request.batch_id = batch_id;
-	request.body = part->body;
-	request.body_len = part->body_len;
-	ws_http_start(worker->http, &request);
-	part->status = WS_BATCH_SENDING;
-	part->attempts++;
-}
-
-/* Marks the batch done when every part is. */
-static void
-check_batch_done(WsWorker *worker, WsBatch *batch)
-{
-	ListCell   *lc;
-
-	foreach(lc, batch->parts)
-		if (((WsBatchPart *) lfirst(lc))->status != WS_BATCH_DONE)
-			return;
-	batch->status = WS_BATCH_DONE;
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->batches_shipped++;
-	ws_shared->changes_shipped += batch->nchanges;
-	SpinLockRelease(&ws_shared->mutex);
-	worker->progress_dirty = true;
-}
-
-static WsBatch *
-find_batch(WsWorker *worker, uint64 request_id, WsBatchPart **part)
-{
-	ListCell   *lc;
-
-	foreach(lc, worker->batcher->queue)
-	{
-		WsBatch    *batch = lfirst(lc);
-
-		if (batch->seq == (request_id >> 16) && batch->status == WS_BATCH_READY)
-		{
-			ListCell   *plc;
-
-			foreach(plc, batch->parts)
-			{
-				WsBatchPart *candidate = lfirst(plc);
-
-				if (candidate->index == (int) (request_id & 0xFFFF) &&
-					candidate->status == WS_BATCH_SENDING)
-				{
-					*part = candidate;
-					return batch;
-				}
-			}
-		}
-	}
-	return NULL;
-}
-
-/* Capped exponential backoff with full jitter above half the delay. */
-static int
-backoff_ms(int attempts, int retry_after_ms)
-{
-	double		delay = walship_retry_min_delay * pow(2.0, Min(attempts - 1, 30));
-	int			max_delay = Max(walship_retry_max_delay, walship_retry_min_delay);
-
-	if (delay > max_delay)
-		delay = max_delay;
-	delay = delay / 2 + (delay / 2) * pg_prng_double(&pg_global_prng_state);
-	if (retry_after_ms >= 0)
-		delay = Max(delay, Min(retry_after_ms, 24 * 3600 * 1000));
-	return (int) delay;
-}
-
-static void
-describe_failure(StringInfo message, const WsHttpResult *result)
-{
-	if (result->status != 0)
-		appendStringInfo(message, "HTTP %ld", result->status);
-	else
-		appendStringInfoString(message, "no response");
-	if (result->clickhouse_exception_code[0] != '\0')
-		appendStringInfo(message, " (ClickHouse exception %s)",
-						 result->clickhouse_exception_code);
-	if (result->error[0] != '\0')
-		appendStringInfo(message, ": %s", result->error);
-	/*
-	 * ClickHouse puts its error in the body.  Only its code is kept: the
-	 * text may quote row data, and walship.status is readable by everyone
-	 * (walship.dead_letter, for admins, keeps the whole response).
-	 */
-	{
-		int			code;
-
-		if (sscanf(result->response, "Code: %d", &code) == 1)
-			appendStringInfo(message, " (ClickHouse error code %d)", code);
-	}
-}
-
-/*
- * ClickHouse reports errors in the data (parse errors, unknown columns,
- * types that do not fit, unknown tables) as HTTP 500 with "Code: N" at the
- * start of the body: retrying them cannot succeed.
- */
-static bool
-clickhouse_permanent_error(const WsHttpResult *result)
-{
-	static const int permanent_codes[] = {
-		6,						/* CANNOT_PARSE_TEXT */
-		26,						/* CANNOT_PARSE_QUOTED_STRING */
-		27,						/* CANNOT_PARSE_INPUT_ASSERTION_FAILED */
-		38,						/* CANNOT_PARSE_DATE */
-		41,						/* CANNOT_PARSE_DATETIME */
-		53,						/* TYPE_MISMATCH */
-		60,						/* UNKNOWN_TABLE */
-		69,						/* ARGUMENT_OUT_OF_BOUND */
-		70,						/* CANNOT_CONVERT_TYPE */
-		72,						/* CANNOT_PARSE_NUMBER */
-		81,						/* UNKNOWN_DATABASE */
-		117,					/* INCORRECT_DATA */
-		1000					/* POCO_EXCEPTION, e.g. unsupported encoding */
-	};
-	int			code;
-
-	if (result->outcome != WS_HTTP_RETRY || result->status != 500 ||
-		sscanf(result->response, "Code: %d", &code) != 1)
-		return false;
-	for (size_t i = 0; i < lengthof(permanent_codes); i++)
-		if (permanent_codes[i] == code)
-			return true;
-	return false;
-}
-
-static void
-handle_result(WsWorker *worker, const WsHttpResult *given)
-{
-	WsHttpResult adjusted = *given;
-	const WsHttpResult *result = &adjusted;
-	WsBatchPart *part = NULL;
-	WsBatch    *batch = find_batch(worker, result->request_id, &part);
-	TimestampTz now = GetCurrentTimestamp();
-	StringInfoData message;
-
-	if (batch == NULL)
-		elog(ERROR, "walship received a result for unknown request " UINT64_FORMAT,
-			 result->request_id);
-
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->last_http_status = (int) result->status;
-	SpinLockRelease(&ws_shared->mutex);
-
-	if (clickhouse_permanent_error(result))
-		adjusted.outcome = WS_HTTP_REJECTED;
-
-	initStringInfo(&message);
-	switch (result->outcome)
-	{
-		case WS_HTTP_ACKNOWLEDGED:
-			part->status = WS_BATCH_DONE;
-			part->rejected = false;
-			SpinLockAcquire(&ws_shared->mutex);
-			ws_shared->bytes_shipped += part->body_len;
-			ws_shared->last_success_at = now;
-			if (ws_shared->state == WS_STATE_BACKOFF ||
-				(ws_shared->state == WS_STATE_ERROR && worker->last_error_batch == batch->seq))
-				ws_shared->state = WS_STATE_STREAMING;
-			SpinLockRelease(&ws_shared->mutex);
-			if (worker->last_error_batch == batch->seq)
-			{
-				ereport(LOG,
-						(errmsg("walship endpoint accepted batch %s..%s after %d attempts",
-								batch->first_change, batch->last_change,
-								part->attempts)));
-				worker->last_error_batch = 0;
-				clear_error();
-			}
-			pfree(part->body);
-			part->body = NULL;
-			check_batch_done(worker, batch);
-			break;
-
-		case WS_HTTP_TOO_LARGE:
-			if (batch->nchanges >= 2)
-			{
-				ereport(LOG,
-						(errmsg("walship endpoint refused a batch of %d changes as too large (HTTP 413); splitting it",
-								batch->nchanges)));
-				part->status = WS_BATCH_WAITING;
-				part->retry_at = DT_NOEND;
-				batch->split_pending = true;
-				break;
-			}
-			/* a single change that is too large is a permanent rejection */
-			/* FALLTHROUGH */
-
-		case WS_HTTP_REJECTED:
-			describe_failure(&message, result);
-			if (!part->rejected)
-			{
-				SpinLockAcquire(&ws_shared->mutex);
-				ws_shared->rejected_batches++;
-				SpinLockRelease(&ws_shared->mutex);
-			}
-			part->rejected = true;
-			if (walship_on_rejected == WS_ON_REJECTED_DEAD_LETTER)
-			{
-				MemoryContext old = MemoryContextSwitchTo(worker->context);
-				WsRejectedBatch *rejected = palloc0(sizeof(WsRejectedBatch));
-
-				ereport(WARNING,
-						(errmsg("walship endpoint rejected batch %s..%s (%s); moving it to walship.dead_letter",
-								batch->first_change, batch->last_change, message.data)));
-				rejected->batch = batch;
-				rejected->part = part;
-				rejected->http_status = result->status;
-				strlcpy(rejected->error, message.data, sizeof(rejected->error));
-				strlcpy(rejected->response, result->response, sizeof(rejected->response));
-				worker->rejected = lappend(worker->rejected, rejected);
-				MemoryContextSwitchTo(old);
-				/* its body is kept until the dead letter is written */
-				part->status = WS_BATCH_DONE;
-				check_batch_done(worker, batch);
-			}
-			else
-			{
-				char	   *error = psprintf("endpoint rejected batch %s..%s: %s",
-											 batch->first_change, batch->last_change,
-											 message.data);
-
-				report_problem(WS_STATE_ERROR, error,
-							   "Fix the endpoint or the data; walship retries this batch every walship.retry_max_delay, or set walship.on_rejected = 'dead_letter' to set rejected batches aside.");
-				worker->last_error_batch = batch->seq;
-				worker->progress_dirty = true;
-				part->status = WS_BATCH_WAITING;
-				part->retry_at = TimestampTzPlusMilliseconds(now, Max(walship_retry_max_delay, walship_retry_min_delay));
-				pfree(error);
-			}
-			break;
-
-		case WS_HTTP_RETRY:
-			describe_failure(&message, result);
-			{
-				int			delay = backoff_ms(part->attempts, result->retry_after_ms);
-				char	   *error = psprintf("could not deliver batch %s..%s (attempt %d, retrying in %d ms): %s",
-											 batch->first_change, batch->last_change,
-											 part->attempts, delay, message.data);
-
-				part->status = WS_BATCH_WAITING;
-				part->retry_at = TimestampTzPlusMilliseconds(now, delay);
-				SpinLockAcquire(&ws_shared->mutex);
-				ws_shared->retries++;
-				SpinLockRelease(&ws_shared->mutex);
-				ereport(part->attempts == 1 ? LOG : DEBUG1,
-						(errmsg("walship %s", error)));
-				ws_shared_set_error(error);
-				worker->last_error_batch = batch->seq;
-				worker->progress_dirty = true;
-				set_state(WS_STATE_BACKOFF);
-				pfree(error);
-			}
-			break;
-	}
-	pfree(message.data);
-
-	/* split once the batch's other requests, whose bodies curl uses, are over */
-	if (batch->split_pending)
-	{
-		ListCell   *lc;
-
-		foreach(lc, batch->parts)
-			if (((WsBatchPart *) lfirst(lc))->status == WS_BATCH_SENDING)
-				return;
-		batch->split_pending = false;
-		ws_batcher_split(worker->batcher, batch);
-	}
-}
-
-/* Starts requests for due batches, in order, and collects results. */
-static void
-pump_http(WsWorker *worker, int timeout_ms)
-{
-	WsHttpResult results[16];
-	int			n;
-	TimestampTz now = GetCurrentTimestamp();
-	ListCell   *lc;
-	bool		paused;
-	bool		stop_here = false;
-
-	SpinLockAcquire(&ws_shared->mutex);
-	paused = ws_shared->pause_requested;
-	SpinLockRelease(&ws_shared->mutex);
-
-	if (!paused && walship_endpoint[0] != '\0' && !ws_secrets_missing())
-	{
-		foreach(lc, worker->batcher->queue)
-		{
-			WsBatch    *batch = lfirst(lc);
-			ListCell   *plc;
-
-			if (ws_http_inflight(worker->http) >= walship_max_inflight)
-				break;
-			if (batch->status != WS_BATCH_READY || batch->split_pending)
-				continue;
-			if (stop_here)
-				break;
-			if (batch->parts == NIL)
-			{
-				if (!prepare_parts(worker, batch))
-					break;
-				if (worker->settings_problem)
-				{
-					worker->settings_problem = false;
-					clear_error();
-					set_state(WS_STATE_STREAMING);
-				}
-				check_batch_done(worker, batch);	/* nothing to send */
-			}
-			foreach(plc, batch->parts)
-			{
-				WsBatchPart *part = lfirst(plc);
-
-				if (ws_http_inflight(worker->http) >= walship_max_inflight)
-					break;
-				if (part->status == WS_BATCH_READY ||
-					(part->status == WS_BATCH_WAITING && part->retry_at <= now))
-					start_part(worker, batch, part);
-
-				/* under on_rejected = stop nothing after a rejected batch goes */
-				if (part->rejected && part->status != WS_BATCH_DONE &&
-					walship_on_rejected == WS_ON_REJECTED_STOP)
-					stop_here = true;
-			}
-		}
-	}
-
-	n = ws_http_poll(worker->http, timeout_ms, results, lengthof(results));
-	for (int i = 0; i < n; i++)
-		handle_result(worker, &results[i]);
-
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->inflight = ws_http_inflight(worker->http);
-	ws_shared->oldest_pending_commit = ws_batcher_oldest_commit(worker->batcher);
-	SpinLockRelease(&ws_shared->mutex);
 }
 
 /* Writes dead letters, then confirms what is acknowledged, in order. */
@@ -1130,12 +495,7 @@ advance(WsWorker *worker)
 {
 	XLogRecPtr	lsn;
 
-	if (worker->rejected != NIL)
-	{
-		ws_progress_write_dead_letters(worker->rejected);
-		list_free_deep(worker->rejected);
-		worker->rejected = NIL;
-	}
+	ws_delivery_write_dead_letters(worker->delivery);
 
 	lsn = ws_batcher_release_done(worker->batcher);
 	{
@@ -1153,6 +513,8 @@ advance(WsWorker *worker)
 	if (ws_batcher_idle(worker->batcher) && worker->decoding != NULL)
 		confirm(worker, worker->decoding->reader->EndRecPtr, false);
 
+	if (ws_delivery_take_progress(worker->delivery))
+		worker->progress_dirty = true;
 	if (worker->progress_dirty &&
 		TimestampDifferenceExceeds(worker->progress_written_at,
 								   GetCurrentTimestamp(),
@@ -1194,20 +556,16 @@ wait_for_work(int timeout_ms)
 static bool
 may_ship(WsWorker *worker)
 {
-	bool		paused;
-
-	SpinLockAcquire(&ws_shared->mutex);
-	paused = ws_shared->pause_requested;
-	SpinLockRelease(&ws_shared->mutex);
+	bool		paused = ws_shared_pause_requested();
 
 	if (!walship_enabled)
-		set_state(WS_STATE_DISABLED);
+		ws_shared_set_state(WS_STATE_DISABLED);
 	else if (walship_endpoint == NULL || walship_endpoint[0] == '\0')
-		set_state(WS_STATE_UNCONFIGURED);
+		ws_shared_set_state(WS_STATE_UNCONFIGURED);
 	else if (paused)
-		set_state(WS_STATE_PAUSED);
+		ws_shared_set_state(WS_STATE_PAUSED);
 	else if (ws_secrets_missing())
-		set_state(WS_STATE_ERROR);	/* secrets.c reported which */
+		ws_shared_set_state(WS_STATE_ERROR);	/* secrets.c reported which */
 	else
 		return true;
 	return false;
@@ -1223,12 +581,7 @@ walship_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->worker_pid = MyProcPid;
-	ws_shared->worker_latch = MyLatch;
-	ws_shared->state = WS_STATE_STARTING;
-	ws_shared->started_at = GetCurrentTimestamp();
-	SpinLockRelease(&ws_shared->mutex);
+	ws_shared_worker_started(MyProcPid, MyLatch);
 	on_shmem_exit(worker_shmem_exit, (Datum) 0);
 
 	BackgroundWorkerInitializeConnection(walship_database, NULL, 0);
@@ -1241,6 +594,8 @@ walship_worker_main(Datum main_arg)
 	worker->context = context;
 	worker->http = ws_http_client_create();
 	worker->batcher = ws_batcher_create(context);
+	worker->delivery = ws_delivery_create(context, worker->http,
+										  worker->batcher);
 	worker->backfill = ws_backfill_create(context);
 	worker->backfill_output.emit = add_record;
 	worker->backfill_output.tag = tag_last_batch;
@@ -1262,7 +617,7 @@ walship_worker_main(Datum main_arg)
 
 		MemoryContextSwitchTo(error_context);
 		ws_shared_set_error(edata->message);
-		set_state(WS_STATE_ERROR);
+		ws_shared_set_state(WS_STATE_ERROR);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -1281,9 +636,9 @@ run_pipeline(WsWorker *worker)
 		wait_for_work(5000);
 	}
 	ws_progress_load(walship_slot_name);
-	clear_error();
+	ws_shared_clear_error();
 	start_decoding(worker);
-	set_state(WS_STATE_STREAMING);
+	ws_shared_set_state(WS_STATE_STREAMING);
 
 	for (;;)
 	{
@@ -1312,7 +667,6 @@ run_pipeline(WsWorker *worker)
 
 		if (shipping)
 		{
-			WsWorkerState state;
 			const char *activity = ws_backfill_activity(worker->backfill);
 
 			pgstat_report_activity(STATE_RUNNING,
@@ -1328,17 +682,16 @@ run_pipeline(WsWorker *worker)
 			}
 			ws_batcher_seal_due(worker->batcher, GetCurrentTimestamp(),
 								walship_batch_max_delay);
-			SpinLockAcquire(&ws_shared->mutex);
-			state = ws_shared->state;
-			if (state == WS_STATE_PAUSED || state == WS_STATE_DISABLED ||
-				state == WS_STATE_UNCONFIGURED || state == WS_STATE_STARTING)
-				ws_shared->state = WS_STATE_STREAMING;
-			SpinLockRelease(&ws_shared->mutex);
+			ws_shared_change_state(WS_STATE_BIT(WS_STATE_PAUSED) |
+								   WS_STATE_BIT(WS_STATE_DISABLED) |
+								   WS_STATE_BIT(WS_STATE_UNCONFIGURED) |
+								   WS_STATE_BIT(WS_STATE_STARTING),
+								   ws_delivery_state(worker->delivery));
 		}
 		else
 			pgstat_report_activity(STATE_IDLE, "walship: not shipping");
 
-		pump_http(worker, more_wal ? 0 :
+		ws_delivery_pump(worker->delivery, more_wal ? 0 :
 				  (ws_http_inflight(worker->http) > 0 ? WS_IDLE_POLL_MS : 0));
 		advance(worker);
 

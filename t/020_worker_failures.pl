@@ -296,7 +296,8 @@ SELECT retries >= $st0->{retries} + 3 AND last_http_status BETWEEN 200 AND 299
 	ok($node->wait_for_log(qr/walship could not deliver batch .*HTTP 503/, $log_offset),
 		'503: failure logged with the status');
 
-	# 429 with Retry-After: 2
+	# 429 with Retry-After: 2 (Retry-After is capped by retry_max_delay)
+	reload_with(retry_max_delay => '5s');
 	$mark = $sink->last_seq;
 	$sink->set_behaviour({ default => { status => 204 },
 		script => [ { status => 429, retry_after => 2, body => 'slow down' } ] });
@@ -310,6 +311,7 @@ SELECT retries >= $st0->{retries} + 3 AND last_http_status BETWEEN 200 AND 299
 	ok($gap >= 1.9, sprintf('429: Retry-After honoured (retry %.2f s later)', $gap));
 	ok($gap < 10, sprintf('429: retried without undue delay (%.2f s)', $gap));
 	wait_confirmed_past('429', $c);
+	reload_with(retry_max_delay => undef);
 }
 
 # ---------------------------------------------------------------------------

@@ -71,6 +71,10 @@
 #	    generation each call; ->append_script keeps it.
 #	  - The position, generation and next sequence number live in state.json
 #	    in the state dir, so they survive a restart of the sink.
+#	  - "paths": {PATH: BEHAVIOUR, ...}: a request whose path (path and query,
+#	    exactly as sent, percent-encoding included) is a key gets that
+#	    behaviour, whatever the script; it consumes no script entry, and its
+#	    script_index is null.
 #	  - "down": true: every new connection, and every request arriving on an
 #	    open one, is closed at once with a TCP reset, without an answer and
 #	    without reading it; nothing is consumed or stored, and a line is
@@ -224,7 +228,11 @@ class SinkState:
 			script = c.get('script') or []
 			if not isinstance(script, list):
 				script = []
-			if self.position < len(script):
+			paths = c.get('paths')
+			if isinstance(paths, dict) and record.get('path') in paths:
+				index = None
+				beh = paths[record['path']]
+			elif self.position < len(script):
 				index = self.position
 				beh = script[index]
 				self.position += 1

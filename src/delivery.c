@@ -1,0 +1,876 @@
+/*-------------------------------------------------------------------------
+ *
+ * delivery.c
+ *	  Delivery of sealed batches to the endpoint: building the requests,
+ *	  sending them, and acting on the answers.
+ *
+ * Each sealed batch is prepared once, with the settings in force then:
+ * encoded per walship.format (binary, or NDJSON grouped into one request
+ * per table when walship.endpoint has {schema}/{table} placeholders, whose
+ * values are percent-encoded into the URL), compressed, and kept as the
+ * batch's parts (WsBatchPart).  Up to walship.max_inflight requests are in
+ * flight at once, oldest batches first.
+ *
+ * A reload of walship.endpoint reaches prepared requests: before a
+ * request is (re)started, its URL is made again from the endpoint in force
+ * (retarget_batch); a change of grouping (placeholders added or removed)
+ * prepares the batch anew.
+ *
+ * Answers: 2xx marks a part done; failures worth retrying wait with capped
+ * exponential backoff and jitter; a Retry-After lengthens the wait up to
+ * walship.retry_max_delay and holds every request to the endpoint until it
+ * has passed.  413 splits the batch (batch.c) once none of its requests is
+ * in flight; the halves skip requests done already.  Other 4xx (and
+ * ClickHouse errors in the data) are rejections, which either stop the
+ * pipeline at that batch, retried slowly so a fixed endpoint recovers, or
+ * go to walship.dead_letter, per walship.on_rejected.  A dead letter owns a
+ * copy of its batch and its request's body, whatever happens to the batch
+ * afterwards; dead letters are written by the worker's main loop
+ * (ws_delivery_write_dead_letters), never inside decoding.
+ *
+ * Status and counters go to shared memory through shared_state.c; the
+ * state is backoff, not streaming, while a request waits to be retried.
+ *
+ * IDENTIFICATION
+ *	  src/delivery.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <ctype.h>
+#include <math.h>
+
+#include "common/pg_prng.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "batch.h"
+#include "clickhouse.h"
+#include "compression.h"
+#include "delivery.h"
+#include "format.h"
+#include "http_transport.h"
+#include "ndjson.h"
+#include "progress.h"
+#include "record_json.h"
+#include "secrets.h"
+#include "settings.h"
+#include "shared_state.h"
+
+#define WS_CONTENT_TYPE_BINARY	"application/vnd.walship.v2"
+#define WS_CONTENT_TYPE_NDJSON	"application/x-ndjson"
+
+static void free_dead_letter(WsRejectedBatch *rejected);
+
+WsDelivery *
+ws_delivery_create(MemoryContext context, WsHttpClient *http,
+				   WsBatcher *batcher)
+{
+	WsDelivery *delivery = MemoryContextAllocZero(context, sizeof(WsDelivery));
+
+	delivery->context = context;
+	delivery->http = http;
+	delivery->batcher = batcher;
+	return delivery;
+}
+
+/* Whether rejected batches wait to be written to walship.dead_letter. */
+bool
+ws_delivery_has_dead_letters(const WsDelivery *delivery)
+{
+	return delivery->rejected != NIL;
+}
+
+/* Writes the dead letters; their batches may be released afterwards. */
+void
+ws_delivery_write_dead_letters(WsDelivery *delivery)
+{
+	ListCell   *lc;
+
+	if (delivery->rejected == NIL)
+		return;
+	ws_progress_write_dead_letters(delivery->rejected);
+	foreach(lc, delivery->rejected)
+		free_dead_letter(lfirst(lc));
+	list_free(delivery->rejected);
+	delivery->rejected = NIL;
+}
+
+/* Whether counters changed (for walship.progress) since the last call. */
+bool
+ws_delivery_take_progress(WsDelivery *delivery)
+{
+	bool		dirty = delivery->progress_dirty;
+
+	delivery->progress_dirty = false;
+	return dirty;
+}
+
+/*
+ * Appends str percent-encoded for use anywhere in a URL.  Dots are encoded
+ * too: a name "." or ".." (or placeholders side by side making one) would
+ * otherwise be a dot segment, which clients and servers resolve to another
+ * path.
+ */
+static void
+append_url_escaped(StringInfo out, const char *str)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) str; *p; p++)
+	{
+		if (isalnum(*p) || *p == '-' || *p == '_' || *p == '~')
+			appendStringInfoChar(out, (char) *p);
+		else
+		{
+			appendStringInfoChar(out, '%');
+			appendStringInfoChar(out, hex[*p >> 4]);
+			appendStringInfoChar(out, hex[*p & 0xF]);
+		}
+	}
+}
+
+/* Whether an endpoint has placeholders: one request per table. */
+static bool
+endpoint_per_table(const char *endpoint)
+{
+	return strstr(endpoint, "{table}") != NULL ||
+		strstr(endpoint, "{schema}") != NULL;
+}
+
+/* The endpoint with {schema} and {table} replaced, URL-encoded. */
+static char *
+endpoint_for(const char *endpoint, const char *schema, const char *table)
+{
+	StringInfoData url;
+	const char *p = endpoint;
+
+	initStringInfo(&url);
+	while (*p)
+	{
+		if (strncmp(p, "{schema}", 8) == 0)
+		{
+			append_url_escaped(&url, schema);
+			p += 8;
+		}
+		else if (strncmp(p, "{table}", 7) == 0)
+		{
+			append_url_escaped(&url, table);
+			p += 7;
+		}
+		else
+			appendStringInfoChar(&url, *p++);
+	}
+	return url.data;
+}
+
+/* A part under construction: the lines for one URL. */
+typedef struct WsPartBuilder
+{
+	char	   *schema;
+	char	   *table;
+	StringInfoData lines;
+	int			nlines;
+} WsPartBuilder;
+
+static WsPartBuilder *
+builder_for(List **builders, const WsRelation *rel)
+{
+	ListCell   *lc;
+	WsPartBuilder *builder;
+
+	foreach(lc, *builders)
+	{
+		builder = lfirst(lc);
+		if (rel == NULL ||
+			(strcmp(builder->schema, rel->schema_name) == 0 &&
+			 strcmp(builder->table, rel->table_name) == 0))
+			return builder;
+	}
+	builder = palloc0(sizeof(WsPartBuilder));
+	builder->schema = rel ? pstrdup(rel->schema_name) : "";
+	builder->table = rel ? pstrdup(rel->table_name) : "";
+	initStringInfo(&builder->lines);
+	*builders = lappend(*builders, builder);
+	return builder;
+}
+
+/*
+ * Encodes a batch's records as NDJSON lines, grouped by table when the
+ * endpoint has placeholders, else all in one group.
+ */
+static List *
+encode_ndjson_groups(WsBatch *batch, bool per_table)
+{
+	List	   *builders = NIL;
+	WsStreamContext stream;
+	WsReader	reader;
+	StringInfoData lines;
+	WsNdjsonOptions options;
+
+	options.shape = (WsNdjsonShape) walship_ndjson_shape;
+	options.dialect = (WsNdjsonDialect) walship_ndjson_dialect;
+
+	initStringInfo(&lines);
+	ws_stream_context_init(&stream);
+	/* the records come from walship's own output plugin */
+	stream.json_trusted = true;
+	ws_reader_init(&reader, batch->records.data, batch->records.len);
+	if (!per_table)
+		(void) builder_for(&builders, NULL);
+
+	while (!ws_reader_done(&reader))
+	{
+		WsRecord	record;
+		int			n;
+		char	   *line;
+
+		ws_read_record(&reader, &record);
+		ws_stream_context_track(&stream, &record);
+		if (!per_table)
+		{
+			WsPartBuilder *only = linitial(builders);
+
+			/* one group: the lines go straight into it */
+			only->nlines += ws_ndjson_append(&only->lines, &record, &stream,
+											 &options);
+			continue;
+		}
+		resetStringInfo(&lines);
+		n = ws_ndjson_append(&lines, &record, &stream, &options);
+		if (n == 0)
+			continue;
+
+		/* a TRUNCATE has a line per truncated table, others one table */
+		line = lines.data;
+		for (int i = 0; i < n; i++)
+		{
+			uint64		rel_id = record.kind == WS_REC_TRUNCATE ?
+				record.rel_ids[i] : record.rel_id;
+			WsPartBuilder *builder = builder_for(&builders,
+												 ws_stream_relation(&stream, rel_id));
+			char	   *end = strchr(line, '\n');
+
+			appendBinaryStringInfo(&builder->lines, line, end - line + 1);
+			builder->nlines++;
+			line = end + 1;
+		}
+	}
+	return builders;
+}
+
+/* Whether a request to url was done before the batch was split. */
+static bool
+done_before_split(WsBatch *batch, const char *url)
+{
+	ListCell   *lc;
+
+	foreach(lc, batch->done_urls)
+		if (strcmp((char *) lfirst(lc), url) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Adds a request to the batch: payload, compressed, to url (made from
+ * walship.endpoint for schema.table, or for the whole batch when they are
+ * NULL).
+ */
+static void
+add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
+		 const char *schema, const char *table,
+		 const char *payload, int payload_len, int nlines,
+		 const char *content_type)
+{
+	MemoryContext old;
+	WsBatchPart *part;
+	StringInfoData compressed;
+
+	/* sent before a split: the halves' lines for it went already */
+	if (done_before_split(batch, url))
+		return;
+
+	old = MemoryContextSwitchTo(delivery->batcher->context);
+	part = palloc0(sizeof(WsBatchPart));
+	initStringInfo(&compressed);
+	ws_compress((WsCompression) walship_compression, payload, payload_len,
+				&compressed);
+	part->index = list_length(batch->parts);
+	part->url = pstrdup(url);
+	part->endpoint = pstrdup(walship_endpoint);
+	part->schema = schema ? pstrdup(schema) : NULL;
+	part->table = table ? pstrdup(table) : NULL;
+	part->content_type = content_type;
+	part->content_encoding = ws_compression_encoding((WsCompression) walship_compression);
+	part->body = compressed.data;
+	part->body_len = compressed.len;
+	part->nlines = nlines;
+	part->status = nlines > 0 ? WS_BATCH_READY : WS_BATCH_DONE;
+	batch->parts = lappend(batch->parts, part);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Prepares a batch's requests with the settings in force now: encoded per
+ * walship.format, one per table when the endpoint has placeholders, and
+ * compressed.  Retries send exactly these bodies again.  Returns false
+ * when the settings cannot be used together.
+ */
+static bool
+prepare_parts(WsDelivery *delivery, WsBatch *batch)
+{
+	MemoryContext encode_context = AllocSetContextCreate(CurrentMemoryContext,
+														 "walship encode",
+														 ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(encode_context);
+	bool		per_table = endpoint_per_table(walship_endpoint);
+
+	if (walship_format == WS_FORMAT_BINARY)
+	{
+		if (per_table)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(encode_context);
+			delivery->settings_problem = true;
+			ws_shared_report_problem(WS_STATE_ERROR,
+									 "walship.endpoint has {schema} or {table} placeholders, which need walship.format = ndjson",
+									 "Set walship.format = 'ndjson', or use an endpoint without placeholders, and reload.");
+			return false;
+		}
+		add_part(delivery, batch, walship_endpoint, NULL, NULL,
+				 batch->records.data, batch->records.len, batch->nchanges,
+				 WS_CONTENT_TYPE_BINARY);
+	}
+	else
+	{
+		ListCell   *lc;
+
+		foreach(lc, encode_ndjson_groups(batch, per_table))
+		{
+			WsPartBuilder *builder = lfirst(lc);
+			char	   *url = per_table ?
+				endpoint_for(walship_endpoint, builder->schema, builder->table) :
+				walship_endpoint;
+
+			add_part(delivery, batch, url,
+					 per_table ? builder->schema : NULL,
+					 per_table ? builder->table : NULL,
+					 builder->lines.data, builder->lines.len, builder->nlines,
+					 WS_CONTENT_TYPE_NDJSON);
+		}
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(encode_context);
+	return true;
+}
+
+/* request ids: batch sequence number and part index */
+#define REQUEST_ID(batch, part)	(((batch)->seq << 16) | (uint64) (part)->index)
+#define MAX_PARTS				65536
+
+static void
+start_part(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part)
+{
+	WsHttpRequest request;
+	char		batch_id[2 * WS_CHANGE_ID_LEN + 16];
+
+	snprintf(batch_id, sizeof(batch_id), "%s..%s",
+			 batch->first_change, batch->last_change);
+	memset(&request, 0, sizeof(request));
+	request.request_id = REQUEST_ID(batch, part);
+	request.url = part->url;
+	request.content_type = part->content_type;
+	request.content_encoding = part->content_encoding;
+	request.batch_id = batch_id;
+	request.body = part->body;
+	request.body_len = part->body_len;
+	ws_http_start(delivery->http, &request);
+	part->status = WS_BATCH_SENDING;
+	part->attempts++;
+}
+
+/* Marks the batch done when every part is. */
+static void
+check_batch_done(WsDelivery *delivery, WsBatch *batch)
+{
+	ListCell   *lc;
+
+	foreach(lc, batch->parts)
+		if (((WsBatchPart *) lfirst(lc))->status != WS_BATCH_DONE)
+			return;
+	batch->status = WS_BATCH_DONE;
+	ws_shared_count_batch(batch->nchanges);
+	delivery->progress_dirty = true;
+}
+
+static WsBatch *
+find_batch(WsDelivery *delivery, uint64 request_id, WsBatchPart **part)
+{
+	ListCell   *lc;
+
+	foreach(lc, delivery->batcher->queue)
+	{
+		WsBatch    *batch = lfirst(lc);
+
+		if (batch->seq == (request_id >> 16) && batch->status == WS_BATCH_READY)
+		{
+			ListCell   *plc;
+
+			foreach(plc, batch->parts)
+			{
+				WsBatchPart *candidate = lfirst(plc);
+
+				if (candidate->index == (int) (request_id & 0xFFFF) &&
+					candidate->status == WS_BATCH_SENDING)
+				{
+					*part = candidate;
+					return batch;
+				}
+			}
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Capped exponential backoff with full jitter above half the delay; a
+ * Retry-After (-1: none) lengthens it, up to walship.retry_max_delay too.
+ */
+static int
+backoff_ms(int attempts, int retry_after_ms)
+{
+	double		delay = walship_retry_min_delay * pow(2.0, Min(attempts - 1, 30));
+	int			max_delay = Max(walship_retry_max_delay, walship_retry_min_delay);
+
+	if (delay > max_delay)
+		delay = max_delay;
+	delay = delay / 2 + (delay / 2) * pg_prng_double(&pg_global_prng_state);
+	if (retry_after_ms >= 0)
+		delay = Max(delay, Min(retry_after_ms, max_delay));
+	return (int) delay;
+}
+
+/*
+ * A copy of a rejected request and its batch, for walship.dead_letter: the
+ * batch may be split (413 of another of its requests) or released before
+ * the dead letter is written, so the dead letter owns what it shows.  The
+ * body is taken over from the part, which keeps no body afterwards.
+ */
+static WsRejectedBatch *
+make_dead_letter(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part,
+				 const WsHttpResult *result, const char *error)
+{
+	MemoryContext old = MemoryContextSwitchTo(delivery->context);
+	WsRejectedBatch *rejected = palloc0(sizeof(WsRejectedBatch));
+	WsBatch    *batch_copy = palloc0(sizeof(WsBatch));
+	WsBatchPart *part_copy = palloc0(sizeof(WsBatchPart));
+
+	batch_copy->seq = batch->seq;
+	batch_copy->nchanges = batch->nchanges;
+	strlcpy(batch_copy->first_change, batch->first_change, WS_CHANGE_ID_LEN);
+	strlcpy(batch_copy->last_change, batch->last_change, WS_CHANGE_ID_LEN);
+	initStringInfo(&batch_copy->records);
+	appendBinaryStringInfo(&batch_copy->records, batch->records.data,
+						   batch->records.len);
+
+	part_copy->index = part->index;
+	part_copy->url = pstrdup(part->url);
+	part_copy->content_type = part->content_type;	/* static strings */
+	part_copy->content_encoding = part->content_encoding;
+	part_copy->nlines = part->nlines;
+	part_copy->status = WS_BATCH_DONE;
+	part_copy->rejected = true;
+	part_copy->attempts = part->attempts;
+	part_copy->body_len = part->body_len;
+	part_copy->body = part->body;
+	part->body = NULL;
+
+	rejected->batch = batch_copy;
+	rejected->part = part_copy;
+	rejected->http_status = result->status;
+	strlcpy(rejected->error, error, sizeof(rejected->error));
+	strlcpy(rejected->response, result->response, sizeof(rejected->response));
+	MemoryContextSwitchTo(old);
+	return rejected;
+}
+
+static void
+free_dead_letter(WsRejectedBatch *rejected)
+{
+	pfree(rejected->batch->records.data);
+	pfree(rejected->batch);
+	pfree(rejected->part->url);
+	if (rejected->part->body)
+		pfree(rejected->part->body);
+	pfree(rejected->part);
+	pfree(rejected);
+}
+
+/*
+ * Holds back every request to the endpoint for delay_ms: it asked for that
+ * with Retry-After (already capped by walship.retry_max_delay).
+ */
+static void
+hold_endpoint(WsDelivery *delivery, TimestampTz now, int delay_ms)
+{
+	TimestampTz until = TimestampTzPlusMilliseconds(now, delay_ms);
+
+	if (delivery->held_endpoint == NULL ||
+		strcmp(delivery->held_endpoint, walship_endpoint) != 0)
+	{
+		if (delivery->held_endpoint)
+			pfree(delivery->held_endpoint);
+		delivery->held_endpoint = MemoryContextStrdup(delivery->context,
+													  walship_endpoint);
+		delivery->held_until = until;
+	}
+	else if (until > delivery->held_until)
+		delivery->held_until = until;
+}
+
+/* Whether a Retry-After holds the endpoint at now. */
+static bool
+endpoint_held(WsDelivery *delivery, TimestampTz now)
+{
+	if (delivery->held_endpoint == NULL)
+		return false;
+	/* over, or for another endpoint than the one now configured */
+	if (now >= delivery->held_until ||
+		strcmp(delivery->held_endpoint, walship_endpoint) != 0)
+	{
+		pfree(delivery->held_endpoint);
+		delivery->held_endpoint = NULL;
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Points the batch's requests at walship.endpoint, when it changed by
+ * reload since they were prepared: requests waiting for a retry go to the
+ * new endpoint, at once.  When the change adds or removes placeholders,
+ * the requests are grouped differently, so the batch is prepared anew
+ * (done requests are sent again: at least once) once none is in flight.
+ * Returns false while the batch must wait for that.
+ */
+static bool
+retarget_batch(WsBatch *batch, TimestampTz now)
+{
+	ListCell   *lc;
+	bool		regroup = false;
+	bool		sending = false;
+
+	foreach(lc, batch->parts)
+	{
+		WsBatchPart *part = lfirst(lc);
+
+		if (part->status == WS_BATCH_SENDING)
+			sending = true;
+		if (strcmp(part->endpoint, walship_endpoint) != 0 &&
+			endpoint_per_table(part->endpoint) != endpoint_per_table(walship_endpoint))
+			regroup = true;
+	}
+	if (regroup)
+	{
+		if (sending)
+			return false;
+		ws_batch_free_parts(batch);
+		return true;
+	}
+
+	foreach(lc, batch->parts)
+	{
+		WsBatchPart *part = lfirst(lc);
+		MemoryContext old;
+
+		if (part->status == WS_BATCH_DONE || part->status == WS_BATCH_SENDING ||
+			strcmp(part->endpoint, walship_endpoint) == 0)
+			continue;
+		old = MemoryContextSwitchTo(GetMemoryChunkContext(part->url));
+		pfree(part->url);
+		pfree(part->endpoint);
+		part->url = part->table ?
+			endpoint_for(walship_endpoint, part->schema, part->table) :
+			pstrdup(walship_endpoint);
+		part->endpoint = pstrdup(walship_endpoint);
+		MemoryContextSwitchTo(old);
+		if (part->status == WS_BATCH_WAITING && part->retry_at != DT_NOEND)
+			part->retry_at = now;
+	}
+	return true;
+}
+
+/*
+ * Whether a request that failed waits to be retried, or is being retried
+ * (a 413 waiting for its split does not count, nor a rejected batch under
+ * on_rejected = stop, which is an error), or a Retry-After holds the
+ * endpoint.
+ */
+static bool
+delivery_parked(WsDelivery *delivery, TimestampTz now)
+{
+	ListCell   *lc;
+
+	if (endpoint_held(delivery, now))
+		return true;
+	foreach(lc, delivery->batcher->queue)
+	{
+		WsBatch    *batch = lfirst(lc);
+		ListCell   *plc;
+
+		if (batch->status != WS_BATCH_READY || batch->split_pending)
+			continue;
+		foreach(plc, batch->parts)
+		{
+			WsBatchPart *part = lfirst(plc);
+
+			if (!part->rejected &&
+				(part->status == WS_BATCH_WAITING ||
+				 (part->status == WS_BATCH_SENDING && part->attempts > 1)))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* The state while shipping: streaming, or backoff while a batch is parked. */
+WsWorkerState
+ws_delivery_state(WsDelivery *delivery)
+{
+	return delivery_parked(delivery, GetCurrentTimestamp()) ?
+		WS_STATE_BACKOFF : WS_STATE_STREAMING;
+}
+
+static void
+describe_failure(StringInfo message, const WsHttpResult *result)
+{
+	if (result->status != 0)
+		appendStringInfo(message, "HTTP %ld", result->status);
+	else
+		appendStringInfoString(message, "no response");
+	if (result->clickhouse_exception_code[0] != '\0')
+		appendStringInfo(message, " (ClickHouse exception %s)",
+						 result->clickhouse_exception_code);
+	if (result->error[0] != '\0')
+		appendStringInfo(message, ": %s", result->error);
+	/*
+	 * ClickHouse puts its error in the body.  Only its code is kept: the
+	 * text may quote row data, and walship.status is readable by everyone
+	 * (walship.dead_letter, for admins, keeps the whole response).
+	 */
+	{
+		int			code;
+
+		if (sscanf(result->response, "Code: %d", &code) == 1)
+			appendStringInfo(message, " (ClickHouse error code %d)", code);
+	}
+}
+
+static void
+handle_result(WsDelivery *delivery, const WsHttpResult *given)
+{
+	WsHttpResult adjusted = *given;
+	const WsHttpResult *result = &adjusted;
+	WsBatchPart *part = NULL;
+	WsBatch    *batch = find_batch(delivery, result->request_id, &part);
+	TimestampTz now = GetCurrentTimestamp();
+	StringInfoData message;
+
+	if (batch == NULL)
+		elog(ERROR, "walship received a result for unknown request " UINT64_FORMAT,
+			 result->request_id);
+
+	ws_shared_note_http_status(result->status);
+
+	if (ws_clickhouse_error_is_permanent(result))
+		adjusted.outcome = WS_HTTP_REJECTED;
+
+	initStringInfo(&message);
+	switch (result->outcome)
+	{
+		case WS_HTTP_ACKNOWLEDGED:
+			part->status = WS_BATCH_DONE;
+			part->rejected = false;
+			ws_shared_count_acknowledged(part->body_len, now);
+			/* backoff ends in ws_delivery_pump, once nothing is parked */
+			if (delivery->last_error_batch == batch->seq)
+			{
+				ws_shared_change_state(WS_STATE_BIT(WS_STATE_ERROR),
+									   ws_delivery_state(delivery));
+				ereport(LOG,
+						(errmsg("walship endpoint accepted batch %s..%s after %d attempts",
+								batch->first_change, batch->last_change,
+								part->attempts)));
+				delivery->last_error_batch = 0;
+				ws_shared_clear_error();
+			}
+			pfree(part->body);
+			part->body = NULL;
+			check_batch_done(delivery, batch);
+			break;
+
+		case WS_HTTP_TOO_LARGE:
+			if (batch->nchanges >= 2)
+			{
+				ereport(LOG,
+						(errmsg("walship endpoint refused a batch of %d changes as too large (HTTP 413); splitting it",
+								batch->nchanges)));
+				part->status = WS_BATCH_WAITING;
+				part->retry_at = DT_NOEND;
+				batch->split_pending = true;
+				break;
+			}
+			/* a single change that is too large is a permanent rejection */
+			/* FALLTHROUGH */
+
+		case WS_HTTP_REJECTED:
+			describe_failure(&message, result);
+			if (!part->rejected)
+				ws_shared_count_rejected();
+			part->rejected = true;
+			if (walship_on_rejected == WS_ON_REJECTED_DEAD_LETTER)
+			{
+				MemoryContext old;
+
+				ereport(WARNING,
+						(errmsg("walship endpoint rejected batch %s..%s (%s); moving it to walship.dead_letter",
+								batch->first_change, batch->last_change, message.data)));
+				old = MemoryContextSwitchTo(delivery->context);
+				delivery->rejected = lappend(delivery->rejected,
+											 make_dead_letter(delivery, batch, part,
+															  result, message.data));
+				MemoryContextSwitchTo(old);
+				part->status = WS_BATCH_DONE;
+				check_batch_done(delivery, batch);
+			}
+			else
+			{
+				char	   *error = psprintf("endpoint rejected batch %s..%s: %s",
+											 batch->first_change, batch->last_change,
+											 message.data);
+
+				ws_shared_report_problem(WS_STATE_ERROR, error,
+							   "Fix the endpoint or the data; walship retries this batch every walship.retry_max_delay, or set walship.on_rejected = 'dead_letter' to set rejected batches aside.");
+				delivery->last_error_batch = batch->seq;
+				delivery->progress_dirty = true;
+				part->status = WS_BATCH_WAITING;
+				part->retry_at = TimestampTzPlusMilliseconds(now, Max(walship_retry_max_delay, walship_retry_min_delay));
+				pfree(error);
+			}
+			break;
+
+		case WS_HTTP_RETRY:
+			describe_failure(&message, result);
+			{
+				int			delay = backoff_ms(part->attempts, result->retry_after_ms);
+				char	   *error = psprintf("could not deliver batch %s..%s (attempt %d, retrying in %d ms): %s",
+											 batch->first_change, batch->last_change,
+											 part->attempts, delay, message.data);
+
+				part->status = WS_BATCH_WAITING;
+				part->retry_at = TimestampTzPlusMilliseconds(now, delay);
+				/* Retry-After is about the endpoint, not this batch */
+				if (result->retry_after_ms >= 0)
+					hold_endpoint(delivery, now, delay);
+				ws_shared_count_retry();
+				ereport(part->attempts == 1 ? LOG : DEBUG1,
+						(errmsg("walship %s", error)));
+				ws_shared_set_error(error);
+				delivery->last_error_batch = batch->seq;
+				delivery->progress_dirty = true;
+				ws_shared_set_state(WS_STATE_BACKOFF);
+				pfree(error);
+			}
+			break;
+	}
+	pfree(message.data);
+
+	/* split once the batch's other requests, whose bodies curl uses, are over */
+	if (batch->split_pending)
+	{
+		ListCell   *lc;
+
+		foreach(lc, batch->parts)
+			if (((WsBatchPart *) lfirst(lc))->status == WS_BATCH_SENDING)
+				return;
+		batch->split_pending = false;
+		ws_batcher_split(delivery->batcher, batch);
+	}
+}
+
+/* Starts requests for due batches, in order, and collects results. */
+void
+ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
+{
+	WsHttpResult results[16];
+	int			n;
+	TimestampTz now = GetCurrentTimestamp();
+	ListCell   *lc;
+	bool		paused;
+	bool		stop_here = false;
+
+	paused = ws_shared_pause_requested();
+
+	/* nothing starts while the endpoint's Retry-After lasts */
+	if (!paused && walship_endpoint[0] != '\0' && !ws_secrets_missing() &&
+		!endpoint_held(delivery, now))
+	{
+		foreach(lc, delivery->batcher->queue)
+		{
+			WsBatch    *batch = lfirst(lc);
+			ListCell   *plc;
+
+			if (ws_http_inflight(delivery->http) >= walship_max_inflight)
+				break;
+			if (batch->status != WS_BATCH_READY || batch->split_pending)
+				continue;
+			if (stop_here)
+				break;
+			if (batch->parts == NIL)
+			{
+				if (!prepare_parts(delivery, batch))
+					break;
+				if (delivery->settings_problem)
+				{
+					delivery->settings_problem = false;
+					ws_shared_clear_error();
+					ws_shared_set_state(WS_STATE_STREAMING);
+				}
+				check_batch_done(delivery, batch);	/* nothing to send */
+			}
+			/* later batches wait while this one is regrouped, keeping order */
+			else if (!retarget_batch(batch, now) || batch->parts == NIL)
+				break;
+			foreach(plc, batch->parts)
+			{
+				WsBatchPart *part = lfirst(plc);
+
+				if (ws_http_inflight(delivery->http) >= walship_max_inflight)
+					break;
+				if (part->status == WS_BATCH_READY ||
+					(part->status == WS_BATCH_WAITING && part->retry_at <= now))
+					start_part(delivery, batch, part);
+
+				/* under on_rejected = stop nothing after a rejected batch goes */
+				if (part->rejected && part->status != WS_BATCH_DONE &&
+					walship_on_rejected == WS_ON_REJECTED_STOP)
+					stop_here = true;
+			}
+		}
+	}
+
+	n = ws_http_poll(delivery->http, timeout_ms, results, lengthof(results));
+	for (int i = 0; i < n; i++)
+		handle_result(delivery, &results[i]);
+
+	/* backoff while a batch waits for its retry, or the endpoint is held */
+	if (ws_delivery_state(delivery) == WS_STATE_BACKOFF)
+		ws_shared_change_state(WS_STATE_BIT(WS_STATE_STREAMING), WS_STATE_BACKOFF);
+	else
+		ws_shared_change_state(WS_STATE_BIT(WS_STATE_BACKOFF), WS_STATE_STREAMING);
+
+	ws_shared_set_pipeline(ws_http_inflight(delivery->http),
+						   ws_batcher_oldest_commit(delivery->batcher));
+}
+
