@@ -3,12 +3,80 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION walship" to load this file. \quit
 
--- Operators of the shipping worker: may pause and resume it, and see
--- endpoint details, the progress catalog and dead letters.
+-- The schema must be the one this CREATE EXTENSION created (the control
+-- file names it; PostgreSQL creates it only if it does not exist, owned by
+-- the role running CREATE EXTENSION, before the extension's pg_extension
+-- row, in the same transaction, and records no membership for it).  A
+-- schema that existed before may be owned by, or let, another role create
+-- or replace objects in it, and the worker runs as a superuser: such a
+-- schema is refused.  Created here means its pg_namespace row and the
+-- extension's pg_extension row were written by the same (sub)transaction,
+-- it is owned by the extension's owner, and no other role may create in it.
 DO $$
+DECLARE
+    s record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'walship_admin') THEN
+    SELECT n.nspname,
+           n.xmin OPERATOR(pg_catalog.=) e.xmin AS created_with_extension,
+           n.nspowner OPERATOR(pg_catalog.=) e.extowner AS owned_by_extension_owner,
+           EXISTS (SELECT FROM pg_catalog.aclexplode(n.nspacl) a
+                    WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                      AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) AS others_may_create
+      INTO s
+      FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+     WHERE e.extname OPERATOR(pg_catalog.=) 'walship';
+    IF s.created_with_extension AND s.owned_by_extension_owner
+       AND s.others_may_create THEN
+        RAISE EXCEPTION 'roles other than its owner may create objects in schema "%"', s.nspname
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The walship worker runs as a superuser: whoever may create objects in its schema could make it run their code.',
+                  HINT = 'Check the default privileges for schemas (ALTER DEFAULT PRIVILEGES ... ON SCHEMAS), and run CREATE EXTENSION walship again.';
+    END IF;
+    IF NOT s.created_with_extension OR NOT s.owned_by_extension_owner THEN
+        RAISE EXCEPTION 'schema "%" already exists', s.nspname
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'CREATE EXTENSION walship creates its schema itself and accepts none that existed before: the walship worker runs as a superuser, and whoever owns its schema, or may create objects in it, could make it run their code.',
+                  HINT = pg_catalog.format('Check what schema %I holds and who owns it, drop or rename it (DROP EXTENSION walship leaves its empty schema behind: DROP SCHEMA %I), and run CREATE EXTENSION walship again.', s.nspname, s.nspname);
+    END IF;
+END
+$$;
+
+-- Operators of the shipping worker: may pause and resume it, queue
+-- backfills, and see endpoint details, the last error, the progress
+-- catalog and dead letters.  Roles are shared by every database of the
+-- cluster: an existing walship_admin (walship installed in another
+-- database, or created by someone else) is used as it is, once checked:
+-- one that can log in or has any role attribute walship would never give
+-- it is refused; roles that may grant it (ADMIN OPTION) without being
+-- superusers are named in a warning (a CREATEROLE role that created it
+-- on PostgreSQL 16 and later holds that option).
+DO $$
+DECLARE
+    r       record;
+    admins  text;
+BEGIN
+    SELECT * INTO r FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'walship_admin';
+    IF NOT FOUND THEN
         CREATE ROLE walship_admin NOLOGIN;
+        RETURN;
+    END IF;
+    IF r.rolsuper OR r.rolcanlogin OR r.rolcreaterole OR r.rolcreatedb
+       OR r.rolreplication OR r.rolbypassrls THEN
+        RAISE EXCEPTION 'role "walship_admin" already exists with attributes walship does not give it'
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'walship creates walship_admin NOLOGIN and without any other attribute: its members operate the walship worker and read the batches the endpoint rejected.',
+                  HINT = 'Check who created the role and who is a member of it; then drop it, or ALTER ROLE walship_admin NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS, and run CREATE EXTENSION walship again.';
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.rolname), ', ' ORDER BY a.rolname)
+      INTO admins
+      FROM pg_catalog.pg_auth_members m
+      JOIN pg_catalog.pg_roles a ON a.oid OPERATOR(pg_catalog.=) m.member
+     WHERE m.roleid OPERATOR(pg_catalog.=) r.oid AND m.admin_option AND NOT a.rolsuper;
+    IF admins IS NOT NULL THEN
+        RAISE WARNING 'roles that are not superusers may grant membership in the existing role "walship_admin": %', admins
+            USING DETAIL = 'Members of walship_admin operate the walship worker of this database too, and read the batches its endpoint rejects.',
+                  HINT = 'If that is not intended, REVOKE ADMIN OPTION FOR walship_admin FROM those roles.';
     END IF;
 END
 $$;
@@ -100,6 +168,9 @@ CREATE FUNCTION status_internal(
     OUT confirmed_lsn pg_lsn,
     OUT current_lsn pg_lsn,
     OUT lag_bytes bigint,
+    OUT retained_wal_bytes bigint,
+    OUT wal_status text,
+    OUT safe_wal_size bigint,
     OUT freshness_seconds double precision,
     OUT batches_shipped bigint,
     OUT changes_shipped bigint,
@@ -120,7 +191,7 @@ LANGUAGE C STRICT VOLATILE;
 CREATE VIEW status AS SELECT * FROM status_internal();
 
 COMMENT ON VIEW status IS
-'State of the walship shipping worker; endpoint shown to walship_admin only';
+'State of the walship shipping worker; endpoint and last_error shown to walship_admin only';
 
 GRANT SELECT ON status TO PUBLIC;
 
