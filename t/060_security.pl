@@ -17,6 +17,7 @@
 #	     (walship.status, the log) and runs nothing; a table of the
 #	     extension given to another owner is refused too.  Put back, the
 #	     worker ships again.
+#	  4. Likewise for the function it calls to queue the initial backfills.
 #	  The planted function records every call in a marker table, so "runs
 #	  nothing" is checked directly, not only through its effect.
 use strict;
@@ -236,6 +237,27 @@ ok($sink->wait_for(sub {
 			grep { $_->{seq} > $seen && ($_->{status} // 0) == 204 } @{ $_[0] }
 		}, 60),
 	'after all that: changes are shipped');
+
+# ---------------------------------------------------------------------------
+# 4. The function the worker calls for walship.initial_backfill
+# ---------------------------------------------------------------------------
+# a detached backfill_publication() and a planted one in its place (with a
+# default, so that a call without argument finds it too); a new slot name
+# makes the worker create a slot and queue the initial backfills
+shop_safe_as('postgres', q{
+ALTER EXTENSION walship DROP FUNCTION walship.backfill_publication(integer);
+ALTER FUNCTION walship.backfill_publication(integer) RENAME TO backfill_publication_detached;
+CREATE FUNCTION walship.backfill_publication(chunk_size integer DEFAULT 10000)
+RETURNS SETOF bigint LANGUAGE sql AS 'SELECT 1::bigint WHERE public.escalate()';
+});
+$node->append_conf('postgresql.conf', q{
+walship.slot_name = 'walship_initial'
+walship.initial_backfill = on
+});
+$node->restart;
+ok(wait_for_verdict('function "walship.backfill_publication(integer)" is not a function of extension "walship"'),
+	'detached function: the worker refuses to call the one planted in its place');
+is(attacker_is_superuser(), 'f', 'detached function: the attacker is not a superuser');
 is(escalations(), '0', 'the planted function never ran at all');
 
 $node->stop;
