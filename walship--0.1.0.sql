@@ -3,41 +3,51 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION walship" to load this file. \quit
 
--- The schema must be the one this CREATE EXTENSION created (the control
--- file names it; PostgreSQL creates it only if it does not exist, owned by
--- the role running CREATE EXTENSION, before the extension's pg_extension
--- row, in the same transaction, and records no membership for it).  A
--- schema that existed before may be owned by, or let, another role create
--- or replace objects in it, and the worker runs as a superuser: such a
--- schema is refused.  Created here means its pg_namespace row and the
--- extension's pg_extension row were written by the same (sub)transaction,
--- it is owned by the extension's owner, and no other role may create in it.
+-- The worker runs as a superuser, so its schema must be one nobody else
+-- controls.  PostgreSQL creates the schema the control file names when it
+-- does not exist (owned by the role running CREATE EXTENSION, recorded as
+-- a dependency of the extension, not a member), and takes an existing one
+-- as it is.  An existing schema is accepted only if it is as safe as a new
+-- one: owned by a superuser, empty, and no other role may create objects in
+-- it.  That is the case of the schema DROP EXTENSION leaves behind, and of
+-- the one pg_dump recreates before CREATE EXTENSION on a restore; a schema
+-- a database owner made (who could rename it, or plant objects under the
+-- names the extension uses) is refused.
 DO $$
 DECLARE
     s record;
 BEGIN
-    SELECT n.nspname,
-           n.xmin OPERATOR(pg_catalog.=) e.xmin AS created_with_extension,
-           n.nspowner OPERATOR(pg_catalog.=) e.extowner AS owned_by_extension_owner,
+    SELECT n.nspname, n.nspowner::pg_catalog.regrole AS owner, o.rolsuper AS owner_is_superuser,
+           EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND d.refobjid OPERATOR(pg_catalog.=) n.oid
+                      AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                               AND d.objid OPERATOR(pg_catalog.=) e.oid)) AS holds_objects,
            EXISTS (SELECT FROM pg_catalog.aclexplode(n.nspacl) a
                     WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
                       AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) AS others_may_create
       INTO s
       FROM pg_catalog.pg_extension e
       JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+      JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
      WHERE e.extname OPERATOR(pg_catalog.=) 'walship';
-    IF s.created_with_extension AND s.owned_by_extension_owner
-       AND s.others_may_create THEN
+    IF NOT s.owner_is_superuser THEN
+        RAISE EXCEPTION 'schema "%" already exists and is owned by role %, which is not a superuser', s.nspname, s.owner
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'The walship worker runs as a superuser: whoever owns its schema could make it run their code.',
+                  HINT = pg_catalog.format('Check what schema %I holds, drop or rename it, and run CREATE EXTENSION walship again.', s.nspname);
+    END IF;
+    IF s.holds_objects THEN
+        RAISE EXCEPTION 'schema "%" already exists and is not empty', s.nspname
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'walship takes an existing schema only when it holds nothing: objects someone else created in it could make the walship worker, which runs as a superuser, run their code.',
+                  HINT = pg_catalog.format('Check what schema %I holds and who created it, drop or rename it, and run CREATE EXTENSION walship again.', s.nspname);
+    END IF;
+    IF s.others_may_create THEN
         RAISE EXCEPTION 'roles other than its owner may create objects in schema "%"', s.nspname
             USING ERRCODE = 'insufficient_privilege',
                   DETAIL = 'The walship worker runs as a superuser: whoever may create objects in its schema could make it run their code.',
-                  HINT = 'Check the default privileges for schemas (ALTER DEFAULT PRIVILEGES ... ON SCHEMAS), and run CREATE EXTENSION walship again.';
-    END IF;
-    IF NOT s.created_with_extension OR NOT s.owned_by_extension_owner THEN
-        RAISE EXCEPTION 'schema "%" already exists', s.nspname
-            USING ERRCODE = 'duplicate_schema',
-                  DETAIL = 'CREATE EXTENSION walship creates its schema itself and accepts none that existed before: the walship worker runs as a superuser, and whoever owns its schema, or may create objects in it, could make it run their code.',
-                  HINT = pg_catalog.format('Check what schema %I holds and who owns it, drop or rename it (DROP EXTENSION walship leaves its empty schema behind: DROP SCHEMA %I), and run CREATE EXTENSION walship again.', s.nspname, s.nspname);
+                  HINT = pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM the roles that have it (and check the default privileges for schemas, ALTER DEFAULT PRIVILEGES ... ON SCHEMAS), and run CREATE EXTENSION walship again.', s.nspname);
     END IF;
 END
 $$;

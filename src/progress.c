@@ -13,7 +13,8 @@
  * the catalog through the extension: the schema recorded in pg_extension,
  * and in it the tables (and the function) that are members of the
  * extension, of the expected kind, owned by the extension's owner, which
- * must be a superuser.  Anything else is refused with an error in the log
+ * must be a superuser; the schema must be owned by a superuser too, and no
+ * other role may create objects in it.  Anything else is refused with an error in the log
  * and walship.status, before any query runs.  The queries then run as the
  * extension's owner in a security-restricted operation under search_path
  * pg_catalog, pg_temp (as VACUUM and index builds run user code), naming
@@ -272,11 +273,10 @@ resolve_catalog(WsCatalog *catalog, WsCatalogProblem *problem)
 		}
 	}
 	ReleaseSysCache(tuple);
-	if (schema_owner != catalog->owner)
+	if (!superuser_arg(schema_owner))
 		return catalog_problem(problem,
-							   psprintf("schema \"%s\" of extension \"walship\" is owned by role \"%s\", not by the extension's owner \"%s\"",
-										catalog->schema_name, role_name(schema_owner),
-										role_name(catalog->owner)),
+							   psprintf("schema \"%s\" of extension \"walship\" is owned by role \"%s\", which is not a superuser",
+										catalog->schema_name, role_name(schema_owner)),
 							   psprintf("The owner of a schema can replace what is in it. Check what was created in it, then ALTER SCHEMA %s OWNER TO %s.",
 										quote_identifier(catalog->schema_name),
 										quote_identifier(role_name(catalog->owner))));

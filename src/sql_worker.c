@@ -71,6 +71,7 @@ read_slot_figures(WsSlotFigures *figures)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
 
 	memset(figures, 0, sizeof(WsSlotFigures));
 	values[0] = CStringGetTextDatum(walship_slot_name);
@@ -93,10 +94,9 @@ read_slot_figures(WsSlotFigures *figures)
 		d = SPI_getbinval(tuple, tupdesc, 2, &isnull);
 		figures->confirmed_flush = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
 		d = SPI_getbinval(tuple, tupdesc, 3, &isnull);
-		/* the caller's memory: SPI_finish frees SPI's */
-		figures->wal_status = isnull ? NULL : SPI_palloc(VARSIZE_ANY(DatumGetPointer(d)));
+		/* in the caller's memory: SPI_finish frees SPI's */
 		if (!isnull)
-			memcpy(figures->wal_status, DatumGetPointer(d), VARSIZE_ANY(DatumGetPointer(d)));
+			figures->wal_status = MemoryContextStrdup(caller, TextDatumGetCString(d));
 		d = SPI_getbinval(tuple, tupdesc, 4, &isnull);
 		figures->safe_wal_size_null = isnull;
 		figures->safe_wal_size = isnull ? 0 : DatumGetInt64(d);
@@ -162,7 +162,8 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	/* kept for the slot: from its restart_lsn */
 	values[i] = Int64GetDatum(current > slot.restart_lsn ? current - slot.restart_lsn : 0);
 	nulls[i++] = XLogRecPtrIsInvalid(slot.restart_lsn);
-	values[i] = PointerGetDatum(slot.wal_status);
+	if (slot.wal_status != NULL)
+		values[i] = CStringGetTextDatum(slot.wal_status);
 	nulls[i++] = slot.wal_status == NULL;
 	values[i] = Int64GetDatum(slot.safe_wal_size);
 	nulls[i++] = !slot.exists || slot.safe_wal_size_null;

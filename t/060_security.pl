@@ -115,7 +115,7 @@ CREATE PUBLICATION walship FOR TABLE public.items;
 shop_safe_as('attacker', 'CREATE SCHEMA walship');
 my ($rc, $out, $err) = shop_as('postgres', 'CREATE EXTENSION walship');
 isnt($rc, 0, 'pre-created schema: CREATE EXTENSION is refused');
-like($err, qr/ERROR:  schema "walship" already exists\nDETAIL:  CREATE EXTENSION walship creates its schema itself/,
+like($err, qr/ERROR:  schema "walship" already exists and is owned by role attacker, which is not a superuser/,
 	'pre-created schema: the error says why');
 
 # rename that schema (with the extension, had it been installed) away, and
@@ -182,6 +182,23 @@ for my $attempt (
 	isnt($rc, 0, "database owner: \"$sql\" is refused");
 	like($err, $expected, "database owner: \"$sql\" error");
 }
+
+# pg_dump writes CREATE SCHEMA walship before CREATE EXTENSION (the schema
+# is not a member of the extension): a restore is taken, as the schema is
+# then a superuser's, empty, and nobody else may create in it
+my $dump = PostgreSQL::Test::Utils::tempdir() . '/shop.sql';
+$node->command_ok([ 'pg_dump', '-d', $node->connstr('shop'), '-f', $dump ], 'pg_dump of shop');
+like(slurp_file($dump), qr/CREATE SCHEMA walship;.*CREATE EXTENSION IF NOT EXISTS walship WITH SCHEMA walship;/s,
+	'the dump creates the schema before the extension');
+$node->safe_psql('postgres', 'CREATE DATABASE shop_copy');
+$node->command_ok(
+	[ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', $node->connstr('shop_copy'), '-f', $dump ],
+	'the dump restores, extension included');
+is($node->safe_psql('shop_copy', q{SELECT count(*) FROM pg_depend
+ WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'walship') AND deptype = 'e'}),
+	$node->safe_psql('shop', q{SELECT count(*) FROM pg_depend
+ WHERE refobjid = (SELECT oid FROM pg_extension WHERE extname = 'walship') AND deptype = 'e'}),
+	'the restored extension has all its objects');
 
 my $seen = $sink->last_seq;
 shop_safe_as('attacker', q{INSERT INTO public.items VALUES (1, 'one')});
