@@ -214,8 +214,15 @@ is(attacker_is_superuser(), 'f', 'proper install: the attacker is not a superuse
 shop_safe_as('postgres', q{
 ALTER EXTENSION walship DROP TABLE walship.progress;
 ALTER TABLE walship.progress RENAME TO progress_detached;
-CREATE VIEW walship.progress AS
-SELECT * FROM walship.progress_detached WHERE public.escalate();
+-- the planted function runs whenever the view is read, rows or not
+CREATE FUNCTION public.planted_progress() RETURNS SETOF walship.progress_detached
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM public.escalate();
+    RETURN QUERY SELECT * FROM walship.progress_detached;
+END
+$$;
+CREATE VIEW walship.progress AS SELECT * FROM public.planted_progress();
 });
 $node->restart;
 ok(wait_for_verdict('relation "walship.progress" is not a table of extension "walship"'),
@@ -230,6 +237,7 @@ like(slurp_file($node->logfile),
 
 shop_safe_as('postgres', q{
 DROP VIEW walship.progress;
+DROP FUNCTION public.planted_progress();
 ALTER TABLE walship.progress_detached RENAME TO progress;
 ALTER EXTENSION walship ADD TABLE walship.progress;
 });
