@@ -3,12 +3,90 @@
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION walship" to load this file. \quit
 
--- Operators of the shipping worker: may pause and resume it, and see
--- endpoint details, the progress catalog and dead letters.
+-- The worker runs as a superuser, so its schema must be one nobody else
+-- controls.  PostgreSQL creates the schema the control file names when it
+-- does not exist (owned by the role running CREATE EXTENSION, recorded as
+-- a dependency of the extension, not a member), and takes an existing one
+-- as it is.  An existing schema is accepted only if it is as safe as a new
+-- one: owned by a superuser, empty, and no other role may create objects in
+-- it.  That is the case of the schema DROP EXTENSION leaves behind, and of
+-- the one pg_dump recreates before CREATE EXTENSION on a restore; a schema
+-- a database owner made (who could rename it, or plant objects under the
+-- names the extension uses) is refused.
 DO $$
+DECLARE
+    s record;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'walship_admin') THEN
+    SELECT n.nspname, n.nspowner::pg_catalog.regrole AS owner, o.rolsuper AS owner_is_superuser,
+           EXISTS (SELECT FROM pg_catalog.pg_depend d
+                    WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND d.refobjid OPERATOR(pg_catalog.=) n.oid
+                      AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+                               AND d.objid OPERATOR(pg_catalog.=) e.oid)) AS holds_objects,
+           EXISTS (SELECT FROM pg_catalog.aclexplode(n.nspacl) a
+                    WHERE a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+                      AND a.grantee OPERATOR(pg_catalog.<>) n.nspowner) AS others_may_create
+      INTO s
+      FROM pg_catalog.pg_extension e
+      JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) e.extnamespace
+      JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
+     WHERE e.extname OPERATOR(pg_catalog.=) 'walship';
+    IF NOT s.owner_is_superuser THEN
+        RAISE EXCEPTION 'schema "%" already exists and is owned by role %, which is not a superuser', s.nspname, s.owner
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'The walship worker runs as a superuser: whoever owns its schema could make it run their code.',
+                  HINT = pg_catalog.format('Check what schema %I holds, drop or rename it, and run CREATE EXTENSION walship again.', s.nspname);
+    END IF;
+    IF s.holds_objects THEN
+        RAISE EXCEPTION 'schema "%" already exists and is not empty', s.nspname
+            USING ERRCODE = 'duplicate_schema',
+                  DETAIL = 'walship takes an existing schema only when it holds nothing: objects someone else created in it could make the walship worker, which runs as a superuser, run their code.',
+                  HINT = pg_catalog.format('Check what schema %I holds and who created it, drop or rename it, and run CREATE EXTENSION walship again.', s.nspname);
+    END IF;
+    IF s.others_may_create THEN
+        RAISE EXCEPTION 'roles other than its owner may create objects in schema "%"', s.nspname
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'The walship worker runs as a superuser: whoever may create objects in its schema could make it run their code.',
+                  HINT = pg_catalog.format('REVOKE CREATE ON SCHEMA %I FROM the roles that have it (and check the default privileges for schemas, ALTER DEFAULT PRIVILEGES ... ON SCHEMAS), and run CREATE EXTENSION walship again.', s.nspname);
+    END IF;
+END
+$$;
+
+-- Operators of the shipping worker: may pause and resume it, queue
+-- backfills, and see endpoint details, the last error, the progress
+-- catalog and dead letters.  Roles are shared by every database of the
+-- cluster: an existing walship_admin (walship installed in another
+-- database, or created by someone else) is used as it is, once checked:
+-- one that can log in or has any role attribute walship would never give
+-- it is refused; roles that may grant it (ADMIN OPTION) without being
+-- superusers are named in a warning (a CREATEROLE role that created it
+-- on PostgreSQL 16 and later holds that option).
+DO $$
+DECLARE
+    r       record;
+    admins  text;
+BEGIN
+    SELECT * INTO r FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) 'walship_admin';
+    IF NOT FOUND THEN
         CREATE ROLE walship_admin NOLOGIN;
+        RETURN;
+    END IF;
+    IF r.rolsuper OR r.rolcanlogin OR r.rolcreaterole OR r.rolcreatedb
+       OR r.rolreplication OR r.rolbypassrls THEN
+        RAISE EXCEPTION 'role "walship_admin" already exists with attributes walship does not give it'
+            USING ERRCODE = 'duplicate_object',
+                  DETAIL = 'walship creates walship_admin NOLOGIN and without any other attribute: its members operate the walship worker and read the batches the endpoint rejected.',
+                  HINT = 'Check who created the role and who is a member of it; then drop it, or ALTER ROLE walship_admin NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS, and run CREATE EXTENSION walship again.';
+    END IF;
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.rolname), ', ' ORDER BY a.rolname)
+      INTO admins
+      FROM pg_catalog.pg_auth_members m
+      JOIN pg_catalog.pg_roles a ON a.oid OPERATOR(pg_catalog.=) m.member
+     WHERE m.roleid OPERATOR(pg_catalog.=) r.oid AND m.admin_option AND NOT a.rolsuper;
+    IF admins IS NOT NULL THEN
+        RAISE WARNING 'roles that are not superusers may grant membership in the existing role "walship_admin": %', admins
+            USING DETAIL = 'Members of walship_admin operate the walship worker of this database too, and read the batches its endpoint rejects.',
+                  HINT = 'If that is not intended, REVOKE ADMIN OPTION FOR walship_admin FROM those roles.';
     END IF;
 END
 $$;
@@ -100,6 +178,9 @@ CREATE FUNCTION status_internal(
     OUT confirmed_lsn pg_lsn,
     OUT current_lsn pg_lsn,
     OUT lag_bytes bigint,
+    OUT retained_wal_bytes bigint,
+    OUT wal_status text,
+    OUT safe_wal_size bigint,
     OUT freshness_seconds double precision,
     OUT batches_shipped bigint,
     OUT changes_shipped bigint,
@@ -120,7 +201,7 @@ LANGUAGE C STRICT VOLATILE;
 CREATE VIEW status AS SELECT * FROM status_internal();
 
 COMMENT ON VIEW status IS
-'State of the walship shipping worker; endpoint shown to walship_admin only';
+'State of the walship shipping worker; endpoint and last_error shown to walship_admin only';
 
 GRANT SELECT ON status TO PUBLIC;
 

@@ -9,6 +9,18 @@
  * wrapped the worker_spi way.  Its own writes are never shipped: the
  * output plugin never publishes the extension's tables.
  *
+ * The worker trusts nothing it finds by name.  Every transaction resolves
+ * the catalog through the extension: the schema recorded in pg_extension,
+ * and in it the tables (and the function) that are members of the
+ * extension, of the expected kind, owned by the extension's owner, which
+ * must be a superuser; the schema must be owned by a superuser too, and no
+ * other role may create objects in it.  Anything else is refused with an error in the log
+ * and walship.status, before any query runs.  The queries then run as the
+ * extension's owner in a security-restricted operation under search_path
+ * pg_catalog, pg_temp (as VACUUM and index builds run user code), naming
+ * the resolved tables by their qualified names while holding a lock on
+ * them, so no name in them can be redirected.
+ *
  * IDENTIFICATION
  *	  src/progress.c
  *
@@ -16,27 +28,321 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
 #include "access/xact.h"
+#include "catalog/dependency.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_func.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "progress.h"
 #include "settings.h"
 #include "shared_state.h"
 
-bool
-ws_progress_extension_installed(void)
+/* The worker's catalog, resolved through the extension. */
+typedef struct WsCatalog
 {
-	return OidIsValid(get_extension_oid("walship", true));
+	Oid			extension;
+	Oid			owner;			/* the extension's owner, a superuser */
+	Oid			schema;
+	char	   *schema_name;
+	/* qualified, quoted names of the member tables, locked */
+	char	   *progress;
+	char	   *dead_letter;
+	char	   *backfills;
+} WsCatalog;
+
+/* Why the catalog cannot be trusted: a message and a hint. */
+typedef struct WsCatalogProblem
+{
+	char	   *message;
+	char	   *hint;
+} WsCatalogProblem;
+
+/* What the restricted context saved, to restore it. */
+typedef struct WsRestricted
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} WsRestricted;
+
+static bool
+catalog_problem(WsCatalogProblem *problem, char *message, char *hint)
+{
+	problem->message = message;
+	problem->hint = hint;
+	return false;
+}
+
+/* The owner and schema of an extension, from pg_extension. */
+static bool
+extension_owner_and_schema(Oid extension, Oid *owner, Oid *schema)
+{
+	Relation	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(extension));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		Form_pg_extension form = (Form_pg_extension) GETSTRUCT(tuple);
+
+		*owner = form->extowner;
+		*schema = form->extnamespace;
+		found = true;
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+static char *
+role_name(Oid role)
+{
+	char	   *name = GetUserNameFromId(role, true);
+
+	return name ? name : psprintf("%u", role);
+}
+
+static Oid
+function_owner(Oid function)
+{
+	HeapTuple	tuple = SearchSysCache1(PROCOID, ObjectIdGetDatum(function));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		return InvalidOid;
+	owner = ((Form_pg_proc) GETSTRUCT(tuple))->proowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * Resolves a table of the extension by name in its schema and locks it;
+ * it must be a member of the extension, a plain table, and owned by the
+ * extension's owner.  Returns its qualified name, or NULL with a problem.
+ */
+static char *
+member_table(const WsCatalog *catalog, const char *name,
+			 WsCatalogProblem *problem)
+{
+	Oid			relid = get_relname_relid(name, catalog->schema);
+	HeapTuple	tuple;
+	Form_pg_class form;
+	char	   *qualified = psprintf("%s.%s", catalog->schema_name, name);
+	bool		ok;
+
+	if (!OidIsValid(relid))
+	{
+		catalog_problem(problem,
+						psprintf("table \"%s\" of extension \"walship\" is missing",
+								 qualified),
+						pstrdup("Drop the extension and its schema, and create the extension again."));
+		return NULL;
+	}
+
+	/* no rename or drop from here on; the lock makes us see any before */
+	LockRelationOid(relid, AccessShareLock);
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tuple))
+	{
+		catalog_problem(problem,
+						psprintf("table \"%s\" of extension \"walship\" was dropped concurrently",
+								 qualified),
+						NULL);
+		return NULL;
+	}
+	form = (Form_pg_class) GETSTRUCT(tuple);
+	if (form->relnamespace != catalog->schema ||
+		strcmp(NameStr(form->relname), name) != 0)
+		ok = catalog_problem(problem,
+							 psprintf("table \"%s\" of extension \"walship\" was renamed concurrently",
+									  qualified),
+							 NULL);
+	else if (form->relkind != RELKIND_RELATION ||
+			 getExtensionOfObject(RelationRelationId, relid) != catalog->extension)
+		ok = catalog_problem(problem,
+							 psprintf("relation \"%s\" is not a table of extension \"walship\"",
+									  qualified),
+							 pstrdup("The walship worker uses only the tables CREATE EXTENSION walship created, and runs nothing else found under their names. "
+									 "Put the extension's table back (ALTER EXTENSION walship ADD TABLE), or drop the extension and its schema and create the extension again."));
+	else if (form->relowner != catalog->owner)
+		ok = catalog_problem(problem,
+							 psprintf("table \"%s\" of extension \"walship\" is owned by role \"%s\", not by the extension's owner \"%s\"",
+									  qualified, role_name(form->relowner),
+									  role_name(catalog->owner)),
+							 psprintf("The owner of a table can make the worker run its code. Give it back with ALTER TABLE %s OWNER TO %s.",
+									  quote_qualified_identifier(catalog->schema_name, name),
+									  quote_identifier(role_name(catalog->owner))));
+	else
+		ok = true;
+	ReleaseSysCache(tuple);
+	if (!ok)
+		return NULL;
+	return quote_qualified_identifier(catalog->schema_name, name);
+}
+
+/*
+ * Resolves the worker's catalog through the extension (in the current
+ * transaction).  False, with the problem, if it is not installed or cannot
+ * be trusted.
+ */
+static bool
+resolve_catalog(WsCatalog *catalog, WsCatalogProblem *problem)
+{
+	HeapTuple	tuple;
+	Oid			schema_owner;
+	Datum		acl_datum;
+	bool		acl_isnull;
+	bool		others_may_create = false;
+
+	memset(catalog, 0, sizeof(WsCatalog));
+	catalog->extension = get_extension_oid("walship", true);
+	if (!OidIsValid(catalog->extension) ||
+		!extension_owner_and_schema(catalog->extension, &catalog->owner,
+									&catalog->schema))
+		return catalog_problem(problem,
+							   psprintf("extension \"walship\" is not installed in database \"%s\"",
+										walship_database),
+							   psprintf("Run CREATE EXTENSION walship in database \"%s\".",
+										walship_database));
+
+	/* the owner of the catalog decides what the worker runs: a superuser */
+	if (!superuser_arg(catalog->owner))
+		return catalog_problem(problem,
+							   psprintf("extension \"walship\" is owned by role \"%s\", which is not a superuser",
+										role_name(catalog->owner)),
+							   pstrdup("The walship worker trusts its catalog only when a superuser owns it: drop the extension and its schema, and create the extension again as a superuser."));
+
+	tuple = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(catalog->schema));
+	if (!HeapTupleIsValid(tuple))
+		return catalog_problem(problem,
+							   pstrdup("the schema of extension \"walship\" does not exist"),
+							   NULL);
+	catalog->schema_name = pstrdup(NameStr(((Form_pg_namespace) GETSTRUCT(tuple))->nspname));
+	schema_owner = ((Form_pg_namespace) GETSTRUCT(tuple))->nspowner;
+	acl_datum = SysCacheGetAttr(NAMESPACEOID, tuple, Anum_pg_namespace_nspacl,
+								&acl_isnull);
+	if (!acl_isnull)
+	{
+		Datum	   *items;
+		int			nitems;
+		int16		typlen;
+		bool		typbyval;
+		char		typalign;
+
+		get_typlenbyvalalign(ACLITEMOID, &typlen, &typbyval, &typalign);
+		deconstruct_array(DatumGetArrayTypeP(acl_datum), ACLITEMOID,
+						  typlen, typbyval, typalign, &items, NULL, &nitems);
+		for (int i = 0; i < nitems; i++)
+		{
+			AclItem    *item = (AclItem *) DatumGetPointer(items[i]);
+
+			if ((ACLITEM_GET_PRIVS(*item) & ACL_CREATE) != 0 &&
+				item->ai_grantee != schema_owner)
+				others_may_create = true;
+		}
+	}
+	ReleaseSysCache(tuple);
+	if (!superuser_arg(schema_owner))
+		return catalog_problem(problem,
+							   psprintf("schema \"%s\" of extension \"walship\" is owned by role \"%s\", which is not a superuser",
+										catalog->schema_name, role_name(schema_owner)),
+							   psprintf("The owner of a schema can replace what is in it. Check what was created in it, then ALTER SCHEMA %s OWNER TO %s.",
+										quote_identifier(catalog->schema_name),
+										quote_identifier(role_name(catalog->owner))));
+
+	if (others_may_create)
+		return catalog_problem(problem,
+							   psprintf("roles other than its owner may create objects in schema \"%s\" of extension \"walship\"",
+										catalog->schema_name),
+							   psprintf("Whoever may create objects in the schema could make the worker run their code: REVOKE CREATE ON SCHEMA %s FROM the roles it was granted to.",
+										quote_identifier(catalog->schema_name)));
+
+	if ((catalog->progress = member_table(catalog, "progress", problem)) == NULL ||
+		(catalog->dead_letter = member_table(catalog, "dead_letter", problem)) == NULL ||
+		(catalog->backfills = member_table(catalog, "backfills", problem)) == NULL)
+		return false;
+	return true;
+}
+
+/* Resolves the catalog, or raises an error saying why it cannot. */
+static void
+require_catalog(WsCatalog *catalog)
+{
+	WsCatalogProblem problem;
+
+	if (!resolve_catalog(catalog, &problem))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("%s", problem.message),
+				 errdetail("The walship worker refuses to use a catalog it cannot trust."),
+				 problem.hint ? errhint("%s", problem.hint) : 0));
+}
+
+/*
+ * Runs what follows as role, in a security-restricted operation, with
+ * search_path = pg_catalog, pg_temp, until restrict_end().
+ */
+static void
+restrict_begin(WsRestricted *saved, Oid role)
+{
+	GetUserIdAndSecContext(&saved->save_userid, &saved->save_sec_context);
+	SetUserIdAndSecContext(role,
+						   saved->save_sec_context | SECURITY_RESTRICTED_OPERATION);
+	saved->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
+static void
+restrict_end(WsRestricted *saved)
+{
+	AtEOXact_GUC(false, saved->save_nestlevel);
+	SetUserIdAndSecContext(saved->save_userid, saved->save_sec_context);
+}
+
+bool
+ws_progress_check_catalog(char **message, char **hint)
+{
+	WsCatalog	catalog;
+	WsCatalogProblem problem;
+
+	if (resolve_catalog(&catalog, &problem))
+		return true;
+	*message = problem.message;
+	*hint = problem.hint;
+	return false;
 }
 
 void
@@ -44,27 +350,41 @@ ws_progress_create_slot(const char *slot_name)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(slot_name)};
+	WsRestricted saved;
 
+	/* as the worker's own role, which may create slots */
 	SPI_connect();
+	restrict_begin(&saved, GetUserId());
 	if (SPI_execute_with_args("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'walship')",
 							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not create replication slot \"%s\"", slot_name);
+	restrict_end(&saved);
 	SPI_finish();
 }
 
+/* A short transaction of catalog work. */
+typedef struct WsWork
+{
+	WsCatalog	catalog;
+	WsRestricted saved;
+} WsWork;
+
 static void
-begin_work(const char *activity)
+begin_work(WsWork *work, const char *activity)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	SPI_connect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
+	require_catalog(&work->catalog);
+	restrict_begin(&work->saved, work->catalog.owner);
 }
 
 static void
-end_work(void)
+end_work(WsWork *work)
 {
+	restrict_end(&work->saved);
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
@@ -78,12 +398,14 @@ ws_progress_load(const char *slot_name)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
+	WsWork		work;
 
 	/* arguments are built in the transaction, so their memory goes with it */
-	begin_work("walship: loading progress");
+	begin_work(&work, "walship: loading progress");
 	values[0] = CStringGetTextDatum(slot_name);
-	if (SPI_execute_with_args("SELECT batches, changes, bytes, retries, rejected_batches, last_success_at "
-							  "FROM walship.progress WHERE slot_name = $1",
+	if (SPI_execute_with_args(psprintf("SELECT batches, changes, bytes, retries, rejected_batches, last_success_at "
+									   "FROM %s WHERE slot_name = $1",
+									   work.catalog.progress),
 							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read walship.progress");
 	if (SPI_processed == 1)
@@ -113,7 +435,7 @@ ws_progress_load(const char *slot_name)
 			SpinLockRelease(&ws_shared->mutex);
 		}
 	}
-	end_work();
+	end_work(&work);
 }
 
 void
@@ -124,8 +446,9 @@ ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn)
 	Datum		values[9];
 	char		nulls[9];
 	char		last_error[WS_MAX_ERROR_LEN];
+	WsWork		work;
 
-	begin_work("walship: recording progress");
+	begin_work(&work, "walship: recording progress");
 	memset(nulls, ' ', sizeof(nulls));
 	SpinLockAcquire(&ws_shared->mutex);
 	values[2] = Int64GetDatum(ws_shared->batches_shipped);
@@ -149,19 +472,20 @@ ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn)
 	else
 		values[8] = CStringGetTextDatum(last_error);
 
-	if (SPI_execute_with_args("INSERT INTO walship.progress AS p "
-							  "(slot_name, confirmed_lsn, batches, changes, bytes, retries, rejected_batches, last_success_at, last_error, updated_at) "
-							  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) "
-							  "ON CONFLICT (slot_name) DO UPDATE SET "
-							  "confirmed_lsn = excluded.confirmed_lsn, "
-							  "batches = excluded.batches, changes = excluded.changes, "
-							  "bytes = excluded.bytes, retries = excluded.retries, "
-							  "rejected_batches = excluded.rejected_batches, "
-							  "last_success_at = excluded.last_success_at, "
-							  "last_error = excluded.last_error, updated_at = now()",
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s AS p "
+									   "(slot_name, confirmed_lsn, batches, changes, bytes, retries, rejected_batches, last_success_at, last_error, updated_at) "
+									   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now()) "
+									   "ON CONFLICT (slot_name) DO UPDATE SET "
+									   "confirmed_lsn = excluded.confirmed_lsn, "
+									   "batches = excluded.batches, changes = excluded.changes, "
+									   "bytes = excluded.bytes, retries = excluded.retries, "
+									   "rejected_batches = excluded.rejected_batches, "
+									   "last_success_at = excluded.last_success_at, "
+									   "last_error = excluded.last_error, updated_at = now()",
+									   work.catalog.progress),
 							  9, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not update walship.progress");
-	end_work();
+	end_work(&work);
 }
 
 void
@@ -170,8 +494,14 @@ ws_progress_write_dead_letters(List *rejected)
 	Oid			argtypes[11] = {TEXTOID, TEXTOID, INT4OID, TEXTOID, TEXTOID,
 	BYTEAOID, BYTEAOID, INT4OID, TEXTOID, TEXTOID, TEXTOID};
 	ListCell   *lc;
+	WsWork		work;
+	char	   *query;
 
-	begin_work("walship: writing dead letters");
+	begin_work(&work, "walship: writing dead letters");
+	query = psprintf("INSERT INTO %s "
+					 "(first_change, last_change, changes, content_type, content_encoding, records, body, http_status, error, response, endpoint) "
+					 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+					 work.catalog.dead_letter);
 	foreach(lc, rejected)
 	{
 		WsRejectedBatch *r = lfirst(lc);
@@ -205,13 +535,10 @@ ws_progress_write_dead_letters(List *rejected)
 		values[9] = CStringGetTextDatum(r->response);
 		values[10] = CStringGetTextDatum(ws_endpoint_for_display(part->url));
 
-		if (SPI_execute_with_args("INSERT INTO walship.dead_letter "
-								  "(first_change, last_change, changes, content_type, content_encoding, records, body, http_status, error, response, endpoint) "
-								  "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-								  11, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
+		if (SPI_execute_with_args(query, 11, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 			elog(ERROR, "could not insert into walship.dead_letter");
 	}
-	end_work();
+	end_work(&work);
 }
 
 /*
@@ -221,13 +548,40 @@ ws_progress_write_dead_letters(List *rejected)
 void
 ws_progress_queue_initial_backfills(void)
 {
+	WsCatalog	catalog;
+	WsRestricted saved;
+	Oid			argtypes[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(10000)};
+	Oid			function;
+	List	   *name;
+
+	require_catalog(&catalog);
+	name = list_make2(makeString(catalog.schema_name),
+					  makeString("backfill_publication"));
+	function = LookupFuncName(name, 1, argtypes, true);
+	if (!OidIsValid(function) ||
+		getExtensionOfObject(ProcedureRelationId, function) != catalog.extension ||
+		function_owner(function) != catalog.owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("function \"%s.backfill_publication(integer)\" is not a function of extension \"walship\"",
+						catalog.schema_name),
+				 errdetail("The walship worker refuses to use a catalog it cannot trust."),
+				 errhint("Drop the extension and its schema, and create the extension again.")));
+
 	SPI_connect();
-	if (SPI_execute("SELECT walship.backfill_publication()", false, 0) != SPI_OK_SELECT)
+	restrict_begin(&saved, catalog.owner);
+	/* the argument's type makes the call name exactly that function */
+	if (SPI_execute_with_args(psprintf("SELECT %s($1)",
+									   quote_qualified_identifier(catalog.schema_name,
+																  "backfill_publication")),
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not queue the initial backfills");
 	if (SPI_processed > 0)
 		ereport(LOG,
 				(errmsg("walship queued backfills of %d published tables",
 						(int) SPI_processed)));
+	restrict_end(&saved);
 	SPI_finish();
 }
 
@@ -276,12 +630,14 @@ bool
 ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt)
 {
 	bool		found = false;
+	WsWork		work;
 
-	begin_work("walship: looking for backfills");
-	if (SPI_execute("SELECT id, relation, queued_by, chunk_size, condition, "
-					"schema_name, table_name, last_key, state "
-					"FROM walship.backfills WHERE state IN ('queued', 'running') "
-					"ORDER BY id LIMIT 1", false, 1) != SPI_OK_SELECT)
+	begin_work(&work, "walship: looking for backfills");
+	if (SPI_execute(psprintf("SELECT id, relation, queued_by, chunk_size, condition, "
+							 "schema_name, table_name, last_key, state "
+							 "FROM %s WHERE state IN ('queued', 'running') "
+							 "ORDER BY id LIMIT 1", work.catalog.backfills),
+					false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not read walship.backfills");
 	if (SPI_processed == 1)
 	{
@@ -311,8 +667,9 @@ ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt)
 			Oid			argtypes[1] = {INT8OID};
 			Datum		values[1] = {Int64GetDatum(job->id)};
 
-			if (SPI_execute_with_args("UPDATE walship.backfills SET state = 'running', "
-									  "started_at = now(), updated_at = now() WHERE id = $1",
+			if (SPI_execute_with_args(psprintf("UPDATE %s SET state = 'running', "
+											   "started_at = now(), updated_at = now() WHERE id = $1",
+											   work.catalog.backfills),
 									  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
 				elog(ERROR, "could not update walship.backfills");
 			ereport(LOG,
@@ -321,7 +678,7 @@ ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt)
 							job->table_name)));
 		}
 	}
-	end_work();
+	end_work(&work);
 	return found;
 }
 
@@ -336,8 +693,9 @@ ws_progress_backfill_acknowledged(int64 id, int64 chunks, int64 rows,
 	Oid			argtypes[5] = {INT8OID, INT8OID, INT8OID, TEXTARRAYOID, BOOLOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	WsWork		work;
 
-	begin_work("walship: recording backfill progress");
+	begin_work(&work, "walship: recording backfill progress");
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(chunks);
 	values[2] = Int64GetDatum(rows);
@@ -349,19 +707,20 @@ ws_progress_backfill_acknowledged(int64 id, int64 chunks, int64 rows,
 		nulls[3] = 'n';
 	}
 	values[4] = BoolGetDatum(done);
-	if (SPI_execute_with_args("UPDATE walship.backfills SET "
-							  "chunks_done = chunks_done + $2, rows_sent = rows_sent + $3, "
-							  "last_key = coalesce($4, last_key), "
-							  "state = CASE WHEN $5 THEN 'done' ELSE state END, "
-							  "finished_at = CASE WHEN $5 THEN now() END, "
-							  "updated_at = now() "
-							  "WHERE id = $1 AND state = 'running'",
+	if (SPI_execute_with_args(psprintf("UPDATE %s SET "
+									   "chunks_done = chunks_done + $2, rows_sent = rows_sent + $3, "
+									   "last_key = coalesce($4, last_key), "
+									   "state = CASE WHEN $5 THEN 'done' ELSE state END, "
+									   "finished_at = CASE WHEN $5 THEN now() END, "
+									   "updated_at = now() "
+									   "WHERE id = $1 AND state = 'running'",
+									   work.catalog.backfills),
 							  5, argtypes, values, nulls, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update walship.backfills");
 	if (done && SPI_processed == 1)
 		ereport(LOG,
 				(errmsg("walship finished backfill %lld", (long long) id)));
-	end_work();
+	end_work(&work);
 }
 
 void
@@ -369,14 +728,16 @@ ws_progress_backfill_failed(int64 id, const char *error)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 	Datum		values[2];
+	WsWork		work;
 
-	begin_work("walship: recording a failed backfill");
+	begin_work(&work, "walship: recording a failed backfill");
 	values[0] = Int64GetDatum(id);
 	values[1] = CStringGetTextDatum(error);
-	if (SPI_execute_with_args("UPDATE walship.backfills SET state = 'failed', error = $2, "
-							  "finished_at = now(), updated_at = now() "
-							  "WHERE id = $1 AND state = 'running'",
+	if (SPI_execute_with_args(psprintf("UPDATE %s SET state = 'failed', error = $2, "
+									   "finished_at = now(), updated_at = now() "
+									   "WHERE id = $1 AND state = 'running'",
+									   work.catalog.backfills),
 							  2, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE)
 		elog(ERROR, "could not update walship.backfills");
-	end_work();
+	end_work(&work);
 }

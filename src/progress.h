@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * progress.h
- *	  The worker's catalog: walship.progress and walship.dead_letter.
+ *	  The worker's catalog: walship.progress, walship.dead_letter and
+ *	  walship.backfills, resolved through the extension.
  *
  * IDENTIFICATION
  *	  src/progress.h
@@ -42,8 +43,12 @@ typedef struct WsBackfillJob
 	bool		starting;		/* it was queued until now */
 } WsBackfillJob;
 
-/* These run inside the caller's transaction. */
-extern bool ws_progress_extension_installed(void);
+/*
+ * These run inside the caller's transaction.  ws_progress_check_catalog()
+ * says whether the extension is installed and its catalog can be trusted;
+ * if not, why and what to do, allocated in the transaction.
+ */
+extern bool ws_progress_check_catalog(char **message, char **hint);
 extern void ws_progress_create_slot(const char *slot_name);
 extern void ws_progress_queue_initial_backfills(void);
 

@@ -5,8 +5,10 @@
  *	  walship.status_internal()), walship.pause() and walship.resume().
  *
  * They read and set the worker's shared state, which exists only when the
- * library is in shared_preload_libraries.  Endpoint details are shown to
- * superusers and members of walship_admin only; secrets never.
+ * library is in shared_preload_libraries.  The endpoint and the text of the
+ * last error (which may name hosts and files) are shown to superusers and
+ * members of walship_admin only; secrets never.  The slot's WAL figures
+ * come from pg_replication_slots, computed there as for any slot.
  *
  * IDENTIFICATION
  *	  src/sql_worker.c
@@ -18,6 +20,8 @@
 #include "access/htup_details.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -33,7 +37,7 @@ PG_FUNCTION_INFO_V1(walship_pause);
 PG_FUNCTION_INFO_V1(walship_resume);
 PG_FUNCTION_INFO_V1(walship_notify_backfill);
 
-#define STATUS_COLUMNS 24
+#define STATUS_COLUMNS 27
 
 static void
 require_worker(void)
@@ -44,6 +48,60 @@ require_worker(void)
 				 errmsg("the walship worker is not available"),
 				 errdetail("The walship library was not loaded through \"shared_preload_libraries\"."),
 				 errhint("Add walship to shared_preload_libraries in postgresql.conf and restart the server.")));
+}
+
+/* The worker's slot as pg_replication_slots shows it. */
+typedef struct WsSlotFigures
+{
+	bool		exists;
+	XLogRecPtr	restart_lsn;	/* Invalid when NULL */
+	XLogRecPtr	confirmed_flush;	/* Invalid when NULL */
+	char	   *wal_status;		/* NULL when NULL */
+	bool		safe_wal_size_null;
+	int64		safe_wal_size;
+} WsSlotFigures;
+
+/*
+ * Reads the slot's row of pg_replication_slots, so that wal_status and
+ * safe_wal_size mean exactly what they mean there.  Every name in the
+ * query is qualified: it runs under the caller's search_path.
+ */
+static void
+read_slot_figures(WsSlotFigures *figures)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	MemoryContext caller = CurrentMemoryContext;
+
+	memset(figures, 0, sizeof(WsSlotFigures));
+	values[0] = CStringGetTextDatum(walship_slot_name);
+	SPI_connect();
+	if (SPI_execute_with_args("SELECT s.restart_lsn, s.confirmed_flush_lsn, s.wal_status, s.safe_wal_size "
+							  "FROM pg_catalog.pg_replication_slots s "
+							  "WHERE s.slot_name OPERATOR(pg_catalog.=) $1",
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read pg_replication_slots");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	tupdesc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		figures->exists = true;
+		d = SPI_getbinval(tuple, tupdesc, 1, &isnull);
+		figures->restart_lsn = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+		d = SPI_getbinval(tuple, tupdesc, 2, &isnull);
+		figures->confirmed_flush = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+		d = SPI_getbinval(tuple, tupdesc, 3, &isnull);
+		/* in the caller's memory: SPI_finish frees SPI's */
+		if (!isnull)
+			figures->wal_status = MemoryContextStrdup(caller, TextDatumGetCString(d));
+		d = SPI_getbinval(tuple, tupdesc, 4, &isnull);
+		figures->safe_wal_size_null = isnull;
+		figures->safe_wal_size = isnull ? 0 : DatumGetInt64(d);
+	}
+	SPI_finish();
 }
 
 static bool
@@ -61,7 +119,8 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	Datum		values[STATUS_COLUMNS];
 	bool		nulls[STATUS_COLUMNS];
 	WsSharedState snap;
-	XLogRecPtr	current = GetFlushRecPtr(NULL);
+	WsSlotFigures slot;
+	XLogRecPtr	current;
 	TimestampTz now = GetCurrentTimestamp();
 	bool		admin = is_walship_admin();
 	int			i = 0;
@@ -69,6 +128,10 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	require_worker();
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
+
+	/* the flush position after the slot's: no negative distances */
+	read_slot_figures(&slot);
+	current = GetFlushRecPtr(NULL);
 
 	ws_shared_snapshot(&snap);
 
@@ -91,8 +154,17 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	values[i] = LSNGetDatum(snap.confirmed_lsn);
 	nulls[i++] = XLogRecPtrIsInvalid(snap.confirmed_lsn);
 	values[i++] = LSNGetDatum(current);
-	values[i] = Int64GetDatum(current > snap.confirmed_lsn ? current - snap.confirmed_lsn : 0);
-	nulls[i++] = XLogRecPtrIsInvalid(snap.confirmed_lsn);
+	/* not yet acknowledged: the slot's confirmed_flush_lsn */
+	values[i] = Int64GetDatum(current > slot.confirmed_flush ? current - slot.confirmed_flush : 0);
+	nulls[i++] = XLogRecPtrIsInvalid(slot.confirmed_flush);
+	/* kept for the slot: from its restart_lsn */
+	values[i] = Int64GetDatum(current > slot.restart_lsn ? current - slot.restart_lsn : 0);
+	nulls[i++] = XLogRecPtrIsInvalid(slot.restart_lsn);
+	if (slot.wal_status != NULL)
+		values[i] = CStringGetTextDatum(slot.wal_status);
+	nulls[i++] = slot.wal_status == NULL;
+	values[i] = Int64GetDatum(slot.safe_wal_size);
+	nulls[i++] = !slot.exists || slot.safe_wal_size_null;
 	values[i++] = Float8GetDatum(snap.oldest_pending_commit == 0 ? 0.0 :
 								 Max(0, now - snap.oldest_pending_commit) / 1000000.0);
 	values[i++] = Int64GetDatum(snap.batches_shipped);
@@ -105,8 +177,9 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	nulls[i++] = snap.last_http_status == 0;
 	values[i] = TimestampTzGetDatum(snap.last_success_at);
 	nulls[i++] = snap.last_success_at == 0;
+	/* may name hosts, paths and files: operators only */
 	values[i] = CStringGetTextDatum(snap.last_error);
-	nulls[i++] = snap.last_error[0] == '\0';
+	nulls[i++] = !admin || snap.last_error[0] == '\0';
 	values[i] = TimestampTzGetDatum(snap.last_error_at);
 	nulls[i++] = snap.last_error_at == 0 || snap.last_error[0] == '\0';
 	values[i] = TimestampTzGetDatum(snap.started_at);

@@ -219,14 +219,8 @@ pipeline_prerequisites(void)
 		message = pstrdup("walship is not listed in output_plugin_libraries");
 		hint = pstrdup("Add walship to output_plugin_libraries in postgresql.conf and reload.");
 	}
-	else if (!ws_progress_extension_installed())
-	{
+	else if (!ws_progress_check_catalog(&message, &hint))
 		ok = false;
-		message = psprintf("extension \"walship\" is not installed in database \"%s\"",
-						   walship_database);
-		hint = psprintf("Run CREATE EXTENSION walship in database \"%s\".",
-						walship_database);
-	}
 	else
 	{
 		char	   *names = pstrdup(walship_publication);
