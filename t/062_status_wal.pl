@@ -1,6 +1,6 @@
 # Copyright (c) 2026, walship developers
 #
-# t/065_status_wal.pl
+# t/062_status_wal.pl
 #	  walship.status as an operator and as anyone else sees it (issue 9):
 #	  last_error only for walship_admin members and superusers; and the
 #	  slot's WAL named for what it is: lag_bytes (not yet acknowledged, from
