@@ -936,10 +936,19 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 	StartTransactionCommand();
 	PG_TRY();
 	{
+		/*
+		 * The catalog caches hold what decoding built under historic
+		 * snapshots: the table as it was at the decoding position, maybe
+		 * without a column added since, or not yet published.  The chunk is
+		 * read, described and checked under the current catalogs.
+		 */
+		ws_relation_cache_flush_catalog_caches();
 		SPI_connect();
 		read = read_chunk(backfill, &job);
 		SPI_finish();
 		CommitTransactionCommand();
+		/* and decoding must not find what the read built */
+		ws_relation_cache_flush_catalog_caches();
 	}
 	PG_CATCH();
 	{
@@ -949,6 +958,7 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 		MemoryContextSwitchTo(old);
 		FlushErrorState();
 		AbortCurrentTransaction();
+		ws_relation_cache_flush_catalog_caches();
 		discard_chunk(backfill);
 		ereport(WARNING,
 				(errmsg("walship backfill %lld of table \"%s.%s\" failed: %s",
