@@ -10,7 +10,9 @@
 #	     fills the worker's catalog caches under historic snapshots, as of
 #	     before the ALTER; the backfill must read the table as it is now:
 #	     every backfilled row has w = 42, and the backfill does not fail.
-#	     The changes decoded before the ALTER go out without w, as they were.
+#	     The changes made before the ALTER go out without w, as they were,
+#	     also those decoded after the first chunk was read (the read's
+#	     catalog entries must not leak into decoding either).
 
 use strict;
 use warnings;
@@ -70,9 +72,11 @@ ok($node->poll_query_until('postgres', q{SELECT state = 'paused' FROM walship.st
 	'worker paused');
 
 $node->safe_psql('postgres',
-	q{INSERT INTO r14 SELECT g, 'paused' || g FROM generate_series(1001, 1010) g});
+	q{INSERT INTO r14 SELECT g, 'paused' || g FROM generate_series(1001, 1005) g});
 $node->safe_psql('postgres',
 	q{INSERT INTO unpublished SELECT g, 'x' FROM generate_series(1, 2000000) g});
+$node->safe_psql('postgres',
+	q{INSERT INTO r14 SELECT g, 'paused' || g FROM generate_series(1006, 1010) g});
 $node->safe_psql('postgres', 'ALTER TABLE r14 ADD COLUMN w int DEFAULT 42');
 my $job = $node->safe_psql('postgres', q{SELECT walship.backfill('r14', 100)});
 my $end = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
