@@ -75,6 +75,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
@@ -90,7 +91,12 @@
 #define WS_BACKFILL_RETRY_MS		100
 /* Looking for a backfill just queued, until its transaction commits. */
 #define WS_BACKFILL_EAGER_POLL_MS	20
-/* Rows fetched at a time by the chunk query's cursor. */
+/*
+ * Most rows fetched at a time by the chunk query's cursor.  A chunk's
+ * fetches start with one row and double up to this: a fetch cut short by
+ * walship.backfill_chunk_timeout loses its rows, and a chunk of slow rows
+ * still keeps some.
+ */
 #define WS_BACKFILL_FETCH_ROWS		1000
 /*
  * Most bytes of encoded rows a chunk holds: its rows are all in memory
@@ -136,6 +142,7 @@ typedef struct WsChunk
 	int64		read_time;		/* us since the Unix epoch */
 	int			nkeys;
 	char	  **last_key;		/* of the last row read, as text */
+	uint64		nread;			/* rows read, before the row filter */
 	bool		final;			/* fewer rows than asked: the last chunk */
 
 	TransactionId *xids;		/* running when the rows were read */
@@ -310,6 +317,44 @@ drop_key(WsChunk *chunk, const StringInfo key)
  * Reading a chunk
  * ---------------------------------------------------------------------
  */
+
+/*
+ * walship.backfill_chunk_timeout: the chunk query is cancelled, as by
+ * statement_timeout, once it has read rows that long.  The rows taken
+ * before stay: processing them holds cancels off, so only a fetch is cut.
+ */
+static TimeoutId chunk_timeout_id = MAX_TIMEOUTS;	/* not registered yet */
+static volatile sig_atomic_t chunk_timed_out = false;
+
+static void
+chunk_timeout_handler(void)
+{
+	chunk_timed_out = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+static void
+arm_chunk_timeout(void)
+{
+	chunk_timed_out = false;
+	if (walship_backfill_chunk_timeout <= 0)
+		return;
+	if (chunk_timeout_id == MAX_TIMEOUTS)
+		chunk_timeout_id = RegisterTimeout(USER_TIMEOUT, chunk_timeout_handler);
+	enable_timeout_after(chunk_timeout_id, walship_backfill_chunk_timeout);
+}
+
+static void
+disarm_chunk_timeout(void)
+{
+	if (chunk_timeout_id != MAX_TIMEOUTS)
+		disable_timeout(chunk_timeout_id, false);
+	/* a cancel the timeout asked for and no fetch took up is for nothing else */
+	if (chunk_timed_out)
+		QueryCancelPending = false;
+}
 
 static XLogRecPtr
 write_watermark(const char *kind, uint64 token)
@@ -635,11 +680,15 @@ add_row(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	chunk->bytes += buffer->len;
 }
 
+static void finish_rows(WsChunk *chunk, const WsBackfillJob *job, bool ended);
+
 /*
  * Reads the chunk's rows; called inside a transaction, under SPI.  The
  * rows are fetched through a cursor, and the chunk ends early once its
- * encoded rows reach WS_BACKFILL_CHUNK_BYTES: a chunk of large rows does
- * not take the worker's memory with it.
+ * encoded rows reach WS_BACKFILL_CHUNK_BYTES, so that a chunk of large rows
+ * does not take the worker's memory with it, or once the query has run for
+ * walship.backfill_chunk_timeout, so that the stream, which waits
+ * meanwhile, keeps its freshness.
  */
 static void
 read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
@@ -652,7 +701,7 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	StringInfoData key;
 	int			nkeys = list_length(key_attnums);
 	int64		max_bytes = WS_BACKFILL_CHUNK_BYTES;
-	uint64		nread = 0;
+	long		fetch = 1;
 	bool		ended = false;
 	Portal		portal;
 
@@ -668,11 +717,6 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	else
 		nulls[0] = 'n';
 
-	/* a read-only cursor reads under the active snapshot */
-	PushActiveSnapshot(snapshot);
-	portal = SPI_cursor_open(NULL, plan, values, nulls, true);
-	PopActiveSnapshot();
-
 	chunk->read_time = GetCurrentTimestamp() + WS_UNIX_TO_PG_EPOCH_USECS;
 	chunk->rows_allocated = Min(job->chunk_size, WS_BACKFILL_FETCH_ROWS);
 	chunk->rows = MemoryContextAlloc(chunk->context,
@@ -680,12 +724,26 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	initStringInfo(&buffer);
 	initStringInfo(&key);
 
-	while (!ended && chunk->bytes < max_bytes)
+	/* a read-only cursor reads under the active snapshot */
+	arm_chunk_timeout();
+	PushActiveSnapshot(snapshot);
+	portal = SPI_cursor_open(NULL, plan, values, nulls, true);
+	PopActiveSnapshot();
+
+	/*
+	 * Cancels (the timeout's) are held off but while fetching: the rows
+	 * taken, and the last key, are always whole.  A fetch cancelled raises
+	 * an error, and start_chunk() keeps the rows of the fetches before.
+	 */
+	HOLD_CANCEL_INTERRUPTS();
+	while (!ended && chunk->bytes < max_bytes && !chunk_timed_out)
 	{
 		uint64		nfetched;
 		uint64		i;
 
-		SPI_cursor_fetch(portal, true, WS_BACKFILL_FETCH_ROWS);
+		RESUME_CANCEL_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, fetch);
+		HOLD_CANCEL_INTERRUPTS();
 		nfetched = SPI_processed;
 		for (i = 0; i < nfetched && chunk->bytes < max_bytes; i++)
 		{
@@ -693,7 +751,6 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 
 			add_row(chunk, job, relation, entry, result, SPI_tuptable->tupdesc,
 					&buffer, &key);
-			nread++;
 
 			/* the next chunk starts after the last row read */
 			if (chunk->last_key == NULL)
@@ -711,21 +768,34 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 				chunk->last_key[k] = MemoryContextStrdup(chunk->context,
 														 SPI_getvalue(result, SPI_tuptable->tupdesc, k + 2));
 			}
+			chunk->nread++;
 		}
 		/* the query is out of rows only if every row it gave was kept */
-		ended = nfetched < WS_BACKFILL_FETCH_ROWS && i == nfetched;
+		ended = nfetched < (uint64) fetch && i == nfetched;
 		SPI_freetuptable(SPI_tuptable);
+		fetch = Min(fetch * 2, WS_BACKFILL_FETCH_ROWS);
 	}
+	RESUME_CANCEL_INTERRUPTS();
+	disarm_chunk_timeout();
 	SPI_cursor_close(portal);
-
-	/* the last chunk: the query ran out of rows, not of memory */
-	chunk->final = ended && nread < (uint64) job->chunk_size;
 	pfree(buffer.data);
 	pfree(key.data);
+	finish_rows(chunk, job, ended);
+}
+
+/*
+ * Ends the reading of a chunk's rows: the query ended (ran out of rows) or
+ * was cut short (by the chunk's bytes or time).
+ */
+static void
+finish_rows(WsChunk *chunk, const WsBackfillJob *job, bool ended)
+{
+	/* the last chunk: the query ran out of rows, not of memory or time */
+	chunk->final = ended && chunk->nread < (uint64) job->chunk_size;
 	build_buckets(chunk);
 
 	/* an empty chunk keeps the last key where it was */
-	if (nread == 0)
+	if (chunk->nread == 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(chunk->context);
 
@@ -796,6 +866,14 @@ read_chunk(WsBackfill *backfill, const WsBackfillJob *job)
 							 GUC_ACTION_LOCAL, true, 0, false);
 	/* the condition means what it meant when walship.backfill() checked it */
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+
+	/*
+	 * Rows come out of the key's index as they are read, not after a sort
+	 * of the whole range: a chunk cut short by walship.backfill_chunk_timeout
+	 * keeps the rows read so far.
+	 */
+	(void) set_config_option("enable_sort", "off", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	plan = SPI_prepare(chunk_query(relation, job, key_attnums), 1, argtypes);
 	if (plan == NULL)
@@ -896,7 +974,10 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 	WsBackfillJob job;
 	WsChunk    *chunk;
 	volatile bool read = false;
+	ErrorData  *volatile failure = NULL;
 	TimestampTz started = GetCurrentTimestamp();
+
+	chunk_timed_out = false;
 
 	/* none queued: look again in a second, or soon after a request */
 	backfill->next_read = TimestampTzPlusMilliseconds(started,
@@ -959,6 +1040,35 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		ws_relation_cache_flush_catalog_caches();
+		disarm_chunk_timeout();
+		if (chunk_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			chunk->nread > 0)
+		{
+			/* cut short by walship.backfill_chunk_timeout: keep what it read */
+			finish_rows(chunk, &job, false);
+			read = true;
+		}
+		else
+		{
+			failure = edata;
+			if (chunk_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			{
+				/* its first row alone takes longer */
+				edata->message = MemoryContextStrdup(job_context, psprintf("reading table \"%s.%s\" found no row within walship.backfill_chunk_timeout (%d ms)",
+										  job.schema_name, job.table_name,
+										  walship_backfill_chunk_timeout));
+				edata->detail = MemoryContextStrdup(job_context, psprintf("A chunk of the backfill is read in the worker's main loop, which neither decodes nor ships meanwhile, and a chunk cut short ships the rows read so far; this one had read none after %d ms.",
+										 walship_backfill_chunk_timeout));
+				edata->hint = MemoryContextStrdup(job_context, "Check the cost of the backfill's condition, or raise walship.backfill_chunk_timeout.");
+			}
+		}
+	}
+	PG_END_TRY();
+
+	if (failure != NULL)
+	{
+		ErrorData  *edata = failure;
+
 		discard_chunk(backfill);
 		ereport(WARNING,
 				(errmsg("walship backfill %lld of table \"%s.%s\" failed: %s",
@@ -973,7 +1083,6 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 		pgstat_report_activity(STATE_IDLE, NULL);
 		return;
 	}
-	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
 
 	if (!read)

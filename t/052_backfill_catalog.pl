@@ -13,6 +13,12 @@
 #	     The changes made before the ALTER go out without w, as they were,
 #	     also those decoded after the first chunk was read (the read's
 #	     catalog entries must not leak into decoding either).
+#	  2. walship.backfill_chunk_timeout: a backfill whose condition sleeps
+#	     for every row (pg_sleep) is read in chunks cut short by the timeout,
+#	     and finishes with every row; meanwhile live changes reach the sink
+#	     within a bound, measured from their commit to their arrival.  A
+#	     backfill whose first row takes longer than the timeout fails, saying
+#	     so.
 
 use strict;
 use warnings;
@@ -43,6 +49,7 @@ walship.ndjson_shape = 'flat'
 walship.batch_max_delay = 20ms
 walship.retry_min_delay = 20ms
 walship.retry_max_delay = 500ms
+walship.backfill_chunk_timeout = 300ms
 });
 $node->start;
 
@@ -104,6 +111,76 @@ my @inserted = grep { $_->{_op} eq 'c' } @lines;
 is(scalar(@inserted), 10, 'the ten inserts made while paused were shipped');
 is(scalar(grep { exists $_->{w} } @inserted), 0,
 	'they were decoded as the table was before the ALTER');
+
+# ---------------------------------------------------------------------------
+# 2. A slow condition: chunks cut short, the stream stays fresh
+# ---------------------------------------------------------------------------
+$node->safe_psql('postgres', q{
+CREATE TABLE slow (id int PRIMARY KEY, v text);
+INSERT INTO slow SELECT g, 's' || g FROM generate_series(1, 300) g;
+CREATE TABLE live (id serial PRIMARY KEY, at double precision NOT NULL);
+CREATE TABLE slower (id int PRIMARY KEY);
+INSERT INTO slower VALUES (1), (2), (3);
+ALTER PUBLICATION wpub ADD TABLE slow, live, slower;
+});
+
+# a change committed every 100 ms, stamped with its time
+my $ticker_script = "$tmp/ticker.sql";
+PostgreSQL::Test::Utils::append_to_file($ticker_script, q{
+INSERT INTO live (at) VALUES (extract(epoch FROM clock_timestamp()));
+\sleep 100 ms
+});
+my $ticker = start_workload($node, $tmp, '-c', 1, '-T', 2, '-f', $ticker_script);
+ok($node->poll_query_until('postgres', 'SELECT count(*) > 5 FROM live'),
+	'ticker runs');
+
+# 300 rows of 30 ms each: 9 s in one chunk of 1000 rows without a timeout
+my $slow_job = $node->safe_psql('postgres',
+	q{SELECT walship.backfill('slow', 1000, $$pg_sleep(0.03)::text = ''$$)});
+ok( $node->poll_query_until('postgres',
+		"SELECT state IN ('done', 'failed') FROM walship.backfills WHERE id = $slow_job"),
+	'slow backfill ended');
+my $live_end = $node->safe_psql('postgres',
+	'SELECT extract(epoch FROM clock_timestamp())');
+stop_workload($ticker);
+$end = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+ok(wait_worker_caught_up($node, $end), 'worker caught up after the slow backfill');
+
+is( $node->safe_psql('postgres',
+		"SELECT state || ' ' || coalesce(error, '') || ' ' || (chunks_done > 1) FROM walship.backfills WHERE id = $slow_job"),
+	'done  true', 'slow backfill done, in chunks cut short');
+my %slow_ids = map { $_->{id} => 1 } grep { $_->{_op} eq 'r' } table_lines('slow');
+is(scalar(keys %slow_ids), 300, 'every row of the slow backfill arrived');
+
+# freshness: from a live change's commit to the arrival of its batch
+my $max_lag = 0;
+my $during = 0;
+for my $r (grep { is_2xx($_) && $_->{path} =~ m{/ingest/public/live$} } $sink->requests)
+{
+	for my $line (parse_ndjson($sink->body($r->{seq})))
+	{
+		next if $line->{at} > $live_end;
+		my $lag = $r->{t_received} - $line->{at};
+		$max_lag = $lag if $lag > $max_lag;
+		$during++;
+	}
+}
+cmp_ok($during, '>', 20, 'live changes arrived while the slow backfill ran');
+diag(sprintf('slowest live change during the slow backfill: %.2f s', $max_lag));
+cmp_ok($max_lag, '<', 3, 'live changes arrived within 3 s of their commit')
+  or diag("slowest live change arrived after ${max_lag} s");
+
+# a first row slower than the timeout fails the backfill, saying why
+my $slower_job = $node->safe_psql('postgres',
+	q{SELECT walship.backfill('slower', 10, $$pg_sleep(0.5)::text = ''$$)});
+ok( $node->poll_query_until('postgres',
+		"SELECT state IN ('done', 'failed') FROM walship.backfills WHERE id = $slower_job"),
+	'slower backfill ended');
+is( $node->safe_psql('postgres',
+		"SELECT state || ': ' || error FROM walship.backfills WHERE id = $slower_job"),
+	'failed: reading table "public.slower" found no row within walship.backfill_chunk_timeout (300 ms)',
+	'a backfill whose first row takes longer than the timeout fails');
+ok(wait_streaming($node), 'the worker goes on');
 
 $node->stop;
 done_testing();
