@@ -289,10 +289,11 @@ static bool
 extract_encoded_key(const WsChunk *chunk, const char *data, int len,
 					StringInfo key)
 {
+	WsReader	reader;
 	WsTuple		tuple;
 
-	ws_reader_init(&tuple.values, data, len);
-	tuple.nvalues = ws_get_uvarint(&tuple.values);
+	ws_reader_init(&reader, data, len);
+	ws_read_tuple(&reader, &tuple);
 	return extract_key(chunk, &tuple, false, key);
 }
 
@@ -585,6 +586,7 @@ describe_rows(WsChunk *chunk, WsRelationEntry *entry, TupleDesc desc,
 {
 	WsRecordMark mark;
 	WsReader	reader;
+	WsRecord	record;
 	int			column = 0;
 	ListCell   *lc;
 	MemoryContext old = MemoryContextSwitchTo(chunk->context);
@@ -596,12 +598,12 @@ describe_rows(WsChunk *chunk, WsRelationEntry *entry, TupleDesc desc,
 						   entry->relation_body.len);
 	ws_record_end(&chunk->relation_record, mark);
 
-	ws_reader_init(&reader, entry->relation_body.data, entry->relation_body.len);
-	(void) ws_get_uvarint(&reader);
-	chunk->schema = entry->relation_body.data + reader.pos;
-	chunk->schema_len = entry->relation_body.len - reader.pos;
-	chunk->schema = memcpy(palloc(chunk->schema_len), chunk->schema,
-						   chunk->schema_len);
+	/* compared with the stream's RELATION records of the table */
+	ws_reader_init(&reader, chunk->relation_record.data,
+				   chunk->relation_record.len);
+	ws_read_record_header(&reader, &record);
+	chunk->schema = record.definition;
+	chunk->schema_len = record.definition_len;
 
 	chunk->ncolumns = entry->npublished;
 	chunk->key_column = palloc0(sizeof(bool) * Max(entry->npublished, 1));
@@ -1188,22 +1190,17 @@ same_schema(const WsChunk *chunk, const WsStreamRelation *rel)
 static void
 note_relation(WsBackfill *backfill, const WsRecord *record)
 {
-	WsReader	body = record->body;
-	uint64		rel_id;
 	WsStreamRelation *rel;
 	bool		found;
 
-	body.pos = 0;				/* decoding the record read it all */
-	rel_id = ws_get_uvarint(&body);
-	rel = hash_search(backfill->relations, &rel_id, HASH_ENTER, &found);
+	rel = hash_search(backfill->relations, &record->relation.rel_id,
+					  HASH_ENTER, &found);
 	if (found)
 		pfree(rel->schema);
-	rel->relation_oid = (Oid) ws_get_uvarint(&body);
-	body.pos = 0;
-	(void) ws_get_uvarint(&body);
-	rel->schema_len = body.len - body.pos;
+	rel->relation_oid = record->relation.relation_oid;
+	rel->schema_len = record->definition_len;
 	rel->schema = MemoryContextAlloc(backfill->context, Max(rel->schema_len, 1));
-	memcpy(rel->schema, body.data + body.pos, rel->schema_len);
+	memcpy(rel->schema, record->definition, rel->schema_len);
 }
 
 /*
@@ -1334,34 +1331,32 @@ ws_backfill_observe(WsBackfill *backfill, const char *data, int len,
 	WsReader	reader;
 	WsRecord	record;
 	bool		consumed = false;
-	char		kind = data[0];
 	bool		in_window = chunk != NULL && !XLogRecPtrIsInvalid(chunk->low_lsn) &&
 		!chunk->invalid;
 
-	/* changes matter only while a window is open */
-	if (kind != WS_REC_RELATION && kind != WS_REC_MESSAGE &&
-		!(in_window && (kind == WS_REC_INSERT || kind == WS_REC_UPDATE ||
-						kind == WS_REC_DELETE || kind == WS_REC_TRUNCATE)))
-		return false;
-
 	old = MemoryContextSwitchTo(backfill->scratch);
 	ws_reader_init(&reader, data, len);
-	ws_read_record(&reader, &record);
+	ws_read_record_header(&reader, &record);
 
-	switch (kind)
+	switch (record.kind)
 	{
 		case WS_REC_RELATION:
 			note_relation(backfill, &record);
 			break;
 		case WS_REC_MESSAGE:
-			if (!(record.message_flags & WS_MESSAGE_TRANSACTIONAL) &&
-				strcmp(record.prefix, WS_WATERMARK_PREFIX) == 0)
+			if (!(record.message_flags & WS_MESSAGE_TRANSACTIONAL))
 			{
-				watermark(backfill, &record, output);
-				consumed = true;
+				ws_read_record_rest(&record);
+				if (strcmp(record.prefix, WS_WATERMARK_PREFIX) == 0)
+				{
+					watermark(backfill, &record, output);
+					consumed = true;
+				}
 			}
 			break;
 		case WS_REC_TRUNCATE:
+			if (!in_window)
+				break;
 			for (uint64 i = 0; i < record.nrelations; i++)
 			{
 				WsStreamRelation *rel = stream_relation(backfill, record.rel_ids[i]);
@@ -1371,13 +1366,22 @@ ws_backfill_observe(WsBackfill *backfill, const char *data, int len,
 						chunk->rows[r].dropped = true;
 			}
 			break;
-		default:
+		case WS_REC_INSERT:
+		case WS_REC_UPDATE:
+		case WS_REC_DELETE:
+			/* changes matter only while a window is open */
+			if (in_window)
 			{
 				WsStreamRelation *rel = stream_relation(backfill, record.rel_id);
 
 				if (rel && rel->relation_oid == chunk->relation_oid)
+				{
+					ws_read_record_rest(&record);
 					track_change(chunk, rel, &record);
+				}
 			}
+			break;
+		default:
 			break;
 	}
 	MemoryContextSwitchTo(old);
