@@ -13,6 +13,8 @@
 #	     The changes made before the ALTER go out without w, as they were,
 #	     also those decoded after the first chunk was read (the read's
 #	     catalog entries must not leak into decoding either).
+#	     Likewise a table added to the publication while paused is
+#	     backfilled, not refused as no longer published.
 #	  2. walship.backfill_chunk_timeout: a backfill whose condition sleeps
 #	     for every row (pg_sleep) is read in chunks cut short by the timeout,
 #	     and finishes with every row; meanwhile live changes reach the sink
@@ -58,6 +60,8 @@ CREATE EXTENSION walship;
 CREATE TABLE r14 (id int PRIMARY KEY, v text);
 INSERT INTO r14 SELECT g, 'v' || g FROM generate_series(1, 1000) g;
 CREATE TABLE unpublished (id int, v text);
+CREATE TABLE r16 (id int PRIMARY KEY, v text);
+INSERT INTO r16 SELECT g, 'v' || g FROM generate_series(1, 100) g;
 CREATE PUBLICATION wpub FOR TABLE r14;
 });
 ok(wait_streaming($node), 'worker streams');
@@ -111,6 +115,27 @@ my @inserted = grep { $_->{_op} eq 'c' } @lines;
 is(scalar(@inserted), 10, 'the ten inserts made while paused were shipped');
 is(scalar(grep { exists $_->{w} } @inserted), 0,
 	'they were decoded as the table was before the ALTER');
+
+# the same with a table added to the publication: decoding last saw it
+# unpublished
+$node->safe_psql('postgres', 'SELECT walship.pause()');
+ok($node->poll_query_until('postgres', q{SELECT state = 'paused' FROM walship.status}),
+	'worker paused again');
+$node->safe_psql('postgres', q{UPDATE r16 SET v = 'unpublished' WHERE id = 1});
+$node->safe_psql('postgres', q{INSERT INTO unpublished SELECT g, 'y' FROM generate_series(1, 2000000) g});
+$node->safe_psql('postgres', 'ALTER PUBLICATION wpub ADD TABLE r16');
+$job = $node->safe_psql('postgres', q{SELECT walship.backfill('r16', 30)});
+$node->safe_psql('postgres', 'SELECT walship.resume()');
+ok( $node->poll_query_until('postgres',
+		"SELECT state IN ('done', 'failed') FROM walship.backfills WHERE id = $job"),
+	'backfill of the table added ended');
+is( $node->safe_psql('postgres',
+		"SELECT state || ' ' || coalesce(error, '') FROM walship.backfills WHERE id = $job"),
+	'done ', 'the table added to the publication was backfilled, not refused');
+ok( $sink->wait_for(sub {
+		my %ids = map { $_->{id} => 1 } grep { $_->{_op} eq 'r' } table_lines('r16');
+		return keys(%ids) == 100; }),
+	'every row of the table added arrived');
 
 # ---------------------------------------------------------------------------
 # 2. A slow condition: chunks cut short, the stream stays fresh
