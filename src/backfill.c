@@ -1056,12 +1056,17 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 			if (chunk_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 			{
 				/* its first row alone takes longer */
-				edata->message = MemoryContextStrdup(job_context, psprintf("reading table \"%s.%s\" found no row within walship.backfill_chunk_timeout (%d ms)",
-										  job.schema_name, job.table_name,
-										  walship_backfill_chunk_timeout));
-				edata->detail = MemoryContextStrdup(job_context, psprintf("A chunk of the backfill is read in the worker's main loop, which neither decodes nor ships meanwhile, and a chunk cut short ships the rows read so far; this one had read none after %d ms.",
-										 walship_backfill_chunk_timeout));
-				edata->hint = MemoryContextStrdup(job_context, "Check the cost of the backfill's condition, or raise walship.backfill_chunk_timeout.");
+				MemoryContext current = MemoryContextSwitchTo(job_context);
+
+				edata->message =
+					psprintf("reading table \"%s.%s\" found no row within walship.backfill_chunk_timeout (%d ms)",
+							 job.schema_name, job.table_name,
+							 walship_backfill_chunk_timeout);
+				edata->detail =
+					psprintf("A chunk is read in the worker's main loop, which neither decodes nor ships meanwhile; a chunk cut short ships the rows read so far, and this one had read none after %d ms.",
+							 walship_backfill_chunk_timeout);
+				edata->hint = pstrdup("Make the backfill's condition cheaper, or raise walship.backfill_chunk_timeout.");
+				MemoryContextSwitchTo(current);
 			}
 		}
 	}
