@@ -104,6 +104,11 @@
  * at the default), so a chunk is a few batches.
  */
 #define WS_BACKFILL_CHUNK_BYTES		((int64) walship_batch_max_bytes * 1024 * 16)
+/*
+ * Chunks of one backfill in a row that may read no row within
+ * walship.backfill_chunk_timeout (a stall of the machine) before it fails.
+ */
+#define WS_BACKFILL_EMPTY_TIMEOUTS	3
 /* Longest wait for commits ending before a chunk is read. */
 #define WS_BACKFILL_COMMIT_WAIT_MS	1000
 
@@ -194,6 +199,8 @@ struct WsBackfill
 	int			cursor_nkeys;
 	char	  **cursor_key;
 	bool		cursor_finished;	/* its last chunk is shipped */
+	int			empty_timeouts; /* its chunks in a row that read no row in
+								 * time */
 	TimestampTz next_read;		/* no chunk is read before this */
 	char		activity[128];	/* what it waits for, or "" */
 	uint64		seen_requests;	/* ws_shared->backfill_requests seen */
@@ -963,6 +970,7 @@ set_cursor(WsBackfill *backfill, const WsBackfillJob *job)
 {
 	backfill->cursor_job = job->id;
 	backfill->cursor_finished = false;
+	backfill->empty_timeouts = 0;
 	move_cursor(backfill, job->nkeys, job->last_key);
 }
 
@@ -1050,6 +1058,12 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 			finish_rows(chunk, &job, false);
 			read = true;
 		}
+		else if (chunk_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+				 ++backfill->empty_timeouts < WS_BACKFILL_EMPTY_TIMEOUTS)
+		{
+			/* no row in time: read it again soon, a stall may have passed */
+			read = false;
+		}
 		else
 		{
 			failure = edata;
@@ -1063,7 +1077,8 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 							 job.schema_name, job.table_name,
 							 walship_backfill_chunk_timeout);
 				edata->detail =
-					psprintf("A chunk is read in the worker's main loop, which neither decodes nor ships meanwhile; a chunk cut short ships the rows read so far, and this one had read none after %d ms.",
+					psprintf("A chunk is read in the worker's main loop, which neither decodes nor ships meanwhile; a chunk cut short ships the rows read so far, and %d chunks in a row had read none after %d ms.",
+							 WS_BACKFILL_EMPTY_TIMEOUTS,
 							 walship_backfill_chunk_timeout);
 				edata->hint = pstrdup("Make the backfill's condition cheaper, or raise walship.backfill_chunk_timeout.");
 				MemoryContextSwitchTo(current);
@@ -1091,6 +1106,8 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 		return;
 	}
 	pgstat_report_activity(STATE_IDLE, NULL);
+	if (read && chunk->nread > 0)
+		backfill->empty_timeouts = 0;
 
 	if (!read)
 	{

@@ -425,7 +425,7 @@ ws_define_settings(void)
 
 	DefineCustomIntVariable("walship.backfill_chunk_timeout",
 							"Longest time a backfill chunk's query may read rows; 0 means no limit.",
-							"Nothing is decoded or sent while a chunk is read.  A chunk cut short ships the rows read so far, and the next chunk starts after them; a chunk that reads no row in time fails its backfill.",
+							"Nothing is decoded or sent while a chunk is read.  A chunk cut short ships the rows read so far, and the next chunk starts after them; three chunks in a row that read no row in time fail the backfill.",
 							&walship_backfill_chunk_timeout, 1000, 0, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 

@@ -19,8 +19,8 @@
 #	     for every row (pg_sleep) is read in chunks cut short by the timeout,
 #	     and finishes with every row; meanwhile live changes reach the sink
 #	     within a bound, measured from their commit to their arrival.  A
-#	     backfill whose first row takes longer than the timeout fails, saying
-#	     so.
+#	     backfill whose first row takes longer than the timeout fails (after
+#	     three tries), saying so.
 
 use strict;
 use warnings;
