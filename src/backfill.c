@@ -296,11 +296,9 @@ static bool
 extract_encoded_key(const WsChunk *chunk, const char *data, int len,
 					StringInfo key)
 {
-	WsReader	reader;
 	WsTuple		tuple;
 
-	ws_reader_init(&reader, data, len);
-	ws_read_tuple(&reader, &tuple);
+	ws_tuple_init(&tuple, data, len);
 	return extract_key(chunk, &tuple, false, key);
 }
 

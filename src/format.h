@@ -250,7 +250,7 @@ extern void ws_read_record(WsReader *reader, WsRecord *record);
 extern void ws_read_record_header(WsReader *reader, WsRecord *record);
 extern void ws_read_record_rest(WsRecord *record);
 
-extern void ws_read_tuple(WsReader *reader, WsTuple *tuple);
+extern void ws_tuple_init(WsTuple *tuple, const void *data, Size len);
 extern void ws_read_value(WsReader *reader, WsValue *value);
 extern const char *ws_record_kind_name(char kind);
 

@@ -451,11 +451,20 @@ ws_read_record(WsReader *reader, WsRecord *record)
 	ws_read_record_rest(record);
 }
 
-/* Reads a tuple: its count and its values, which are checked and skipped. */
+/*
+ * A tuple that is the whole of data (as ws_relation_write_tuple writes
+ * one): its count, and its values to read with ws_read_value(), which
+ * checks each as it reads it.
+ */
 void
-ws_read_tuple(WsReader *reader, WsTuple *tuple)
+ws_tuple_init(WsTuple *tuple, const void *data, Size len)
 {
-	read_tuple(reader, tuple);
+	WsReader	reader;
+
+	ws_reader_init(&reader, data, len);
+	tuple->nvalues = get_count(&reader, 1);
+	ws_reader_init(&tuple->values, reader.data + reader.pos,
+				   reader.len - reader.pos);
 }
 
 const char *
