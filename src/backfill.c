@@ -75,6 +75,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
+#include "utils/timeout.h"
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
@@ -90,7 +91,12 @@
 #define WS_BACKFILL_RETRY_MS		100
 /* Looking for a backfill just queued, until its transaction commits. */
 #define WS_BACKFILL_EAGER_POLL_MS	20
-/* Rows fetched at a time by the chunk query's cursor. */
+/*
+ * Most rows fetched at a time by the chunk query's cursor.  A chunk's
+ * fetches start with one row and double up to this: a fetch cut short by
+ * walship.backfill_chunk_timeout loses its rows, and a chunk of slow rows
+ * still keeps some.
+ */
 #define WS_BACKFILL_FETCH_ROWS		1000
 /*
  * Most bytes of encoded rows a chunk holds: its rows are all in memory
@@ -98,6 +104,11 @@
  * at the default), so a chunk is a few batches.
  */
 #define WS_BACKFILL_CHUNK_BYTES		((int64) walship_batch_max_bytes * 1024 * 16)
+/*
+ * Chunks of one backfill in a row that may read no row within
+ * walship.backfill_chunk_timeout (a stall of the machine) before it fails.
+ */
+#define WS_BACKFILL_EMPTY_TIMEOUTS	3
 /* Longest wait for commits ending before a chunk is read. */
 #define WS_BACKFILL_COMMIT_WAIT_MS	1000
 
@@ -136,6 +147,7 @@ typedef struct WsChunk
 	int64		read_time;		/* us since the Unix epoch */
 	int			nkeys;
 	char	  **last_key;		/* of the last row read, as text */
+	uint64		nread;			/* rows read, before the row filter */
 	bool		final;			/* fewer rows than asked: the last chunk */
 
 	TransactionId *xids;		/* running when the rows were read */
@@ -187,6 +199,8 @@ struct WsBackfill
 	int			cursor_nkeys;
 	char	  **cursor_key;
 	bool		cursor_finished;	/* its last chunk is shipped */
+	int			empty_timeouts; /* its chunks in a row that read no row in
+								 * time */
 	TimestampTz next_read;		/* no chunk is read before this */
 	char		activity[128];	/* what it waits for, or "" */
 	uint64		seen_requests;	/* ws_shared->backfill_requests seen */
@@ -284,8 +298,7 @@ extract_encoded_key(const WsChunk *chunk, const char *data, int len,
 {
 	WsTuple		tuple;
 
-	ws_reader_init(&tuple.values, data, len);
-	tuple.nvalues = ws_get_uvarint(&tuple.values);
+	ws_tuple_init(&tuple, data, len);
 	return extract_key(chunk, &tuple, false, key);
 }
 
@@ -310,6 +323,44 @@ drop_key(WsChunk *chunk, const StringInfo key)
  * Reading a chunk
  * ---------------------------------------------------------------------
  */
+
+/*
+ * walship.backfill_chunk_timeout: the chunk query is cancelled, as by
+ * statement_timeout, once it has read rows that long.  The rows taken
+ * before stay: processing them holds cancels off, so only a fetch is cut.
+ */
+static TimeoutId chunk_timeout_id = MAX_TIMEOUTS;	/* not registered yet */
+static volatile sig_atomic_t chunk_timed_out = false;
+
+static void
+chunk_timeout_handler(void)
+{
+	chunk_timed_out = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+}
+
+static void
+arm_chunk_timeout(void)
+{
+	chunk_timed_out = false;
+	if (walship_backfill_chunk_timeout <= 0)
+		return;
+	if (chunk_timeout_id == MAX_TIMEOUTS)
+		chunk_timeout_id = RegisterTimeout(USER_TIMEOUT, chunk_timeout_handler);
+	enable_timeout_after(chunk_timeout_id, walship_backfill_chunk_timeout);
+}
+
+static void
+disarm_chunk_timeout(void)
+{
+	if (chunk_timeout_id != MAX_TIMEOUTS)
+		disable_timeout(chunk_timeout_id, false);
+	/* a cancel the timeout asked for and no fetch took up is for nothing else */
+	if (chunk_timed_out)
+		QueryCancelPending = false;
+}
 
 static XLogRecPtr
 write_watermark(const char *kind, uint64 token)
@@ -540,6 +591,7 @@ describe_rows(WsChunk *chunk, WsRelationEntry *entry, TupleDesc desc,
 {
 	WsRecordMark mark;
 	WsReader	reader;
+	WsRecord	record;
 	int			column = 0;
 	ListCell   *lc;
 	MemoryContext old = MemoryContextSwitchTo(chunk->context);
@@ -551,12 +603,12 @@ describe_rows(WsChunk *chunk, WsRelationEntry *entry, TupleDesc desc,
 						   entry->relation_body.len);
 	ws_record_end(&chunk->relation_record, mark);
 
-	ws_reader_init(&reader, entry->relation_body.data, entry->relation_body.len);
-	(void) ws_get_uvarint(&reader);
-	chunk->schema = entry->relation_body.data + reader.pos;
-	chunk->schema_len = entry->relation_body.len - reader.pos;
-	chunk->schema = memcpy(palloc(chunk->schema_len), chunk->schema,
-						   chunk->schema_len);
+	/* compared with the stream's RELATION records of the table */
+	ws_reader_init(&reader, chunk->relation_record.data,
+				   chunk->relation_record.len);
+	ws_read_record_header(&reader, &record);
+	chunk->schema = record.definition;
+	chunk->schema_len = record.definition_len;
 
 	chunk->ncolumns = entry->npublished;
 	chunk->key_column = palloc0(sizeof(bool) * Max(entry->npublished, 1));
@@ -635,11 +687,15 @@ add_row(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	chunk->bytes += buffer->len;
 }
 
+static void finish_rows(WsChunk *chunk, const WsBackfillJob *job, bool ended);
+
 /*
  * Reads the chunk's rows; called inside a transaction, under SPI.  The
  * rows are fetched through a cursor, and the chunk ends early once its
- * encoded rows reach WS_BACKFILL_CHUNK_BYTES: a chunk of large rows does
- * not take the worker's memory with it.
+ * encoded rows reach WS_BACKFILL_CHUNK_BYTES, so that a chunk of large rows
+ * does not take the worker's memory with it, or once the query has run for
+ * walship.backfill_chunk_timeout, so that the stream, which waits
+ * meanwhile, keeps its freshness.
  */
 static void
 read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
@@ -652,7 +708,7 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	StringInfoData key;
 	int			nkeys = list_length(key_attnums);
 	int64		max_bytes = WS_BACKFILL_CHUNK_BYTES;
-	uint64		nread = 0;
+	long		fetch = 1;
 	bool		ended = false;
 	Portal		portal;
 
@@ -668,11 +724,6 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	else
 		nulls[0] = 'n';
 
-	/* a read-only cursor reads under the active snapshot */
-	PushActiveSnapshot(snapshot);
-	portal = SPI_cursor_open(NULL, plan, values, nulls, true);
-	PopActiveSnapshot();
-
 	chunk->read_time = GetCurrentTimestamp() + WS_UNIX_TO_PG_EPOCH_USECS;
 	chunk->rows_allocated = Min(job->chunk_size, WS_BACKFILL_FETCH_ROWS);
 	chunk->rows = MemoryContextAlloc(chunk->context,
@@ -680,12 +731,26 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 	initStringInfo(&buffer);
 	initStringInfo(&key);
 
-	while (!ended && chunk->bytes < max_bytes)
+	/* a read-only cursor reads under the active snapshot */
+	arm_chunk_timeout();
+	PushActiveSnapshot(snapshot);
+	portal = SPI_cursor_open(NULL, plan, values, nulls, true);
+	PopActiveSnapshot();
+
+	/*
+	 * Cancels (the timeout's) are held off but while fetching: the rows
+	 * taken, and the last key, are always whole.  A fetch cancelled raises
+	 * an error, and start_chunk() keeps the rows of the fetches before.
+	 */
+	HOLD_CANCEL_INTERRUPTS();
+	while (!ended && chunk->bytes < max_bytes && !chunk_timed_out)
 	{
 		uint64		nfetched;
 		uint64		i;
 
-		SPI_cursor_fetch(portal, true, WS_BACKFILL_FETCH_ROWS);
+		RESUME_CANCEL_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, fetch);
+		HOLD_CANCEL_INTERRUPTS();
 		nfetched = SPI_processed;
 		for (i = 0; i < nfetched && chunk->bytes < max_bytes; i++)
 		{
@@ -693,7 +758,6 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 
 			add_row(chunk, job, relation, entry, result, SPI_tuptable->tupdesc,
 					&buffer, &key);
-			nread++;
 
 			/* the next chunk starts after the last row read */
 			if (chunk->last_key == NULL)
@@ -711,21 +775,34 @@ read_rows(WsChunk *chunk, const WsBackfillJob *job, Relation relation,
 				chunk->last_key[k] = MemoryContextStrdup(chunk->context,
 														 SPI_getvalue(result, SPI_tuptable->tupdesc, k + 2));
 			}
+			chunk->nread++;
 		}
 		/* the query is out of rows only if every row it gave was kept */
-		ended = nfetched < WS_BACKFILL_FETCH_ROWS && i == nfetched;
+		ended = nfetched < (uint64) fetch && i == nfetched;
 		SPI_freetuptable(SPI_tuptable);
+		fetch = Min(fetch * 2, WS_BACKFILL_FETCH_ROWS);
 	}
+	RESUME_CANCEL_INTERRUPTS();
+	disarm_chunk_timeout();
 	SPI_cursor_close(portal);
-
-	/* the last chunk: the query ran out of rows, not of memory */
-	chunk->final = ended && nread < (uint64) job->chunk_size;
 	pfree(buffer.data);
 	pfree(key.data);
+	finish_rows(chunk, job, ended);
+}
+
+/*
+ * Ends the reading of a chunk's rows: the query ended (ran out of rows) or
+ * was cut short (by the chunk's bytes or time).
+ */
+static void
+finish_rows(WsChunk *chunk, const WsBackfillJob *job, bool ended)
+{
+	/* the last chunk: the query ran out of rows, not of memory or time */
+	chunk->final = ended && chunk->nread < (uint64) job->chunk_size;
 	build_buckets(chunk);
 
 	/* an empty chunk keeps the last key where it was */
-	if (nread == 0)
+	if (chunk->nread == 0)
 	{
 		MemoryContext old = MemoryContextSwitchTo(chunk->context);
 
@@ -796,6 +873,14 @@ read_chunk(WsBackfill *backfill, const WsBackfillJob *job)
 							 GUC_ACTION_LOCAL, true, 0, false);
 	/* the condition means what it meant when walship.backfill() checked it */
 	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
+
+	/*
+	 * Rows come out of the key's index as they are read, not after a sort
+	 * of the whole range: a chunk cut short by walship.backfill_chunk_timeout
+	 * keeps the rows read so far.
+	 */
+	(void) set_config_option("enable_sort", "off", PGC_USERSET,
 							 PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0, false);
 	plan = SPI_prepare(chunk_query(relation, job, key_attnums), 1, argtypes);
 	if (plan == NULL)
@@ -883,6 +968,7 @@ set_cursor(WsBackfill *backfill, const WsBackfillJob *job)
 {
 	backfill->cursor_job = job->id;
 	backfill->cursor_finished = false;
+	backfill->empty_timeouts = 0;
 	move_cursor(backfill, job->nkeys, job->last_key);
 }
 
@@ -896,7 +982,10 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 	WsBackfillJob job;
 	WsChunk    *chunk;
 	volatile bool read = false;
+	ErrorData  *volatile failure = NULL;
 	TimestampTz started = GetCurrentTimestamp();
+
+	chunk_timed_out = false;
 
 	/* none queued: look again in a second, or soon after a request */
 	backfill->next_read = TimestampTzPlusMilliseconds(started,
@@ -936,10 +1025,19 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 	StartTransactionCommand();
 	PG_TRY();
 	{
+		/*
+		 * The catalog caches hold what decoding built under historic
+		 * snapshots: the table as it was at the decoding position, maybe
+		 * without a column added since, or not yet published.  The chunk is
+		 * read, described and checked under the current catalogs.
+		 */
+		ws_relation_cache_flush_catalog_caches();
 		SPI_connect();
 		read = read_chunk(backfill, &job);
 		SPI_finish();
 		CommitTransactionCommand();
+		/* and decoding must not find what the read built */
+		ws_relation_cache_flush_catalog_caches();
 	}
 	PG_CATCH();
 	{
@@ -949,6 +1047,48 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 		MemoryContextSwitchTo(old);
 		FlushErrorState();
 		AbortCurrentTransaction();
+		ws_relation_cache_flush_catalog_caches();
+		disarm_chunk_timeout();
+		if (chunk_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+			chunk->nread > 0)
+		{
+			/* cut short by walship.backfill_chunk_timeout: keep what it read */
+			finish_rows(chunk, &job, false);
+			read = true;
+		}
+		else if (chunk_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED &&
+				 ++backfill->empty_timeouts < WS_BACKFILL_EMPTY_TIMEOUTS)
+		{
+			/* no row in time: read it again soon, a stall may have passed */
+			read = false;
+		}
+		else
+		{
+			failure = edata;
+			if (chunk_timed_out && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			{
+				/* its first row alone takes longer */
+				MemoryContext current = MemoryContextSwitchTo(job_context);
+
+				edata->message =
+					psprintf("reading table \"%s.%s\" found no row within walship.backfill_chunk_timeout (%d ms)",
+							 job.schema_name, job.table_name,
+							 walship_backfill_chunk_timeout);
+				edata->detail =
+					psprintf("A chunk is read in the worker's main loop, which neither decodes nor ships meanwhile; a chunk cut short ships the rows read so far, and %d chunks in a row had read none after %d ms.",
+							 WS_BACKFILL_EMPTY_TIMEOUTS,
+							 walship_backfill_chunk_timeout);
+				edata->hint = pstrdup("Make the backfill's condition cheaper, or raise walship.backfill_chunk_timeout.");
+				MemoryContextSwitchTo(current);
+			}
+		}
+	}
+	PG_END_TRY();
+
+	if (failure != NULL)
+	{
+		ErrorData  *edata = failure;
+
 		discard_chunk(backfill);
 		ereport(WARNING,
 				(errmsg("walship backfill %lld of table \"%s.%s\" failed: %s",
@@ -963,8 +1103,9 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 		pgstat_report_activity(STATE_IDLE, NULL);
 		return;
 	}
-	PG_END_TRY();
 	pgstat_report_activity(STATE_IDLE, NULL);
+	if (read && chunk->nread > 0)
+		backfill->empty_timeouts = 0;
 
 	if (!read)
 	{
@@ -1069,22 +1210,17 @@ same_schema(const WsChunk *chunk, const WsStreamRelation *rel)
 static void
 note_relation(WsBackfill *backfill, const WsRecord *record)
 {
-	WsReader	body = record->body;
-	uint64		rel_id;
 	WsStreamRelation *rel;
 	bool		found;
 
-	body.pos = 0;				/* decoding the record read it all */
-	rel_id = ws_get_uvarint(&body);
-	rel = hash_search(backfill->relations, &rel_id, HASH_ENTER, &found);
+	rel = hash_search(backfill->relations, &record->relation.rel_id,
+					  HASH_ENTER, &found);
 	if (found)
 		pfree(rel->schema);
-	rel->relation_oid = (Oid) ws_get_uvarint(&body);
-	body.pos = 0;
-	(void) ws_get_uvarint(&body);
-	rel->schema_len = body.len - body.pos;
+	rel->relation_oid = record->relation.relation_oid;
+	rel->schema_len = record->definition_len;
 	rel->schema = MemoryContextAlloc(backfill->context, Max(rel->schema_len, 1));
-	memcpy(rel->schema, body.data + body.pos, rel->schema_len);
+	memcpy(rel->schema, record->definition, rel->schema_len);
 }
 
 /*
@@ -1215,34 +1351,32 @@ ws_backfill_observe(WsBackfill *backfill, const char *data, int len,
 	WsReader	reader;
 	WsRecord	record;
 	bool		consumed = false;
-	char		kind = data[0];
 	bool		in_window = chunk != NULL && !XLogRecPtrIsInvalid(chunk->low_lsn) &&
 		!chunk->invalid;
 
-	/* changes matter only while a window is open */
-	if (kind != WS_REC_RELATION && kind != WS_REC_MESSAGE &&
-		!(in_window && (kind == WS_REC_INSERT || kind == WS_REC_UPDATE ||
-						kind == WS_REC_DELETE || kind == WS_REC_TRUNCATE)))
-		return false;
-
 	old = MemoryContextSwitchTo(backfill->scratch);
 	ws_reader_init(&reader, data, len);
-	ws_read_record(&reader, &record);
+	ws_read_record_header(&reader, &record);
 
-	switch (kind)
+	switch (record.kind)
 	{
 		case WS_REC_RELATION:
 			note_relation(backfill, &record);
 			break;
 		case WS_REC_MESSAGE:
-			if (!(record.message_flags & WS_MESSAGE_TRANSACTIONAL) &&
-				strcmp(record.prefix, WS_WATERMARK_PREFIX) == 0)
+			if (!(record.message_flags & WS_MESSAGE_TRANSACTIONAL))
 			{
-				watermark(backfill, &record, output);
-				consumed = true;
+				ws_read_record_rest(&record);
+				if (strcmp(record.prefix, WS_WATERMARK_PREFIX) == 0)
+				{
+					watermark(backfill, &record, output);
+					consumed = true;
+				}
 			}
 			break;
 		case WS_REC_TRUNCATE:
+			if (!in_window)
+				break;
 			for (uint64 i = 0; i < record.nrelations; i++)
 			{
 				WsStreamRelation *rel = stream_relation(backfill, record.rel_ids[i]);
@@ -1252,13 +1386,22 @@ ws_backfill_observe(WsBackfill *backfill, const char *data, int len,
 						chunk->rows[r].dropped = true;
 			}
 			break;
-		default:
+		case WS_REC_INSERT:
+		case WS_REC_UPDATE:
+		case WS_REC_DELETE:
+			/* changes matter only while a window is open */
+			if (in_window)
 			{
 				WsStreamRelation *rel = stream_relation(backfill, record.rel_id);
 
 				if (rel && rel->relation_oid == chunk->relation_oid)
+				{
+					ws_read_record_rest(&record);
 					track_change(chunk, rel, &record);
+				}
 			}
+			break;
+		default:
 			break;
 	}
 	MemoryContextSwitchTo(old);

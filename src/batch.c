@@ -38,11 +38,14 @@ typedef struct WsRelationRecord
 	int			len;
 } WsRelationRecord;
 
-/* The fields of a record the batcher needs, read without decoding values. */
+/*
+ * The fields of a record the batcher needs, from format_decode.c's header
+ * reader: nothing is decoded past them (no tuple, no column list).
+ */
 typedef struct WsRecordHeader
 {
 	char		kind;
-	uint64		rel_id;			/* INSERT, UPDATE, DELETE */
+	uint64		rel_id;			/* INSERT, UPDATE, DELETE, READ, RELATION */
 	uint64		ordinal;		/* changes and messages */
 	XLogRecPtr	commit_lsn;		/* BEGIN */
 	int64		commit_time;	/* BEGIN, us since 1970 */
@@ -53,67 +56,33 @@ typedef struct WsRecordHeader
 } WsRecordHeader;
 
 static void
-read_header(const char *record, int len, WsRecordHeader *header)
+read_header(const char *data, int len, WsRecordHeader *header)
 {
 	WsReader	reader;
-	WsReader	body;
-	Size		body_len;
+	WsRecord	record;
 
-	memset(header, 0, sizeof(WsRecordHeader));
-	ws_reader_init(&reader, record, len);
-	header->kind = (char) ws_get_byte(&reader);
-	body_len = ws_get_uvarint(&reader);
-	ws_reader_init(&body, ws_get_bytes(&reader, body_len), body_len);
+	ws_reader_init(&reader, data, len);
+	ws_read_record_header(&reader, &record);
 
-	switch (header->kind)
+	header->kind = record.kind;
+	header->rel_id = record.kind == WS_REC_RELATION ?
+		record.relation.rel_id : record.rel_id;
+	header->ordinal = record.ordinal;
+	header->commit_lsn = record.commit_lsn;
+	header->commit_time = record.commit_time;
+	header->end_lsn = record.end_lsn;
+	header->position = record.read_position;
+	header->transactional = (record.message_flags & WS_MESSAGE_TRANSACTIONAL) != 0;
+	header->truncated = NIL;
+	for (uint64 i = 0; i < record.nrelations; i++)
 	{
-		case WS_REC_BEGIN:
-			(void) ws_get_byte(&body);	/* format version */
-			(void) ws_get_uvarint(&body);	/* xid */
-			header->commit_lsn = ws_get_uint64_le(&body);
-			header->commit_time = ws_get_svarint(&body);
-			break;
-		case WS_REC_COMMIT:
-			(void) ws_get_uint64_le(&body);
-			header->end_lsn = ws_get_uint64_le(&body);
-			break;
-		case WS_REC_RELATION:
-			header->rel_id = ws_get_uvarint(&body);
-			break;
-		case WS_REC_INSERT:
-		case WS_REC_UPDATE:
-		case WS_REC_DELETE:
-			header->rel_id = ws_get_uvarint(&body);
-			header->ordinal = ws_get_uvarint(&body);
-			break;
-		case WS_REC_READ:
-			header->rel_id = ws_get_uvarint(&body);
-			header->ordinal = ws_get_uvarint(&body);
-			header->position = ws_get_uint64_le(&body);
-			break;
-		case WS_REC_TRUNCATE:
-			{
-				uint64		n;
+		uint64	   *id = palloc(sizeof(uint64));
 
-				header->ordinal = ws_get_uvarint(&body);
-				(void) ws_get_byte(&body);
-				n = ws_get_uvarint(&body);
-				for (uint64 i = 0; i < n; i++)
-				{
-					uint64	   *id = palloc(sizeof(uint64));
-
-					*id = ws_get_uvarint(&body);
-					header->truncated = lappend(header->truncated, id);
-				}
-			}
-			break;
-		case WS_REC_MESSAGE:
-			header->ordinal = ws_get_uvarint(&body);
-			header->transactional = (ws_get_byte(&body) & WS_MESSAGE_TRANSACTIONAL) != 0;
-			break;
-		default:
-			elog(ERROR, "unexpected walship record kind %d", header->kind);
+		*id = record.rel_ids[i];
+		header->truncated = lappend(header->truncated, id);
 	}
+	if (record.rel_ids)
+		pfree(record.rel_ids);
 }
 
 WsBatcher *

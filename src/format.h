@@ -7,8 +7,8 @@
  * docs/format.md is the human-readable specification of these bytes.  This
  * header is its single source of truth in code: the output plugin writes
  * records only through format_encode.c, and everything that reads records
- * (walship.decode(), the shipping worker's encoders) goes through
- * format_decode.c.
+ * (walship.decode(), the shipping worker's encoders, batch assembly, the
+ * backfill's watch on the stream) goes through format_decode.c.
  *
  * IDENTIFICATION
  *	  src/format.h
@@ -190,6 +190,9 @@ typedef struct WsRecord
 
 	/* RELATION */
 	WsRelation	relation;
+	const char *definition;		/* the body after the relation id: what
+								 * the record says of the relation */
+	Size		definition_len;
 
 	/* INSERT, UPDATE, DELETE, TRUNCATE, MESSAGE, READ */
 	uint64		ordinal;
@@ -233,6 +236,21 @@ extern const char *ws_get_bytes(WsReader *reader, Size len);
  * into palloc'd memory in the current memory context.
  */
 extern void ws_read_record(WsReader *reader, WsRecord *record);
+
+/*
+ * The same in two steps, for readers that route records and decode few of
+ * them (batch assembly, the backfill's watch on the stream).  The header is
+ * the framing and every field before a tuple, a column list or a message's
+ * text: kind; BEGIN and COMMIT whole; RELATION relation.rel_id,
+ * relation.relation_oid and definition; INSERT, UPDATE,
+ * DELETE rel_id and ordinal; READ those and read_position, read_time;
+ * TRUNCATE whole; MESSAGE ordinal, message_flags, message_lsn.
+ * ws_read_record_rest() reads the remaining fields.
+ */
+extern void ws_read_record_header(WsReader *reader, WsRecord *record);
+extern void ws_read_record_rest(WsRecord *record);
+
+extern void ws_tuple_init(WsTuple *tuple, const void *data, Size len);
 extern void ws_read_value(WsReader *reader, WsValue *value);
 extern const char *ws_record_kind_name(char kind);
 

@@ -2,7 +2,8 @@
  *
  * format_decode.c
  *	  Reader of the walship binary format: bounds-checked primitives,
- *	  records and values.
+ *	  records (whole, or their headers for routing) and values.  The only
+ *	  code that knows the layout of a record body.
  *
  * Input may come from anywhere (a user calling walship.decode() on any
  * bytea), so every read checks the remaining length first and any
@@ -286,11 +287,10 @@ read_tuple(WsReader *reader, WsTuple *tuple)
 	ws_reader_init(&tuple->values, reader->data + start, reader->pos - start);
 }
 
+/* A RELATION body after its relation id and OID. */
 static void
 read_relation(WsReader *body, WsRelation *rel)
 {
-	rel->rel_id = ws_get_uvarint(body);
-	rel->relation_oid = (Oid) ws_get_uvarint(body);
 	rel->schema_name = get_string(body);
 	rel->table_name = get_string(body);
 	rel->replica_identity = (char) ws_get_byte(body);
@@ -324,11 +324,15 @@ read_old_tuple(WsReader *body, WsRecord *record)
 }
 
 /*
- * Reads one framed record.  Fields a newer minor revision may append to a
- * body are ignored: the frame says where the next record starts.
+ * Reads one framed record up to what routing it takes: its kind, and the
+ * fields that come before any tuple, column list or message text (see
+ * format.h).  record->body is left after those fields, for
+ * ws_read_record_rest(); the reader after the record.  Fields a newer minor
+ * revision may append to a body are ignored: the frame says where the next
+ * record starts.
  */
 void
-ws_read_record(WsReader *reader, WsRecord *record)
+ws_read_record_header(WsReader *reader, WsRecord *record)
 {
 	Size		body_len;
 	const char *body_data;
@@ -366,27 +370,22 @@ ws_read_record(WsReader *reader, WsRecord *record)
 			record->nchanges = ws_get_uvarint(body);
 			break;
 		case WS_REC_RELATION:
-			read_relation(body, &record->relation);
+			record->relation.rel_id = ws_get_uvarint(body);
+			record->definition = (const char *) body->data + body->pos;
+			record->definition_len = body->len - body->pos;
+			record->relation.relation_oid = (Oid) ws_get_uvarint(body);
 			break;
 		case WS_REC_INSERT:
 		case WS_REC_UPDATE:
 		case WS_REC_DELETE:
 			record->rel_id = ws_get_uvarint(body);
 			record->ordinal = ws_get_uvarint(body);
-			if (record->kind != WS_REC_INSERT)
-				read_old_tuple(body, record);
-			if (record->kind != WS_REC_DELETE)
-				read_tuple(body, &record->new_tuple);
-			record->change_lsn = ws_get_uvarint(body);
 			break;
 		case WS_REC_READ:
 			record->rel_id = ws_get_uvarint(body);
 			record->ordinal = ws_get_uvarint(body);
 			record->read_position = ws_get_uint64_le(body);
 			record->read_time = ws_get_svarint(body);
-			record->old_kind = WS_OLD_NONE;
-			read_tuple(body, &record->new_tuple);
-			record->change_lsn = ws_get_uvarint(body);
 			break;
 		case WS_REC_TRUNCATE:
 			record->ordinal = ws_get_uvarint(body);
@@ -400,13 +399,77 @@ ws_read_record(WsReader *reader, WsRecord *record)
 			record->ordinal = ws_get_uvarint(body);
 			record->message_flags = ws_get_byte(body);
 			record->message_lsn = ws_get_uint64_le(body);
-			record->prefix = get_string(body);
-			record->content = get_counted(body, &record->content_len);
 			break;
 		default:
 			corrupted(reader, psprintf("unknown record kind 0x%02x",
 									   (unsigned char) record->kind));
 	}
+}
+
+/*
+ * Reads the rest of a record ws_read_record_header() read: a RELATION's
+ * names and columns, a change's tuples and change LSN, a READ's tuple and
+ * version, a MESSAGE's prefix and content.
+ */
+void
+ws_read_record_rest(WsRecord *record)
+{
+	WsReader   *body = &record->body;
+
+	switch (record->kind)
+	{
+		case WS_REC_RELATION:
+			read_relation(body, &record->relation);
+			break;
+		case WS_REC_INSERT:
+		case WS_REC_UPDATE:
+		case WS_REC_DELETE:
+			if (record->kind != WS_REC_INSERT)
+				read_old_tuple(body, record);
+			if (record->kind != WS_REC_DELETE)
+				read_tuple(body, &record->new_tuple);
+			record->change_lsn = ws_get_uvarint(body);
+			break;
+		case WS_REC_READ:
+			record->old_kind = WS_OLD_NONE;
+			read_tuple(body, &record->new_tuple);
+			record->change_lsn = ws_get_uvarint(body);
+			break;
+		case WS_REC_MESSAGE:
+			record->prefix = get_string(body);
+			record->content = get_counted(body, &record->content_len);
+			break;
+		default:
+			/* BEGIN, COMMIT, TRUNCATE: the header is the record */
+			break;
+	}
+}
+
+/*
+ * Reads one framed record, whole.  Relation, tuple and truncate parts are
+ * decoded into palloc'd memory in the current memory context.
+ */
+void
+ws_read_record(WsReader *reader, WsRecord *record)
+{
+	ws_read_record_header(reader, record);
+	ws_read_record_rest(record);
+}
+
+/*
+ * A tuple that is the whole of data (as ws_relation_write_tuple writes
+ * one): its count, and its values to read with ws_read_value(), which
+ * checks each as it reads it.
+ */
+void
+ws_tuple_init(WsTuple *tuple, const void *data, Size len)
+{
+	WsReader	reader;
+
+	ws_reader_init(&reader, data, len);
+	tuple->nvalues = get_count(&reader, 1);
+	ws_reader_init(&tuple->values, reader.data + reader.pos,
+				   reader.len - reader.pos);
 }
 
 const char *

@@ -623,6 +623,20 @@ rebuild_entry(WsRelationCache *cache, WsRelationEntry *entry, Relation relation)
 	List	   *rel_publications;
 	Relation	publish_rel;
 	Bitmapset  *columns;
+	StringInfoData sent;
+
+	/*
+	 * Invalidated only by a flush of every cache: the RELATION record sent
+	 * stands if the rebuilt entry has the same one.
+	 */
+	sent.data = NULL;
+	if (entry->flushed && entry->schema_sent)
+	{
+		initStringInfo(&sent);
+		appendBinaryStringInfo(&sent, entry->relation_body.data,
+							   entry->relation_body.len);
+	}
+	entry->flushed = false;
 
 	if (entry->context == NULL)
 		entry->context = AllocSetContextCreate(cache->context,
@@ -679,6 +693,13 @@ rebuild_entry(WsRelationCache *cache, WsRelationEntry *entry, Relation relation)
 		}
 	}
 	list_free(rel_publications);
+	if (sent.data != NULL)
+	{
+		entry->schema_sent = entry->attrs != NULL &&
+			entry->relation_body.len == sent.len &&
+			memcmp(entry->relation_body.data, sent.data, sent.len) == 0;
+		pfree(sent.data);
+	}
 	entry->valid = true;
 }
 
@@ -696,11 +717,40 @@ ws_relation_cache_get(Relation relation)
 	{
 		entry->context = NULL;
 		entry->valid = false;
+		entry->flushed = false;
 		entry->publish_as_relid = InvalidOid;
 	}
 	if (!entry->valid)
 		rebuild_entry(active_cache, entry, relation);
 	return entry;
+}
+
+/*
+ * Flushes every catalog cache of the backend: the relcache, the syscaches
+ * and the caches hooked to their invalidations.  Logical decoding fills
+ * them under historic snapshots, ordinary transactions from the current
+ * catalogs, and neither may use entries the other built: a backend that
+ * does both (the shipping worker, which reads backfill chunks between
+ * slices of decoding) flushes them at each boundary, as
+ * pg_logical_slot_get_changes() does around its decoding.  The entries of
+ * the active decoding session are rebuilt on their next use, under that
+ * change's historic snapshot; their RELATION record is not sent again
+ * unless it changed.
+ */
+void
+ws_relation_cache_flush_catalog_caches(void)
+{
+	if (active_cache != NULL)
+	{
+		HASH_SEQ_STATUS status;
+		WsRelationEntry *entry;
+
+		hash_seq_init(&status, active_cache->entries);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			if (entry->valid)
+				entry->flushed = true;
+	}
+	InvalidateSystemCaches();
 }
 
 /*

@@ -34,6 +34,9 @@ typedef struct WsRelationEntry
 	Oid			relid;			/* hash key: the relation changes come from */
 	bool		valid;			/* false after an invalidation */
 	bool		schema_sent;	/* RELATION record sent since (re)build */
+	bool		flushed;		/* invalidated by a flush of every cache
+								 * (ws_relation_cache_flush_catalog_caches)
+								 * while valid */
 
 	bool		publish_insert;
 	bool		publish_update;
@@ -62,6 +65,7 @@ extern void ws_relation_cache_start(MemoryContext parent,
 									List *publication_names);
 extern void ws_relation_cache_stop(void);
 extern WsRelationEntry *ws_relation_cache_get(Relation relation);
+extern void ws_relation_cache_flush_catalog_caches(void);
 extern WsRelationEntry *ws_relation_entry_build(Relation relation,
 												List *publication_names,
 												uint64 rel_id,

@@ -53,6 +53,7 @@ char	   *walship_tls_ca_file = NULL;
 bool		walship_tls_verify = true;
 int			walship_on_rejected = WS_ON_REJECTED_STOP;
 int			walship_backfill_max_rate = 0;
+int			walship_backfill_chunk_timeout = 1000;
 bool		walship_initial_backfill = false;
 
 static const struct config_enum_entry format_options[] = {
@@ -467,6 +468,12 @@ ws_define_settings(void)
 							"Backfills also wait while the endpoint falls behind, so the live stream keeps its freshness.",
 							&walship_backfill_max_rate, 0, 0, INT_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.backfill_chunk_timeout",
+							"Longest time a backfill chunk's query may read rows; 0 means no limit.",
+							"Nothing is decoded or sent while a chunk is read.  A chunk cut short ships the rows read so far, and the next chunk starts after them; three chunks in a row that read no row in time fail the backfill.",
+							&walship_backfill_chunk_timeout, 1000, 0, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	DefineCustomBoolVariable("walship.initial_backfill",
 							 "Whether to backfill every published table when the worker creates its slot.",

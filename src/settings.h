@@ -54,6 +54,7 @@ extern char *walship_tls_ca_file;
 extern bool walship_tls_verify;
 extern int	walship_on_rejected;
 extern int	walship_backfill_max_rate;	/* rows per second, 0: no limit */
+extern int	walship_backfill_chunk_timeout;	/* ms, 0: no limit */
 extern bool walship_initial_backfill;
 
 extern void ws_define_settings(void);
