@@ -56,13 +56,11 @@ typedef struct WsRecordHeader
 } WsRecordHeader;
 
 static void
-read_header(const char *data, int len, WsRecordHeader *header)
+read_header(WsReader *reader, WsRecordHeader *header)
 {
-	WsReader	reader;
 	WsRecord	record;
 
-	ws_reader_init(&reader, data, len);
-	ws_read_record_header(&reader, &record);
+	ws_read_record_header(reader, &record);
 
 	header->kind = record.kind;
 	header->rel_id = record.kind == WS_REC_RELATION ?
@@ -215,10 +213,12 @@ ws_batcher_add(WsBatcher *batcher, const char *record, int len,
 			   const WsBatchLimits *limits)
 {
 	MemoryContext old = MemoryContextSwitchTo(batcher->context);
+	WsReader	reader;
 	WsRecordHeader header;
 	WsBatch    *batch;
 
-	read_header(record, len, &header);
+	ws_reader_init(&reader, record, len);
+	read_header(&reader, &header);
 
 	switch (header.kind)
 	{
@@ -520,12 +520,11 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 	while (!ws_reader_done(&reader))
 	{
 		Size		start = reader.pos;
-		char		kind = (char) ws_get_byte(&reader);
-		Size		body_len = ws_get_uvarint(&reader);
 		WsRecordHeader header;
+		char		kind;
 
-		(void) ws_get_bytes(&reader, body_len);
-		read_header(batch->records.data + start, reader.pos - start, &header);
+		read_header(&reader, &header);
+		kind = header.kind;
 		if (kind == WS_REC_INSERT || kind == WS_REC_UPDATE ||
 			kind == WS_REC_DELETE || kind == WS_REC_TRUNCATE ||
 			kind == WS_REC_MESSAGE || kind == WS_REC_READ)
