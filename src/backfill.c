@@ -203,7 +203,7 @@ struct WsBackfill
 								 * time */
 	TimestampTz next_read;		/* no chunk is read before this */
 	char		activity[128];	/* what it waits for, or "" */
-	uint64		seen_requests;	/* ws_shared->backfill_requests seen */
+	uint64		seen_requests;	/* ws_shared_backfill_requests() seen */
 	TimestampTz eager_until;	/* look for new backfills often until */
 };
 
@@ -1145,9 +1145,7 @@ ws_backfill_step(WsBackfill *backfill, bool may_read,
 		TimestampTz now = GetCurrentTimestamp();
 		uint64		requests;
 
-		SpinLockAcquire(&ws_shared->mutex);
-		requests = ws_shared->backfill_requests;
-		SpinLockRelease(&ws_shared->mutex);
+		requests = ws_shared_backfill_requests();
 		if (requests != backfill->seen_requests)
 		{
 			/* walship.backfill() ran; its transaction commits any moment */

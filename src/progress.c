@@ -424,15 +424,15 @@ ws_progress_load(const char *slot_name)
 		{
 			Datum		d = SPI_getbinval(tuple, desc, 6, &isnull);
 
-			SpinLockAcquire(&ws_shared->mutex);
-			ws_shared->batches_shipped = counters[0];
-			ws_shared->changes_shipped = counters[1];
-			ws_shared->bytes_shipped = counters[2];
-			ws_shared->retries = counters[3];
-			ws_shared->rejected_batches = counters[4];
-			if (!isnull)
-				ws_shared->last_success_at = DatumGetTimestampTz(d);
-			SpinLockRelease(&ws_shared->mutex);
+			WsSharedTotals totals;
+
+			totals.batches = counters[0];
+			totals.changes = counters[1];
+			totals.bytes = counters[2];
+			totals.retries = counters[3];
+			totals.rejected_batches = counters[4];
+			totals.last_success_at = isnull ? 0 : DatumGetTimestampTz(d);
+			ws_shared_restore_totals(&totals);
 		}
 	}
 	end_work(&work);
@@ -446,21 +446,20 @@ ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn)
 	Datum		values[9];
 	char		nulls[9];
 	char		last_error[WS_MAX_ERROR_LEN];
+	WsSharedTotals totals;
 	WsWork		work;
 
 	begin_work(&work, "walship: recording progress");
 	memset(nulls, ' ', sizeof(nulls));
-	SpinLockAcquire(&ws_shared->mutex);
-	values[2] = Int64GetDatum(ws_shared->batches_shipped);
-	values[3] = Int64GetDatum(ws_shared->changes_shipped);
-	values[4] = Int64GetDatum(ws_shared->bytes_shipped);
-	values[5] = Int64GetDatum(ws_shared->retries);
-	values[6] = Int64GetDatum(ws_shared->rejected_batches);
-	values[7] = TimestampTzGetDatum(ws_shared->last_success_at);
-	if (ws_shared->last_success_at == 0)
+	ws_shared_get_totals(&totals, last_error, sizeof(last_error));
+	values[2] = Int64GetDatum(totals.batches);
+	values[3] = Int64GetDatum(totals.changes);
+	values[4] = Int64GetDatum(totals.bytes);
+	values[5] = Int64GetDatum(totals.retries);
+	values[6] = Int64GetDatum(totals.rejected_batches);
+	values[7] = TimestampTzGetDatum(totals.last_success_at);
+	if (totals.last_success_at == 0)
 		nulls[7] = 'n';
-	strlcpy(last_error, ws_shared->last_error, sizeof(last_error));
-	SpinLockRelease(&ws_shared->mutex);
 
 	values[0] = CStringGetTextDatum(slot_name);
 	values[1] = LSNGetDatum(confirmed_lsn);

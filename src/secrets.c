@@ -122,9 +122,7 @@ report(const WsSecretProblem *problem, bool missing)
 	}
 	if (missing)
 	{
-		SpinLockAcquire(&ws_shared->mutex);
-		ws_shared->state = WS_STATE_ERROR;
-		SpinLockRelease(&ws_shared->mutex);
+		ws_shared_set_state(WS_STATE_ERROR);
 	}
 }
 
@@ -138,14 +136,7 @@ resolve(void)
 {
 	if (reported == NULL)
 		return;
-	SpinLockAcquire(&ws_shared->mutex);
-	if (strncmp(ws_shared->last_error, reported, WS_MAX_ERROR_LEN - 1) == 0)
-	{
-		ws_shared->last_error[0] = '\0';
-		if (ws_shared->state == WS_STATE_ERROR)
-			ws_shared->state = WS_STATE_STARTING;
-	}
-	SpinLockRelease(&ws_shared->mutex);
+	(void) ws_shared_resolve_error(reported);
 	ereport(LOG,
 			(errmsg("walship read its secret files again")));
 	pfree(reported);

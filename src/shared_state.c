@@ -267,3 +267,104 @@ ws_shared_snapshot(WsSharedState *snapshot)
 	memcpy(snapshot, ws_shared, sizeof(WsSharedState));
 	SpinLockRelease(&ws_shared->mutex);
 }
+
+/* ---------------------------------------------------------------------
+ * Counters kept in walship.progress
+ * ---------------------------------------------------------------------
+ */
+
+/* Restores the totals walship.progress kept across restarts. */
+void
+ws_shared_restore_totals(const WsSharedTotals *totals)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->batches_shipped = totals->batches;
+	ws_shared->changes_shipped = totals->changes;
+	ws_shared->bytes_shipped = totals->bytes;
+	ws_shared->retries = totals->retries;
+	ws_shared->rejected_batches = totals->rejected_batches;
+	if (totals->last_success_at != 0)
+		ws_shared->last_success_at = totals->last_success_at;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* The totals and the last error, for walship.progress. */
+void
+ws_shared_get_totals(WsSharedTotals *totals, char *last_error, Size size)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	totals->batches = ws_shared->batches_shipped;
+	totals->changes = ws_shared->changes_shipped;
+	totals->bytes = ws_shared->bytes_shipped;
+	totals->retries = ws_shared->retries;
+	totals->rejected_batches = ws_shared->rejected_batches;
+	totals->last_success_at = ws_shared->last_success_at;
+	strlcpy(last_error, ws_shared->last_error, size);
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/*
+ * Clears last_error if it still is the given message, and leaves the
+ * "error" state it caused; false if another error has replaced it.
+ */
+bool
+ws_shared_resolve_error(const char *message)
+{
+	bool		resolved = false;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	if (strncmp(ws_shared->last_error, message, WS_MAX_ERROR_LEN - 1) == 0)
+	{
+		ws_shared->last_error[0] = '\0';
+		if (ws_shared->state == WS_STATE_ERROR)
+			ws_shared->state = WS_STATE_STARTING;
+		resolved = true;
+	}
+	SpinLockRelease(&ws_shared->mutex);
+	return resolved;
+}
+
+/* ---------------------------------------------------------------------
+ * Requests from other backends
+ * ---------------------------------------------------------------------
+ */
+
+/* walship.pause() and walship.resume(): sets the flag, wakes the worker. */
+void
+ws_shared_request_pause(bool paused)
+{
+	Latch	   *latch;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->pause_requested = paused;
+	latch = ws_shared->worker_latch;
+	SpinLockRelease(&ws_shared->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
+/* walship.backfill(): counts a request and wakes the worker. */
+void
+ws_shared_request_backfill(void)
+{
+	Latch	   *latch;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->backfill_requests++;
+	latch = ws_shared->worker_latch;
+	SpinLockRelease(&ws_shared->mutex);
+	if (latch)
+		SetLatch(latch);
+}
+
+/* How many backfill requests were made since the server started. */
+uint64
+ws_shared_backfill_requests(void)
+{
+	uint64		requests;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	requests = ws_shared->backfill_requests;
+	SpinLockRelease(&ws_shared->mutex);
+	return requests;
+}

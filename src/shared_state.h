@@ -91,4 +91,25 @@ extern void ws_shared_count_rejected(void);
 /* For walship.status */
 extern void ws_shared_snapshot(WsSharedState *snapshot);
 
+/* The totals walship.progress keeps */
+typedef struct WsSharedTotals
+{
+	int64		batches;
+	int64		changes;
+	int64		bytes;
+	int64		retries;
+	int64		rejected_batches;
+	TimestampTz last_success_at;	/* 0 if never */
+} WsSharedTotals;
+
+extern void ws_shared_restore_totals(const WsSharedTotals *totals);
+extern void ws_shared_get_totals(WsSharedTotals *totals, char *last_error,
+								 Size size);
+extern bool ws_shared_resolve_error(const char *message);
+
+/* Requests from other backends; they wake the worker */
+extern void ws_shared_request_pause(bool paused);
+extern void ws_shared_request_backfill(void);
+extern uint64 ws_shared_backfill_requests(void);
+
 #endif							/* WALSHIP_SHARED_STATE_H */

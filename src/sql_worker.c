@@ -194,15 +194,8 @@ walship_status_internal(PG_FUNCTION_ARGS)
 static void
 set_paused(bool paused)
 {
-	Latch	   *latch;
-
 	require_worker();
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->pause_requested = paused;
-	latch = ws_shared->worker_latch;
-	SpinLockRelease(&ws_shared->mutex);
-	if (latch)
-		SetLatch(latch);
+	ws_shared_request_pause(paused);
 }
 
 Datum
@@ -228,15 +221,7 @@ walship_resume(PG_FUNCTION_ARGS)
 Datum
 walship_notify_backfill(PG_FUNCTION_ARGS)
 {
-	Latch	   *latch;
-
-	if (ws_shared == NULL)
-		PG_RETURN_VOID();
-	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->backfill_requests++;
-	latch = ws_shared->worker_latch;
-	SpinLockRelease(&ws_shared->mutex);
-	if (latch)
-		SetLatch(latch);
+	if (ws_shared != NULL)
+		ws_shared_request_backfill();
 	PG_RETURN_VOID();
 }
