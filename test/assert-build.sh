@@ -48,7 +48,7 @@ Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends dpkg-dev bison flex gcc make \
-	libipc-run-perl zlib1g-dev libssl-dev valgrind >/dev/null
+	libipc-run-perl zlib1g-dev libssl-dev libxml2-dev pkg-config valgrind >/dev/null
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pg-assert-build.XXXXXX")
 cd "$work"
@@ -59,7 +59,7 @@ apt-get source -qq --download-only "postgresql-$PG_MAJOR" >/dev/null
 dpkg-source -x --skip-patches ./*.dsc src >/dev/null
 cd src
 ./configure --prefix="$prefix" --enable-cassert --enable-debug \
-	--enable-tap-tests --without-readline --without-icu --with-openssl \
+	--enable-tap-tests --without-readline --without-icu --with-openssl --with-libxml \
 	CFLAGS="-O1 -g -DUSE_VALGRIND" >configure.log
 make -s -j"$(nproc)" >make.log 2>&1 || { tail -n 50 make.log; exit 1; }
 make -s -C contrib/test_decoding >/dev/null
