@@ -776,10 +776,20 @@ handle_result(WsDelivery *delivery, const WsHttpResult *given)
 				ws_shared_count_retry();
 				ereport(part->attempts == 1 ? LOG : DEBUG1,
 						(errmsg("walship %s", error)));
-				ws_shared_set_error(error);
-				delivery->last_error_batch = batch->seq;
+				/*
+				 * Never over an "error" another condition reported (a
+				 * missing secret, a rejection under on_rejected = stop):
+				 * whoever reported it clears it.
+				 */
+				if (ws_shared_get_state() != WS_STATE_ERROR)
+				{
+					ws_shared_set_error(error);
+					delivery->last_error_batch = batch->seq;
+				}
 				delivery->progress_dirty = true;
-				ws_shared_set_state(WS_STATE_BACKOFF);
+				ws_shared_change_state(WS_STATE_BIT(WS_STATE_STREAMING) |
+									   WS_STATE_BIT(WS_STATE_BACKOFF),
+									   WS_STATE_BACKOFF);
 				pfree(error);
 			}
 			break;
