@@ -29,6 +29,7 @@ typedef struct WsDelivery
 	WsBatcher  *batcher;
 	List	   *rejected;		/* WsRejectedBatch * for walship.dead_letter */
 	uint64		last_error_batch;	/* batch whose error is being reported */
+	uint64		last_request_id;	/* of the request started last */
 	bool		settings_problem;	/* settings that cannot work together */
 	bool		progress_dirty; /* counters changed since last taken */
 	char	   *held_endpoint;	/* walship.endpoint a Retry-After holds, */
