@@ -76,14 +76,7 @@ ws_delivery_create(MemoryContext context, WsHttpClient *http,
 	return delivery;
 }
 
-/* Whether rejected batches wait to be written to walship.dead_letter. */
-bool
-ws_delivery_has_dead_letters(const WsDelivery *delivery)
-{
-	return delivery->rejected != NIL;
-}
-
-/* Writes the dead letters; their batches may be released afterwards. */
+/* Writes the dead letters, which own copies of their batches and bodies. */
 void
 ws_delivery_write_dead_letters(WsDelivery *delivery)
 {

@@ -39,7 +39,6 @@ typedef struct WsDelivery
 extern WsDelivery *ws_delivery_create(MemoryContext context,
 									  WsHttpClient *http, WsBatcher *batcher);
 extern void ws_delivery_pump(WsDelivery *delivery, int timeout_ms);
-extern bool ws_delivery_has_dead_letters(const WsDelivery *delivery);
 extern void ws_delivery_write_dead_letters(WsDelivery *delivery);
 extern bool ws_delivery_take_progress(WsDelivery *delivery);
 extern WsWorkerState ws_delivery_state(WsDelivery *delivery);

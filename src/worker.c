@@ -353,10 +353,11 @@ add_record(void *arg, const char *record, int len)
 
 		/*
 		 * Free acknowledged batches now, or memory grows with the
-		 * transaction; the slot is confirmed later, in advance().  Dead
-		 * letters must be written first, outside decoding.
+		 * transaction.  The slot is confirmed later, in advance(), after
+		 * the dead letters are written (outside decoding); a dead letter
+		 * owns a copy of its batch and body, so releasing the batch here
+		 * takes nothing from it.
 		 */
-		if (!ws_delivery_has_dead_letters(worker->delivery))
 		{
 			XLogRecPtr	lsn = ws_batcher_release_done(worker->batcher);
 
