@@ -235,6 +235,48 @@ SELECT state = 'error' AND $missing FROM walship.status}),
 }
 
 # ---------------------------------------------------------------------------
+# 3c. Reading a secret file that keeps failing (every reload, every 5 s)
+#     leaks no memory in the worker
+# ---------------------------------------------------------------------------
+
+# Bytes used by the worker's memory context "walship worker", from
+# pg_log_backend_memory_contexts().
+sub worker_context_used
+{
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', q{
+SELECT pg_log_backend_memory_contexts(worker_pid) FROM walship.status});
+	$node->wait_for_log(qr/walship worker: \d+ total in \d+ blocks; \d+ free \(\d+ chunks\); \d+ used/,
+		$offset);
+	my $log = substr(slurp_file($node->logfile), $offset);
+	my ($used) = $log =~ /walship worker: \d+ total in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/;
+	return $used;
+}
+{
+	chmod 0000, $headers_file or die "chmod: $!";
+	reload_settled();
+	ok( $node->poll_query_until('postgres', qq{
+SELECT last_error LIKE 'could not open walship.headers_file%' FROM walship.status}),
+		'unreadable headers file reported')
+	  or diag(status_row());
+	my $before = worker_context_used();
+	for (1 .. 60)
+	{
+		$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+		usleep(30_000);
+	}
+	reload_settled();
+	my $after = worker_context_used();
+	cmp_ok($after - $before, '<', 4096,
+		"60 reloads failing to read a secret file leak no memory ($before -> $after bytes used)");
+	chmod 0600, $headers_file or die "chmod: $!";
+	ok( $node->poll_query_until('postgres',
+			q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
+		'headers file readable again')
+	  or diag(status_row());
+}
+
+# ---------------------------------------------------------------------------
 # 4. A malformed headers file keeps the headers read before
 # ---------------------------------------------------------------------------
 {
