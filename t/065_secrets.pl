@@ -7,7 +7,7 @@
 #	  (no request ever goes out without its Authorization) and is reported
 #	  in walship.status until it can be read again; one that cannot be read
 #	  at start, or newly named at a reload, ships nothing until it can (the
-#	  value from another file is never sent); credentials in the endpoint's
+#	  value from another file is never sent); failing reads leak no memory; credentials in the endpoint's
 #	  query string are shown as *** in walship.status and
 #	  walship.dead_letter, and warned about once; the check hooks of the
 #	  file settings; no secret value ever reaches the server log.
