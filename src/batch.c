@@ -361,11 +361,64 @@ ws_batch_free_parts(WsBatch *batch)
 	batch->parts = NIL;
 }
 
+/* How done_tables names schema.table, unambiguously. */
+char *
+ws_batch_table_key(const char *schema, const char *table)
+{
+	return psprintf("%d:%s.%s", (int) strlen(schema), schema, table);
+}
+
+/*
+ * Adds the tables whose request is done (acknowledged or dead-lettered) to
+ * batch->done_tables, before the parts are prepared anew (split or
+ * regrouped): those lines are never sent again, whatever URL the tables
+ * get meanwhile.  A request of the whole batch names no table; when it is
+ * done, so is the batch.
+ */
+void
+ws_batch_note_done_tables(WsBatch *batch)
+{
+	MemoryContext old = MemoryContextSwitchTo(GetMemoryChunkContext(batch));
+	ListCell   *lc;
+
+	foreach(lc, batch->parts)
+	{
+		WsBatchPart *part = lfirst(lc);
+
+		if (part->status == WS_BATCH_DONE && part->nlines > 0 &&
+			part->table != NULL &&
+			!ws_batch_table_done(batch, part->schema, part->table))
+			batch->done_tables = lappend(batch->done_tables,
+										 ws_batch_table_key(part->schema,
+															part->table));
+	}
+	MemoryContextSwitchTo(old);
+}
+
+/* Whether the lines of schema.table were sent before a split or regroup. */
+bool
+ws_batch_table_done(const WsBatch *batch, const char *schema,
+					const char *table)
+{
+	char	   *key;
+	ListCell   *lc;
+	bool		found = false;
+
+	if (batch->done_tables == NIL)
+		return false;
+	key = ws_batch_table_key(schema, table);
+	foreach(lc, batch->done_tables)
+		if (strcmp((char *) lfirst(lc), key) == 0)
+			found = true;
+	pfree(key);
+	return found;
+}
+
 static void
 free_batch(WsBatch *batch)
 {
 	ws_batch_free_parts(batch);
-	list_free_deep(batch->done_urls);
+	list_free_deep(batch->done_tables);
 	pfree(batch->records.data);
 	pfree(batch);
 }
@@ -477,7 +530,7 @@ ws_batcher_oldest_commit(const WsBatcher *batcher)
  * The batch's prepared requests are freed: both halves are prepared again.
  * Requests that were done already (acknowledged, or handed to
  * walship.dead_letter, which keeps its own copy) are remembered by URL in
- * both halves' done_urls, so the halves do not send those lines again.
+ * both halves' done_tables, so the halves do not send those lines again.
  * The caller makes sure no request of the batch is in flight.
  */
 void
@@ -500,17 +553,14 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 	ListCell   *lc;
 
 	Assert(batch->nchanges >= 2);
+#ifdef USE_ASSERT_CHECKING
 	foreach(lc, batch->parts)
-	{
-		WsBatchPart *part = lfirst(lc);
-
-		Assert(part->status != WS_BATCH_SENDING);
-		if (part->status == WS_BATCH_DONE && part->nlines > 0)
-			batch->done_urls = lappend(batch->done_urls, pstrdup(part->url));
-	}
-	foreach(lc, batch->done_urls)
-		second->done_urls = lappend(second->done_urls,
-									pstrdup((char *) lfirst(lc)));
+		Assert(((WsBatchPart *) lfirst(lc))->status != WS_BATCH_SENDING);
+#endif
+	ws_batch_note_done_tables(batch);
+	foreach(lc, batch->done_tables)
+		second->done_tables = lappend(second->done_tables,
+									  pstrdup((char *) lfirst(lc)));
 
 	initStringInfo(&prefix);
 	initStringInfo(&begin);

@@ -46,6 +46,7 @@ typedef struct WsBatchPart
 	bool		rejected;		/* the endpoint refused it permanently */
 	int			attempts;
 	TimestampTz retry_at;
+	uint64		request_id;		/* of its latest request, unique per worker */
 } WsBatchPart;
 
 typedef struct WsBatch
@@ -64,9 +65,11 @@ typedef struct WsBatch
 	/* delivery: one part per request (one per table with {table} URLs) */
 	List	   *parts;			/* WsBatchPart *, NIL until prepared */
 	bool		split_pending;	/* 413: split once no part is in flight */
-	List	   *done_urls;		/* char *: URLs of requests done before a
-								 * split (acknowledged or dead-lettered),
-								 * which the halves do not send again */
+	List	   *done_tables;	/* char *, ws_batch_table_key(): tables whose
+								 * request was done (acknowledged or
+								 * dead-lettered) before the batch was split
+								 * or regrouped; their lines are not sent
+								 * again */
 } WsBatch;
 
 typedef struct WsBatchLimits
@@ -107,5 +110,9 @@ extern bool ws_batcher_idle(const WsBatcher *batcher);
 extern int64 ws_batcher_pending_bytes(const WsBatcher *batcher);
 extern TimestampTz ws_batcher_oldest_commit(const WsBatcher *batcher);
 extern void ws_batch_free_parts(WsBatch *batch);
+extern char *ws_batch_table_key(const char *schema, const char *table);
+extern void ws_batch_note_done_tables(WsBatch *batch);
+extern bool ws_batch_table_done(const WsBatch *batch, const char *schema,
+								const char *table);
 
 #endif							/* WALSHIP_BATCH_H */

@@ -14,13 +14,14 @@
  * A reload of walship.endpoint reaches prepared requests: before a
  * request is (re)started, its URL is made again from the endpoint in force
  * (retarget_batch); a change of grouping (placeholders added or removed)
- * prepares the batch anew.
+ * prepares the batch anew, without the lines of tables whose request was
+ * done already (batch->done_tables).
  *
  * Answers: 2xx marks a part done; failures worth retrying wait with capped
  * exponential backoff and jitter; a Retry-After lengthens the wait up to
  * walship.retry_max_delay and holds every request to the endpoint until it
  * has passed.  413 splits the batch (batch.c) once none of its requests is
- * in flight; the halves skip requests done already.  Other 4xx (and
+ * in flight; the halves skip the tables whose request was done already.  Other 4xx (and
  * ClickHouse errors in the data) are rejections, which either stop the
  * pipeline at that batch, retried slowly so a fixed endpoint recovers, or
  * go to walship.dead_letter, per walship.on_rejected.  A dead letter owns a
@@ -75,14 +76,7 @@ ws_delivery_create(MemoryContext context, WsHttpClient *http,
 	return delivery;
 }
 
-/* Whether rejected batches wait to be written to walship.dead_letter. */
-bool
-ws_delivery_has_dead_letters(const WsDelivery *delivery)
-{
-	return delivery->rejected != NIL;
-}
-
-/* Writes the dead letters; their batches may be released afterwards. */
+/* Writes the dead letters, which own copies of their batches and bodies. */
 void
 ws_delivery_write_dead_letters(WsDelivery *delivery)
 {
@@ -198,7 +192,8 @@ builder_for(List **builders, const WsRelation *rel)
 
 /*
  * Encodes a batch's records as NDJSON lines, grouped by table when the
- * endpoint has placeholders, else all in one group.
+ * endpoint has placeholders, else all in one group.  The lines of tables
+ * in batch->done_tables (sent before a split or regroup) are left out.
  */
 static List *
 encode_ndjson_groups(WsBatch *batch, bool per_table)
@@ -228,7 +223,7 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 
 		ws_read_record(&reader, &record);
 		ws_stream_context_track(&stream, &record);
-		if (!per_table)
+		if (!per_table && batch->done_tables == NIL)
 		{
 			WsPartBuilder *only = linitial(builders);
 
@@ -248,28 +243,22 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 		{
 			uint64		rel_id = record.kind == WS_REC_TRUNCATE ?
 				record.rel_ids[i] : record.rel_id;
-			WsPartBuilder *builder = builder_for(&builders,
-												 ws_stream_relation(&stream, rel_id));
+			const WsRelation *rel = ws_stream_relation(&stream, rel_id);
 			char	   *end = strchr(line, '\n');
 
-			appendBinaryStringInfo(&builder->lines, line, end - line + 1);
-			builder->nlines++;
+			if (rel == NULL ||
+				!ws_batch_table_done(batch, rel->schema_name, rel->table_name))
+			{
+				WsPartBuilder *builder = builder_for(&builders,
+													 per_table ? rel : NULL);
+
+				appendBinaryStringInfo(&builder->lines, line, end - line + 1);
+				builder->nlines++;
+			}
 			line = end + 1;
 		}
 	}
 	return builders;
-}
-
-/* Whether a request to url was done before the batch was split. */
-static bool
-done_before_split(WsBatch *batch, const char *url)
-{
-	ListCell   *lc;
-
-	foreach(lc, batch->done_urls)
-		if (strcmp((char *) lfirst(lc), url) == 0)
-			return true;
-	return false;
 }
 
 /*
@@ -286,10 +275,6 @@ add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 	MemoryContext old;
 	WsBatchPart *part;
 	StringInfoData compressed;
-
-	/* sent before a split: the halves' lines for it went already */
-	if (done_before_split(batch, url))
-		return;
 
 	old = MemoryContextSwitchTo(delivery->batcher->context);
 	part = palloc0(sizeof(WsBatchPart));
@@ -365,10 +350,6 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 	return true;
 }
 
-/* request ids: batch sequence number and part index */
-#define REQUEST_ID(batch, part)	(((batch)->seq << 16) | (uint64) (part)->index)
-#define MAX_PARTS				65536
-
 static void
 start_part(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part)
 {
@@ -378,7 +359,13 @@ start_part(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part)
 	snprintf(batch_id, sizeof(batch_id), "%s..%s",
 			 batch->first_change, batch->last_change);
 	memset(&request, 0, sizeof(request));
-	request.request_id = REQUEST_ID(batch, part);
+
+	/*
+	 * Every request gets an id of its own, whatever the number of parts: a
+	 * result can only ever be matched with the request it answers.
+	 */
+	part->request_id = ++delivery->last_request_id;
+	request.request_id = part->request_id;
 	request.url = part->url;
 	request.content_type = part->content_type;
 	request.content_encoding = part->content_encoding;
@@ -412,21 +399,19 @@ find_batch(WsDelivery *delivery, uint64 request_id, WsBatchPart **part)
 	foreach(lc, delivery->batcher->queue)
 	{
 		WsBatch    *batch = lfirst(lc);
+		ListCell   *plc;
 
-		if (batch->seq == (request_id >> 16) && batch->status == WS_BATCH_READY)
+		if (batch->status != WS_BATCH_READY)
+			continue;
+		foreach(plc, batch->parts)
 		{
-			ListCell   *plc;
+			WsBatchPart *candidate = lfirst(plc);
 
-			foreach(plc, batch->parts)
+			if (candidate->request_id == request_id &&
+				candidate->status == WS_BATCH_SENDING)
 			{
-				WsBatchPart *candidate = lfirst(plc);
-
-				if (candidate->index == (int) (request_id & 0xFFFF) &&
-					candidate->status == WS_BATCH_SENDING)
-				{
-					*part = candidate;
-					return batch;
-				}
+				*part = candidate;
+				return batch;
 			}
 		}
 	}
@@ -550,9 +535,10 @@ endpoint_held(WsDelivery *delivery, TimestampTz now)
  * Points the batch's requests at walship.endpoint, when it changed by
  * reload since they were prepared: requests waiting for a retry go to the
  * new endpoint, at once.  When the change adds or removes placeholders,
- * the requests are grouped differently, so the batch is prepared anew
- * (done requests are sent again: at least once) once none is in flight.
- * Returns false while the batch must wait for that.
+ * the requests are grouped differently, so the batch is prepared anew once
+ * none is in flight, without the lines of tables whose request was done
+ * (acknowledged or dead-lettered).  Returns false while the batch must
+ * wait for that.
  */
 static bool
 retarget_batch(WsBatch *batch, TimestampTz now)
@@ -575,6 +561,7 @@ retarget_batch(WsBatch *batch, TimestampTz now)
 	{
 		if (sending)
 			return false;
+		ws_batch_note_done_tables(batch);
 		ws_batch_free_parts(batch);
 		return true;
 	}
@@ -776,10 +763,20 @@ handle_result(WsDelivery *delivery, const WsHttpResult *given)
 				ws_shared_count_retry();
 				ereport(part->attempts == 1 ? LOG : DEBUG1,
 						(errmsg("walship %s", error)));
-				ws_shared_set_error(error);
-				delivery->last_error_batch = batch->seq;
+				/*
+				 * Never over an "error" another condition reported (a
+				 * missing secret, a rejection under on_rejected = stop):
+				 * whoever reported it clears it.
+				 */
+				if (ws_shared_get_state() != WS_STATE_ERROR)
+				{
+					ws_shared_set_error(error);
+					delivery->last_error_batch = batch->seq;
+				}
 				delivery->progress_dirty = true;
-				ws_shared_set_state(WS_STATE_BACKOFF);
+				ws_shared_change_state(WS_STATE_BIT(WS_STATE_STREAMING) |
+									   WS_STATE_BIT(WS_STATE_BACKOFF),
+									   WS_STATE_BACKOFF);
 				pfree(error);
 			}
 			break;

@@ -29,6 +29,7 @@ typedef struct WsDelivery
 	WsBatcher  *batcher;
 	List	   *rejected;		/* WsRejectedBatch * for walship.dead_letter */
 	uint64		last_error_batch;	/* batch whose error is being reported */
+	uint64		last_request_id;	/* of the request started last */
 	bool		settings_problem;	/* settings that cannot work together */
 	bool		progress_dirty; /* counters changed since last taken */
 	char	   *held_endpoint;	/* walship.endpoint a Retry-After holds, */
@@ -38,7 +39,6 @@ typedef struct WsDelivery
 extern WsDelivery *ws_delivery_create(MemoryContext context,
 									  WsHttpClient *http, WsBatcher *batcher);
 extern void ws_delivery_pump(WsDelivery *delivery, int timeout_ms);
-extern bool ws_delivery_has_dead_letters(const WsDelivery *delivery);
 extern void ws_delivery_write_dead_letters(WsDelivery *delivery);
 extern bool ws_delivery_take_progress(WsDelivery *delivery);
 extern WsWorkerState ws_delivery_state(WsDelivery *delivery);

@@ -12,12 +12,14 @@
  *
  * A secret file is read at worker start, on every reload, and, while it
  * cannot be read, every WS_SECRETS_RETRY_MS.  When a read fails (the file
- * is missing, unreadable, empty or malformed) the value last read from it
- * stays in force: a reload never makes the worker send requests without
- * the credentials it had.  The problem is reported as a WARNING naming the
- * file and the operating system error (never the content) and in
- * walship.status.last_error, and cleared once the files read well again.
- * A configured file that has never been read has no value: then nothing is
+ * is missing, unreadable, empty or malformed) the value last read from the
+ * same path stays in force: a reload never makes the worker send requests
+ * without the credentials it had.  The problem is reported as a WARNING
+ * naming the file and the operating system error (never the content) and
+ * in walship.status.last_error, and cleared once the files read well again.
+ * A configured file that has never been read has no value, and neither has
+ * one whose setting now names another path that cannot be read (a value
+ * from another file may be meant for another endpoint): then nothing is
  * sent (state "error") until it can be.
  *
  * The values live in their own memory context and are overwritten before
@@ -51,12 +53,13 @@ typedef struct WsSecretFile
 	const char *setting;		/* the setting's name */
 	char	  **path;			/* the setting's variable */
 	bool		has_value;		/* a good value was read (and is kept) */
+	char	   *value_path;		/* the path it was read from, when has_value */
 	bool		failed;			/* the last read failed */
 } WsSecretFile;
 
-static WsSecretFile token_file = {"walship.auth_token_file", &walship_auth_token_file, false, false};
-static WsSecretFile basic_file = {"walship.basic_auth_file", &walship_basic_auth_file, false, false};
-static WsSecretFile headers_file = {"walship.headers_file", &walship_headers_file, false, false};
+static WsSecretFile token_file = {"walship.auth_token_file", &walship_auth_token_file, false, NULL, false};
+static WsSecretFile basic_file = {"walship.basic_auth_file", &walship_basic_auth_file, false, NULL, false};
+static WsSecretFile headers_file = {"walship.headers_file", &walship_headers_file, false, NULL, false};
 
 static MemoryContext secrets_context = NULL;
 
@@ -72,6 +75,9 @@ static TimestampTz last_read_at = 0;
 
 /* the message this file last put into walship.status.last_error */
 static char *reported = NULL;
+
+/* this file put the worker into state "error" (a secret is missing) */
+static bool reported_missing = false;
 
 /* hashes of the values last warned about, so each is warned about once */
 static uint32 warned_endpoint_hash = 0;
@@ -121,26 +127,28 @@ report(const WsSecretProblem *problem, bool missing)
 		reported = MemoryContextStrdup(secrets_context, problem->message);
 	}
 	if (missing)
-	{
 		ws_shared_set_state(WS_STATE_ERROR);
-	}
+	else if (reported_missing)
+		ws_shared_leave_error_state();	/* the value kept is back in use */
+	reported_missing = missing;
 }
 
 /*
  * The files read well: clears the problem reported before, if
- * walship.status still shows it.  The worker leaves the "error" state a
- * missing secret caused.
+ * walship.status still shows it, and leaves the "error" state a missing
+ * secret caused, whatever walship.status shows meanwhile.
  */
 static void
 resolve(void)
 {
 	if (reported == NULL)
 		return;
-	(void) ws_shared_resolve_error(reported);
+	ws_shared_resolve_error(reported, reported_missing);
 	ereport(LOG,
 			(errmsg("walship read its secret files again")));
 	pfree(reported);
 	reported = NULL;
+	reported_missing = false;
 }
 
 /* ---------------------------------------------------------------------
@@ -416,9 +424,21 @@ load_headers(WsSecretProblem *problem)
 	return true;
 }
 
+/* The file's value is no longer in force (the caller wipes it). */
+static void
+forget_value(WsSecretFile *file)
+{
+	file->has_value = false;
+	if (file->value_path != NULL)
+		pfree(file->value_path);
+	file->value_path = NULL;
+}
+
 /*
- * Reads one file when configured; forgets its value when not.  Returns
- * false when it is configured and has no value.
+ * Reads one file when configured; forgets its value when not.  A value is
+ * kept when its file cannot be read again only if the setting still names
+ * the path it came from.  Returns false when it is configured and has no
+ * value.
  */
 static bool
 load_secret_file(WsSecretFile *file, bool (*load) (WsSecretProblem *),
@@ -429,13 +449,17 @@ load_secret_file(WsSecretFile *file, bool (*load) (WsSecretProblem *),
 
 	if (path == NULL || path[0] == '\0')
 	{
-		file->has_value = false;
+		forget_value(file);
 		file->failed = false;
 		return true;
 	}
+	if (file->has_value && strcmp(file->value_path, path) != 0)
+		forget_value(file);
 	memset(&mine, 0, sizeof(mine));
 	if (load(&mine))
 	{
+		if (file->value_path == NULL)
+			file->value_path = MemoryContextStrdup(secrets_context, path);
 		file->has_value = true;
 		file->failed = false;
 		return true;

@@ -304,24 +304,29 @@ ws_shared_get_totals(WsSharedTotals *totals, char *last_error, Size size)
 }
 
 /*
- * Clears last_error if it still is the given message, and leaves the
- * "error" state it caused; false if another error has replaced it.
+ * Clears last_error if it still is the given message.  With
+ * leave_error_state, the caller had put the worker into the "error" state
+ * and the condition is over: the worker leaves it (for "starting", which
+ * the main loop replaces by the delivery's state) even if another message
+ * has replaced the caller's meanwhile.
  */
-bool
-ws_shared_resolve_error(const char *message)
+void
+ws_shared_resolve_error(const char *message, bool leave_error_state)
 {
-	bool		resolved = false;
-
 	SpinLockAcquire(&ws_shared->mutex);
 	if (strncmp(ws_shared->last_error, message, WS_MAX_ERROR_LEN - 1) == 0)
-	{
 		ws_shared->last_error[0] = '\0';
-		if (ws_shared->state == WS_STATE_ERROR)
-			ws_shared->state = WS_STATE_STARTING;
-		resolved = true;
-	}
+	if (leave_error_state && ws_shared->state == WS_STATE_ERROR)
+		ws_shared->state = WS_STATE_STARTING;
 	SpinLockRelease(&ws_shared->mutex);
-	return resolved;
+}
+
+/* The condition that put the worker into the "error" state is over. */
+void
+ws_shared_leave_error_state(void)
+{
+	(void) ws_shared_change_state(WS_STATE_BIT(WS_STATE_ERROR),
+								  WS_STATE_STARTING);
 }
 
 /* ---------------------------------------------------------------------

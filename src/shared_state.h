@@ -105,7 +105,9 @@ typedef struct WsSharedTotals
 extern void ws_shared_restore_totals(const WsSharedTotals *totals);
 extern void ws_shared_get_totals(WsSharedTotals *totals, char *last_error,
 								 Size size);
-extern bool ws_shared_resolve_error(const char *message);
+extern void ws_shared_resolve_error(const char *message,
+									bool leave_error_state);
+extern void ws_shared_leave_error_state(void);
 
 /* Requests from other backends; they wake the worker */
 extern void ws_shared_request_pause(bool paused);

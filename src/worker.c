@@ -121,11 +121,20 @@ worker_shmem_exit(int code, Datum arg)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * Hands the settings to the HTTP client.  Runs on every reload and every
+ * few seconds while a secret file cannot be read, so everything it
+ * allocates goes into a short-lived context: the client copies what it
+ * keeps, and secrets.c keeps its values in a context of its own.
+ */
 static void
 apply_settings(WsWorker *worker)
 {
 	WsHttpSettings settings;
-	MemoryContext old = MemoryContextSwitchTo(worker->context);
+	MemoryContext temp = AllocSetContextCreate(worker->context,
+											   "walship settings",
+											   ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(temp);
 
 	memset(&settings, 0, sizeof(settings));
 	settings.connect_timeout_ms = walship_connect_timeout;
@@ -135,8 +144,8 @@ apply_settings(WsWorker *worker)
 	settings.headers = ws_parse_headers(walship_headers);
 	ws_secrets_load(&settings);
 	ws_http_client_configure(worker->http, &settings);
-	list_free_deep(settings.headers);
 	MemoryContextSwitchTo(old);
+	MemoryContextDelete(temp);
 }
 
 static void
@@ -344,10 +353,11 @@ add_record(void *arg, const char *record, int len)
 
 		/*
 		 * Free acknowledged batches now, or memory grows with the
-		 * transaction; the slot is confirmed later, in advance().  Dead
-		 * letters must be written first, outside decoding.
+		 * transaction.  The slot is confirmed later, in advance(), after
+		 * the dead letters are written (outside decoding); a dead letter
+		 * owns a copy of its batch and body, so releasing the batch here
+		 * takes nothing from it.
 		 */
-		if (!ws_delivery_has_dead_letters(worker->delivery))
 		{
 			XLogRecPtr	lsn = ws_batcher_release_done(worker->batcher);
 

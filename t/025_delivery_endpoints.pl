@@ -5,7 +5,9 @@
 #	  {table}) and the endpoint as a whole:
 #	    1. dead letters of one table's requests while another table's request
 #	       of the same batch is split (413): each dead letter keeps its own
-#	       table's body and endpoint, and is written once;
+#	       table's body and endpoint, and is written once; a batch
+#	       regrouped by an endpoint reload does not send a dead-lettered
+#	       table's lines again;
 #	    2. changing walship.endpoint by reload reaches batches prepared (and
 #	       failing) already;
 #	    3. Retry-After is capped by walship.retry_max_delay, holds back every
@@ -175,6 +177,57 @@ FROM walship.dead_letter});
 		'dead letters: still streaming');
 	$node->safe_psql('postgres', 'TRUNCATE walship.dead_letter');
 	reload_with(batch_max_bytes => undef, max_inflight => undef);
+	$sink->set_behaviour({ default => { status => 204 } });
+}
+
+# ---------------------------------------------------------------------------
+# 1b. A batch regrouped after a dead letter: ta's request of a batch is
+#     rejected (dead letter) while tb's waits for a retry; walship.endpoint
+#     then loses its placeholders, so the batch is prepared anew as one
+#     request.  That request leaves out ta's dead-lettered lines.
+# ---------------------------------------------------------------------------
+{
+	$sink->set_behaviour({
+		default => { status => 204 },
+		paths => {
+			'/t/public/ta' => { status => 400, body => 'table ta is refused' },
+			'/t/public/tb' => { status => 503, body => 'tb is busy' } } });
+	my $mark = $sink->last_seq;
+	$node->safe_psql('postgres', q{
+BEGIN;
+INSERT INTO ta (payload) VALUES ('regroup-a');
+INSERT INTO tb (payload) VALUES ('regroup-b');
+COMMIT;
+});
+	my $c = committed_changes();
+	is(scalar(@$c), 2, 'regroup: two changes committed');
+	ok( $sink->wait_for(
+			sub {
+				my @r = grep { $_->{seq} > $mark } @{ $_[0] };
+				(grep { ($_->{status} // 0) == 400 && $_->{path} eq '/t/public/ta' } @r)
+				  && (grep { ($_->{status} // 0) == 503 && $_->{path} eq '/t/public/tb' } @r);
+			}, 30),
+		'regroup: ta rejected, tb waits for a retry');
+	ok($node->poll_query_until('postgres', 'SELECT count(*) = 1 FROM walship.dead_letter'),
+		'regroup: ta in walship.dead_letter');
+
+	my $all_mark = $sink->last_seq;
+	reload_with(endpoint => $sink->url('/all'));
+	wait_confirmed_past('regroup', $c);
+	my @all = grep { $_->{path} eq '/all' } $sink->requests(since => $all_mark);
+	ok(@all >= 1, 'regroup: the batch went to the new endpoint as one request');
+	my %tables;
+	for my $r (@all)
+	{
+		$tables{ table_of($_) }++ for body_changes($sink, $r->{seq});
+	}
+	is($tables{tb}, 1, "regroup: tb's line was sent");
+	ok(!$tables{ta}, "regroup: ta's dead-lettered line was not sent again");
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM walship.dead_letter'), '1',
+		'regroup: one dead letter');
+
+	$node->safe_psql('postgres', 'TRUNCATE walship.dead_letter');
+	reload_with(endpoint => $sink->url($template));
 	$sink->set_behaviour({ default => { status => 204 } });
 }
 

@@ -6,7 +6,8 @@
 #	  secret file that cannot be read at reload keeps the last good value
 #	  (no request ever goes out without its Authorization) and is reported
 #	  in walship.status until it can be read again; one that cannot be read
-#	  at start ships nothing until it can; credentials in the endpoint's
+#	  at start, or newly named at a reload, ships nothing until it can (the
+#	  value from another file is never sent); failing reads leak no memory; credentials in the endpoint's
 #	  query string are shown as *** in walship.status and
 #	  walship.dead_letter, and warned about once; the check hooks of the
 #	  file settings; no secret value ever reaches the server log.
@@ -178,6 +179,101 @@ SELECT state = 'streaming'
 	  or diag(status_row());
 	$r = ship_row(4);
 	is($r && $r->{auth_sha256}, $bearer2, 'the new token is sent');
+}
+
+# ---------------------------------------------------------------------------
+# 3b. Reload naming another token file that cannot be read: the token read
+#     from the old file is not sent (it may be meant for another endpoint);
+#     nothing is sent until the new file can be read.  A request in flight
+#     that fails meanwhile neither hides the reason nor ends state "error",
+#     and once the file is read the state clears.
+# ---------------------------------------------------------------------------
+{
+	my $new_token_file = "$tmp/token-new";
+	my $mark = $sink->last_seq;
+	my $retries = $node->safe_psql('postgres', 'SELECT retries FROM walship.status');
+	$sink->append_script({ status => 503, delay_ms => 3000 });
+	$node->safe_psql('postgres', 'INSERT INTO t VALUES (30)');
+	ok($sink->wait_for(sub { $_[1]->last_seq > $mark }), 'a request is in flight');
+	my $in_flight = $sink->last_seq;
+
+	$node->append_conf('postgresql.conf', "walship.auth_token_file = '$new_token_file'\n");
+	reload_settled();
+	my $missing = qq{last_error LIKE 'could not open walship.auth_token_file "$new_token_file": No such file or directory; walship sends nothing%'};
+	ok( $node->poll_query_until('postgres', qq{
+SELECT state = 'error' AND $missing FROM walship.status}),
+		'token file setting changed to a missing file: state error, the old token not kept')
+	  or diag(status_row());
+
+	# the request in flight fails and is to be retried
+	ok( $node->poll_query_until('postgres',
+			"SELECT retries > $retries FROM walship.status"),
+		'the request in flight failed');
+	ok( $node->poll_query_until('postgres', qq{
+SELECT state = 'error' AND $missing FROM walship.status}),
+		'the failed request neither ends state error nor replaces its reason')
+	  or diag(status_row());
+	# absence cannot be polled for: give the worker time to misbehave
+	sleep(1);
+	my @sent = $sink->requests(since => $in_flight);
+	is(scalar(@sent), 0, 'nothing sent while the new token file is missing');
+
+	write_file($new_token_file, "$token1\n");
+	ok( $node->poll_query_until('postgres',
+			q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
+		'new token file readable: state and last_error clear')
+	  or diag(status_row());
+	my $r = $sink->wait_for(
+		sub {
+			my ($r) = grep { is_2xx($_) && ($sink->body($_->{seq}) // '') =~ /"id": 30\b/ }
+			  grep { $_->{seq} > $in_flight } @{ $_[0] };
+			return $r;
+		});
+	is($r && $r->{auth_sha256}, $bearer1, 'the row goes out with the token of the new file');
+	my @other = grep { ($_->{auth_sha256} // '') ne $bearer1 } $sink->requests(since => $in_flight);
+	is(scalar(@other), 0, 'no request since the change carried the old token');
+}
+
+# ---------------------------------------------------------------------------
+# 3c. Reading a secret file that keeps failing (every reload, every 5 s)
+#     leaks no memory in the worker
+# ---------------------------------------------------------------------------
+
+# Bytes used by the worker's memory context "walship worker", from
+# pg_log_backend_memory_contexts().
+sub worker_context_used
+{
+	my $offset = -s $node->logfile;
+	$node->safe_psql('postgres', q{
+SELECT pg_log_backend_memory_contexts(worker_pid) FROM walship.status});
+	$node->wait_for_log(qr/walship worker: \d+ total in \d+ blocks; \d+ free \(\d+ chunks\); \d+ used/,
+		$offset);
+	my $log = substr(slurp_file($node->logfile), $offset);
+	my ($used) = $log =~ /walship worker: \d+ total in \d+ blocks; \d+ free \(\d+ chunks\); (\d+) used/;
+	return $used;
+}
+{
+	chmod 0000, $headers_file or die "chmod: $!";
+	reload_settled();
+	ok( $node->poll_query_until('postgres', qq{
+SELECT last_error LIKE 'could not open walship.headers_file%' FROM walship.status}),
+		'unreadable headers file reported')
+	  or diag(status_row());
+	my $before = worker_context_used();
+	for (1 .. 60)
+	{
+		$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+		usleep(30_000);
+	}
+	reload_settled();
+	my $after = worker_context_used();
+	cmp_ok($after - $before, '<', 4096,
+		"60 reloads failing to read a secret file leak no memory ($before -> $after bytes used)");
+	chmod 0600, $headers_file or die "chmod: $!";
+	ok( $node->poll_query_until('postgres',
+			q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
+		'headers file readable again')
+	  or diag(status_row());
 }
 
 # ---------------------------------------------------------------------------
