@@ -164,7 +164,9 @@ for pkg in "${PACKAGES[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	section "installing ${missing[*]} in the chroot"
-	in_chroot apt-get update &&
+	# sid's Release file is only valid for a week: an archive copy that
+	# is older (or a clock that is ahead) would fail the update.
+	in_chroot apt-get -o Acquire::Check-Valid-Until=false update &&
 		in_chroot apt-get install -y --no-install-recommends "${missing[@]}" ||
 		exit 1
 fi
