@@ -620,6 +620,14 @@ ws_http_start(WsHttpClient *client, const WsHttpRequest *request)
 	WS_SETOPT(CURLOPT_TIMEOUT_MS, client->timeout_ms);
 	WS_SETOPT(CURLOPT_TCP_KEEPALIVE, 1L);
 	WS_SETOPT(CURLOPT_URL, request->url);
+
+	/*
+	 * Send the path as it is.  Newer libcurl (8.14 in Debian 13, not 7.88)
+	 * resolves dot segments even when they are percent-encoded ("%2E%2E"),
+	 * which would send a table named ".." to the parent of its {table}
+	 * path.
+	 */
+	WS_SETOPT(CURLOPT_PATH_AS_IS, 1L);
 	if (client->basic_user != NULL)
 	{
 		WS_SETOPT(CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);

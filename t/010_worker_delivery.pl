@@ -582,7 +582,9 @@ for my $guc (qw(walship.endpoint walship.headers walship.auth_token_file))
 {
 	my ($rc, $out, $err) = psql_as('plain', "SHOW $guc");
 	isnt($rc, 0, "plain user: SHOW $guc refused");
-	like($err, qr/must be superuser or have privileges of pg_read_all_settings to examine "\Q$guc\E"/,
+	# PostgreSQL 16 reworded it: "permission denied to examine", with
+	# the role needed in DETAIL.
+	like($err, qr/(?:must be superuser or have privileges of pg_read_all_settings to examine|permission denied to examine) "\Q$guc\E"/,
 		"plain user: SHOW $guc error message");
 	unlike($out // '', qr/127\.0\.0\.1|SECRET|\Q$token_file\E/, "plain user: SHOW $guc shows nothing");
 }

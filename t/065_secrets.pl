@@ -441,7 +441,9 @@ sub alter_system
 		my ($out, $e) = ('', '');
 		my $r = $node->psql('postgres', "SHOW $guc", stdout => \$out, stderr => \$e,
 			extra_params => [ '-U', 'plain' ]);
-		like($e, qr/must be superuser or have privileges of pg_read_all_settings to examine "\Q$guc\E"/,
+		# PostgreSQL 16 reworded it: "permission denied to examine", with
+		# the role needed in DETAIL.
+		like($e, qr/(?:must be superuser or have privileges of pg_read_all_settings to examine|permission denied to examine) "\Q$guc\E"/,
 			"plain user: SHOW $guc refused");
 	}
 
