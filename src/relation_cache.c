@@ -184,20 +184,27 @@ relation_invalidated(Datum arg, Oid relid)
 	}
 }
 
-/* A publication, its tables or its schemas changed: re-derive everything. */
+/* Marks every cached relation for rebuilding. */
 static void
-publications_invalidated(Datum arg, int cacheid, uint32 hashvalue)
+invalidate_all_entries(void)
 {
 	HASH_SEQ_STATUS status;
 	WsRelationEntry *entry;
 
+	hash_seq_init(&status, active_cache->entries);
+	while ((entry = hash_seq_search(&status)) != NULL)
+		entry->valid = false;
+}
+
+/* A publication, its tables or its schemas changed: re-derive everything. */
+static void
+publications_invalidated(Datum arg, int cacheid, uint32 hashvalue)
+{
 	if (active_cache == NULL)
 		return;
 
 	active_cache->publications_valid = false;
-	hash_seq_init(&status, active_cache->entries);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		entry->valid = false;
+	invalidate_all_entries();
 }
 
 /*
@@ -209,15 +216,10 @@ publications_invalidated(Datum arg, int cacheid, uint32 hashvalue)
 static void
 namespace_invalidated(Datum arg, int cacheid, uint32 hashvalue)
 {
-	HASH_SEQ_STATUS status;
-	WsRelationEntry *entry;
-
 	if (active_cache == NULL)
 		return;
 
-	hash_seq_init(&status, active_cache->entries);
-	while ((entry = hash_seq_search(&status)) != NULL)
-		entry->valid = false;
+	invalidate_all_entries();
 }
 
 static void
