@@ -375,6 +375,7 @@ start_part(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part)
 	ws_http_start(delivery->http, &request);
 	part->status = WS_BATCH_SENDING;
 	part->attempts++;
+	ws_shared_note_sent(batch->confirm_lsn);
 }
 
 /* Marks the batch done when every part is. */
@@ -388,6 +389,8 @@ check_batch_done(WsDelivery *delivery, WsBatch *batch)
 			return;
 	batch->status = WS_BATCH_DONE;
 	ws_shared_count_batch(batch->nchanges);
+	ws_shared_note_batch_done(batch->confirm_lsn, batch->oldest_commit_time,
+							  GetCurrentTimestamp());
 	delivery->progress_dirty = true;
 }
 

@@ -28,6 +28,14 @@
 
 WsSharedState *ws_shared = NULL;
 
+/*
+ * Upper bounds (seconds) of the commit-to-ack latency buckets; fixed, as
+ * README.md documents them.
+ */
+const double ws_ack_latency_bounds[WS_ACK_LATENCY_BUCKETS] = {
+	0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600
+};
+
 void
 ws_shared_state_request(void)
 {
@@ -188,11 +196,33 @@ ws_shared_pause_requested(void)
 	return paused;
 }
 
+/*
+ * The slot is confirmed up to lsn: everything before it was acknowledged,
+ * or had nothing to ship, so it counts as sent and acknowledged too.
+ */
 void
 ws_shared_set_confirmed_lsn(XLogRecPtr lsn)
 {
 	SpinLockAcquire(&ws_shared->mutex);
 	ws_shared->confirmed_lsn = lsn;
+	if (ws_shared->acknowledged_lsn < lsn)
+		ws_shared->acknowledged_lsn = lsn;
+	if (ws_shared->sent_lsn < lsn)
+		ws_shared->sent_lsn = lsn;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/*
+ * Decoding (re)starts at the slot's confirmed position: what was sent or
+ * acknowledged past it before is sent again.
+ */
+void
+ws_shared_start_ladder(XLogRecPtr confirmed)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->confirmed_lsn = confirmed;
+	ws_shared->acknowledged_lsn = confirmed;
+	ws_shared->sent_lsn = confirmed;
 	SpinLockRelease(&ws_shared->mutex);
 }
 
@@ -256,6 +286,60 @@ ws_shared_count_rejected(void)
 {
 	SpinLockAcquire(&ws_shared->mutex);
 	ws_shared->rejected_batches++;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/*
+ * A request of a batch ending with the commit at end_lsn was sent (invalid
+ * for a batch that ends inside a transaction).  Once per request start.
+ */
+void
+ws_shared_note_sent(XLogRecPtr end_lsn)
+{
+	if (XLogRecPtrIsInvalid(end_lsn))
+		return;
+	SpinLockAcquire(&ws_shared->mutex);
+	if (ws_shared->sent_lsn < end_lsn)
+		ws_shared->sent_lsn = end_lsn;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/*
+ * Every request of a batch is done at `at`: acknowledged, or set aside as
+ * a dead letter.  Raises acknowledged_lsn to the end of its last commit
+ * (when it has one), and records its commit-to-ack latency: from the
+ * commit of its oldest transaction (when it has one: a batch of backfilled
+ * rows alone has none).  Once per batch.
+ */
+void
+ws_shared_note_batch_done(XLogRecPtr end_lsn, TimestampTz oldest_commit,
+						  TimestampTz at)
+{
+	double		seconds = 0;
+	int			bucket = 0;
+
+	if (oldest_commit != 0)
+	{
+		seconds = Max(0, at - oldest_commit) / 1000000.0;
+		while (bucket < WS_ACK_LATENCY_BUCKETS &&
+			   seconds > ws_ack_latency_bounds[bucket])
+			bucket++;
+	}
+
+	SpinLockAcquire(&ws_shared->mutex);
+	if (!XLogRecPtrIsInvalid(end_lsn))
+	{
+		if (ws_shared->acknowledged_lsn < end_lsn)
+			ws_shared->acknowledged_lsn = end_lsn;
+		if (ws_shared->sent_lsn < end_lsn)
+			ws_shared->sent_lsn = end_lsn;
+	}
+	if (oldest_commit != 0)
+	{
+		ws_shared->ack_latency_counts[bucket]++;
+		ws_shared->ack_latency_count++;
+		ws_shared->ack_latency_sum += seconds;
+	}
 	SpinLockRelease(&ws_shared->mutex);
 }
 

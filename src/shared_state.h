@@ -29,6 +29,13 @@ typedef enum WsWorkerState
 
 #define WS_MAX_ERROR_LEN	512
 
+/*
+ * The commit-to-acknowledgement latency histogram (walship.metrics()):
+ * upper bounds in seconds of its buckets, not counting +Inf.
+ */
+#define WS_ACK_LATENCY_BUCKETS	16
+extern const double ws_ack_latency_bounds[WS_ACK_LATENCY_BUCKETS];
+
 typedef struct WsSharedState
 {
 	slock_t		mutex;			/* protects everything below */
@@ -53,6 +60,18 @@ typedef struct WsSharedState
 	TimestampTz last_success_at;
 	TimestampTz last_error_at;
 	char		last_error[WS_MAX_ERROR_LEN];
+
+	/*
+	 * For walship.metrics(): the ends of the last transactions sent and
+	 * acknowledged (each at least confirmed_lsn), and the commit-to-ack
+	 * latency histogram, counts per bucket (the last one +Inf), not
+	 * cumulative.  Since the server started.
+	 */
+	XLogRecPtr	sent_lsn;
+	XLogRecPtr	acknowledged_lsn;
+	uint64		ack_latency_counts[WS_ACK_LATENCY_BUCKETS + 1];
+	uint64		ack_latency_count;
+	double		ack_latency_sum;	/* seconds */
 } WsSharedState;
 
 extern WsSharedState *ws_shared;
@@ -78,6 +97,7 @@ extern void ws_shared_worker_exited(void);
 extern bool ws_shared_pause_requested(void);
 extern void ws_shared_set_confirmed_lsn(XLogRecPtr lsn);
 extern void ws_shared_set_decoded_lsn(XLogRecPtr lsn);
+extern void ws_shared_start_ladder(XLogRecPtr confirmed);
 extern void ws_shared_set_pipeline(int inflight,
 								   TimestampTz oldest_pending_commit);
 
@@ -87,6 +107,10 @@ extern void ws_shared_count_acknowledged(int64 bytes, TimestampTz at);
 extern void ws_shared_count_batch(int nchanges);
 extern void ws_shared_count_retry(void);
 extern void ws_shared_count_rejected(void);
+extern void ws_shared_note_sent(XLogRecPtr end_lsn);
+extern void ws_shared_note_batch_done(XLogRecPtr end_lsn,
+									  TimestampTz oldest_commit,
+									  TimestampTz at);
 
 /* For walship.status */
 extern void ws_shared_snapshot(WsSharedState *snapshot);

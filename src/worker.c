@@ -422,7 +422,7 @@ start_decoding(WsWorker *worker)
 	XLogBeginRead(worker->decoding->reader, MyReplicationSlot->data.restart_lsn);
 	worker->confirmed_lsn = MyReplicationSlot->data.confirmed_flush;
 
-	ws_shared_set_confirmed_lsn(worker->confirmed_lsn);
+	ws_shared_start_ladder(worker->confirmed_lsn);
 
 	ereport(LOG,
 			(errmsg("walship started shipping slot \"%s\" from %X/%X",
