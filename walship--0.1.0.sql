@@ -516,3 +516,74 @@ LANGUAGE C STABLE STRICT;
 
 COMMENT ON FUNCTION clickhouse_ddl(regclass, text) IS
 'Suggested ClickHouse 18.16 CREATE TABLE (ReplacingMergeTree) for a published table, for the flat NDJSON shape in the clickhouse dialect';
+
+-- Metrics for Prometheus (src/sql_metrics.c): walship.metrics() in the
+-- text exposition format, and the same series as rows for
+-- prometheus-postgres-exporter (contrib/prometheus/walship-queries.yaml).
+-- No secrets: counts, positions and states only.  SECURITY DEFINER: the
+-- backfill counts come from walship.backfills, which only walship_admin
+-- may read.
+CREATE FUNCTION metrics()
+RETURNS text
+AS 'MODULE_PATHNAME', 'walship_metrics'
+LANGUAGE C STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION metrics() IS
+'The walship worker''s metrics in the Prometheus text exposition format';
+
+CREATE FUNCTION metrics_values(
+    OUT decoded_lsn_bytes double precision,
+    OUT sent_lsn_bytes double precision,
+    OUT acknowledged_lsn_bytes double precision,
+    OUT confirmed_lsn_bytes double precision,
+    OUT current_lsn_bytes double precision,
+    OUT lag_bytes double precision,
+    OUT retained_wal_bytes double precision,
+    OUT retained_wal_budget_bytes double precision,
+    OUT safe_wal_size_bytes double precision,
+    OUT freshness_seconds double precision,
+    OUT last_success_timestamp_seconds double precision,
+    OUT worker_up double precision,
+    OUT paused double precision,
+    OUT inflight_requests double precision,
+    OUT last_http_status double precision,
+    OUT shipped_batches_total double precision,
+    OUT shipped_changes_total double precision,
+    OUT shipped_bytes_total double precision,
+    OUT retries_total double precision,
+    OUT rejected_batches_total double precision,
+    OUT commit_to_ack_seconds double precision[],
+    OUT commit_to_ack_seconds_bucket bigint[],
+    OUT commit_to_ack_seconds_sum double precision,
+    OUT commit_to_ack_seconds_count bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'walship_metrics_values'
+LANGUAGE C STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION metrics_values() IS
+'The values of walship.metrics() as one row, a column per series (without the walship_ prefix), for prometheus-postgres-exporter';
+
+CREATE FUNCTION metrics_states(OUT state text, OUT active integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'walship_metrics_states'
+LANGUAGE C STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION metrics_states() IS
+'walship_state_active of walship.metrics() as rows: 1 for the worker''s state, 0 for the others';
+
+CREATE FUNCTION metrics_backfills(OUT state text, OUT tables bigint, OUT rows_sent bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'walship_metrics_backfills'
+LANGUAGE C STRICT VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+COMMENT ON FUNCTION metrics_backfills() IS
+'walship_backfill_tables and walship_backfill_rows_sent of walship.metrics() as rows, by backfill state';
+
+REVOKE ALL ON FUNCTION metrics(), metrics_values(), metrics_states(),
+    metrics_backfills() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION metrics(), metrics_values(), metrics_states(),
+    metrics_backfills() TO walship_admin, pg_monitor;

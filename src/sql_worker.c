@@ -31,6 +31,7 @@
 
 #include "settings.h"
 #include "shared_state.h"
+#include "sql_worker.h"
 
 PG_FUNCTION_INFO_V1(walship_status_internal);
 PG_FUNCTION_INFO_V1(walship_pause);
@@ -39,8 +40,8 @@ PG_FUNCTION_INFO_V1(walship_notify_backfill);
 
 #define STATUS_COLUMNS 27
 
-static void
-require_worker(void)
+void
+ws_require_worker(void)
 {
 	if (ws_shared == NULL)
 		ereport(ERROR,
@@ -50,24 +51,13 @@ require_worker(void)
 				 errhint("Add walship to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
-/* The worker's slot as pg_replication_slots shows it. */
-typedef struct WsSlotFigures
-{
-	bool		exists;
-	XLogRecPtr	restart_lsn;	/* Invalid when NULL */
-	XLogRecPtr	confirmed_flush;	/* Invalid when NULL */
-	char	   *wal_status;		/* NULL when NULL */
-	bool		safe_wal_size_null;
-	int64		safe_wal_size;
-} WsSlotFigures;
-
 /*
  * Reads the slot's row of pg_replication_slots, so that wal_status and
  * safe_wal_size mean exactly what they mean there.  Every name in the
  * query is qualified: it runs under the caller's search_path.
  */
-static void
-read_slot_figures(WsSlotFigures *figures)
+void
+ws_read_slot_figures(WsSlotFigures *figures)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
@@ -125,12 +115,12 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	bool		admin = is_walship_admin();
 	int			i = 0;
 
-	require_worker();
+	ws_require_worker();
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
 	/* the flush position after the slot's: no negative distances */
-	read_slot_figures(&slot);
+	ws_read_slot_figures(&slot);
 	current = GetFlushRecPtr(NULL);
 
 	ws_shared_snapshot(&snap);
@@ -194,7 +184,7 @@ walship_status_internal(PG_FUNCTION_ARGS)
 static void
 set_paused(bool paused)
 {
-	require_worker();
+	ws_require_worker();
 	ws_shared_request_pause(paused);
 }
 

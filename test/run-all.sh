@@ -63,6 +63,8 @@ PACKAGES=(
 	curl
 	clickhouse-server
 	clickhouse-client
+	prometheus
+	prometheus-postgres-exporter
 )
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
