@@ -190,8 +190,13 @@ is(val($m, 'walship_state_active{state="streaming"}'), 1, 'state streaming is 1'
 is(scalar(grep { /^walship_state_active\{/ && $m->{samples}{$_} == 1 } keys %{ $m->{samples} }),
 	1, 'exactly one state is active');
 is(val($m, 'walship_worker_up'), 1, 'worker_up is 1');
-is(val($m, 'walship_retained_wal_budget_bytes'), 1024 * 1024 * 1024,
-	'the WAL budget is max_slot_wal_keep_size without walship.max_retained_wal');
+# walship.max_retained_wal where that setting exists and is positive, else
+# max_slot_wal_keep_size (1GB here)
+is(val($m, 'walship_retained_wal_budget_bytes'), $node->safe_psql('postgres', q{
+SELECT CASE WHEN pg_size_bytes(coalesce(current_setting('walship.max_retained_wal', true), '-1')) > 0
+            THEN pg_size_bytes(current_setting('walship.max_retained_wal', true))
+            ELSE pg_size_bytes(current_setting('max_slot_wal_keep_size')) END}),
+	'the WAL budget: walship.max_retained_wal if set, else max_slot_wal_keep_size');
 my @le = map { /le="([^"]+)"/ ? $1 : () } grep { /^walship_commit_to_ack_seconds_bucket/ } split /\n/, $last_text;
 is(join(',', @le), '0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,120,300,900,3600,+Inf',
 	'the histogram has the documented buckets, in order');
