@@ -295,7 +295,7 @@ append_header(StringInfo out, const char *name, const char *type,
 static void
 append_value(StringInfo out, double value)
 {
-	if (value == (double) (int64) value && fabs(value) < 1e15)
+	if (fabs(value) < 1e15 && value == (double) (int64) value)
 		appendStringInfo(out, INT64_FORMAT "\n", (int64) value);
 	else
 		appendStringInfo(out, "%.17g\n", value);
