@@ -214,7 +214,7 @@ walship.publication = 'bench_pub'
 walship.endpoint = '$CH_ENDPOINT'
 walship.format = 'ndjson'
 walship.ndjson_shape = 'flat'
-walship.ndjson_dialect = 'clickhouse'
+walship.dialect = 'clickhouse_18'
 walship.compression = 'gzip'
 EOF
 
@@ -321,7 +321,7 @@ SQL
 
 # The ClickHouse tables, as walship suggests them
 for t in orders orders_null events; do
-	ddl=$(psql_cmd -c "SELECT walship.clickhouse_ddl('public.$t', 'shop')")
+	ddl=$(psql_cmd -c "SELECT walship.clickhouse_ddl('public.$t', 'shop', 'clickhouse_18')")
 	chq "$ddl" >/dev/null
 	echo "$ddl" >"$TMP/clickhouse-$t.sql"
 done
@@ -331,7 +331,7 @@ CH_INSERTED0=$(ch_inserted_rows)
 [ -n "$CH_INSERTED0" ] || CH_INSERTED0=0
 wait_worker_streaming
 log "worker streaming (pid $WORKER_PID) to ClickHouse"
-SETTINGS=$(walship_settings format ndjson_shape ndjson_dialect compression batch_max_changes batch_max_bytes \
+SETTINGS=$(walship_settings format ndjson_shape dialect compression batch_max_changes batch_max_bytes \
 	batch_max_delay max_inflight)
 LOAD_START=$(load_avg)
 

@@ -162,7 +162,8 @@ append_value(StringInfo out, const WsValue *value, Oid type_oid,
 
 void
 ws_clickhouse_append_value(StringInfo out, const WsValue *value,
-						   const WsColumn *column, bool json_trusted)
+						   const WsColumn *column, WsDialect dialect,
+						   bool json_trusted)
 {
 	append_value(out, value, column->type_oid, column_is_array(column),
 				 json_trusted);
@@ -170,7 +171,8 @@ ws_clickhouse_append_value(StringInfo out, const WsValue *value,
 
 /* Int64 microseconds, as timestamps: there is no DateTime64 in 18.16. */
 void
-ws_clickhouse_append_commit_ts(StringInfo out, int64 commit_time)
+ws_clickhouse_append_commit_ts(StringInfo out, int64 commit_time,
+							   WsDialect dialect)
 {
 	ws_append_int64(out, commit_time);
 }
@@ -337,7 +339,7 @@ clickhouse_type(Oid type_oid, int32 typmod, bool *domain_not_null)
 }
 
 char *
-ws_clickhouse_type(Oid type_oid, int32 typmod)
+ws_clickhouse_type(Oid type_oid, int32 typmod, WsDialect dialect)
 {
 	bool		ignored;
 
@@ -347,7 +349,8 @@ ws_clickhouse_type(Oid type_oid, int32 typmod)
 void
 ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 						   const char *database,
-						   const char *const *key_names, int nkey_names)
+						   const char *const *key_names, int nkey_names,
+						   WsDialect dialect)
 {
 	char	   *relname = quote_qualified_identifier(rel->schema_name,
 													 rel->table_name);
@@ -432,12 +435,29 @@ walship_clickhouse_ident(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(ws_clickhouse_quote_ident(name)));
 }
 
-/* walship.clickhouse_type(typid regtype, typmod integer) -> text */
+WsDialect
+ws_clickhouse_dialect_from_name(const char *name)
+{
+	WsDialect	dialect;
+
+	if (!ws_dialect_from_name(name, &dialect) || dialect == WS_DIALECT_STANDARD)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized ClickHouse dialect \"%s\"", name),
+				 errhint("Valid ClickHouse dialects are \"clickhouse\" (ClickHouse 22.x and later) and \"clickhouse_18\" (ClickHouse 18.16).")));
+	return dialect;
+}
+
+/* walship.clickhouse_type(typid regtype, typmod integer, dialect text) -> text */
 Datum
 walship_clickhouse_type(PG_FUNCTION_ARGS)
 {
+	WsDialect	dialect =
+		ws_clickhouse_dialect_from_name(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+
 	PG_RETURN_TEXT_P(cstring_to_text(ws_clickhouse_type(PG_GETARG_OID(0),
-														PG_GETARG_INT32(1))));
+														PG_GETARG_INT32(1),
+														dialect)));
 }
 
 /* A comment line: a name with a line break must not end the comment. */
@@ -493,15 +513,17 @@ key_column_names(Relation rel)
 }
 
 /*
- * walship.clickhouse_ddl(rel regclass, database text) -> text: comments
- * for people, then ws_clickhouse_create_table() for the table's columns
- * as walship sends them (not dropped, not generated).
+ * walship.clickhouse_ddl(rel regclass, database text, dialect text) ->
+ * text: comments for people, then ws_clickhouse_create_table() for the
+ * table's columns as walship sends them (not dropped, not generated).
  */
 Datum
 walship_clickhouse_ddl(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	char	   *database = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	WsDialect	dialect =
+		ws_clickhouse_dialect_from_name(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	Relation	rel = relation_open(relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	WsRelation	wsrel = {0};
@@ -578,7 +600,7 @@ walship_clickhouse_ddl(PG_FUNCTION_ARGS)
 
 	/* the key is checked first: a table without one fails on that alone */
 	ws_clickhouse_create_table(&ddl, &wsrel, database,
-							   nkeys > 0 ? key_names : NULL, nkeys);
+							   nkeys > 0 ? key_names : NULL, nkeys, dialect);
 	relation_close(rel, AccessShareLock);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(ddl.data, ddl.len));
 }

@@ -18,6 +18,7 @@
 
 #include "lib/stringinfo.h"
 
+#include "dialect.h"
 #include "format.h"
 #include "http_transport.h"
 
@@ -27,15 +28,17 @@
  */
 
 /*
- * Appends a value of column as ClickHouse's JSONEachRow takes it into the
- * column ws_clickhouse_type() gives for the column's type.
+ * Appends a value of column as ClickHouse's JSONEachRow takes it, in
+ * dialect (WS_DIALECT_CLICKHOUSE or WS_DIALECT_CLICKHOUSE_18), into the
+ * column ws_clickhouse_type() gives for the column's type in that dialect.
  */
 extern void ws_clickhouse_append_value(StringInfo out, const WsValue *value,
 									   const WsColumn *column,
-									   bool json_trusted);
+									   WsDialect dialect, bool json_trusted);
 
 /* Appends a commit time (us since 1970) as the flat shape's _commit_ts. */
-extern void ws_clickhouse_append_commit_ts(StringInfo out, int64 commit_time);
+extern void ws_clickhouse_append_commit_ts(StringInfo out, int64 commit_time,
+										   WsDialect dialect);
 
 /*
  * The flat shape has no line for a TRUNCATE of rel: warns that it is not
@@ -53,9 +56,10 @@ extern char *ws_clickhouse_quote_ident(const char *name);
 
 /*
  * The ClickHouse column type (without Nullable) for a PostgreSQL type and
- * modifier; domains are resolved.  palloc'd.
+ * modifier in dialect (WS_DIALECT_CLICKHOUSE or WS_DIALECT_CLICKHOUSE_18);
+ * domains are resolved.  palloc'd.
  */
-extern char *ws_clickhouse_type(Oid type_oid, int32 typmod);
+extern char *ws_clickhouse_type(Oid type_oid, int32 typmod, WsDialect dialect);
 
 /*
  * Appends to out the CREATE TABLE of the ReplacingMergeTree table that
@@ -73,7 +77,13 @@ extern char *ws_clickhouse_type(Oid type_oid, int32 typmod);
 extern void ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 									   const char *database,
 									   const char *const *key_names,
-									   int nkey_names);
+									   int nkey_names, WsDialect dialect);
+
+/*
+ * The ClickHouse dialect a SQL function's argument names; raises an error
+ * for any other name (standard included).
+ */
+extern WsDialect ws_clickhouse_dialect_from_name(const char *name);
 
 /* ---------------------------------------------------------------------
  * Delivery.

@@ -205,7 +205,7 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 	WsNdjsonOptions options;
 
 	options.shape = (WsNdjsonShape) walship_ndjson_shape;
-	options.dialect = (WsNdjsonDialect) walship_ndjson_dialect;
+	options.dialect = (WsDialect) walship_dialect;
 
 	initStringInfo(&lines);
 	ws_stream_context_init(&stream);
