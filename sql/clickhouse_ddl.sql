@@ -95,4 +95,23 @@ lines" (id int PRIMARY KEY);
 SELECT walship.clickhouse_ddl('ch."two
 lines"', 'default', 'clickhouse_18');
 
+-- The clickhouse dialect (ClickHouse 22.x and later; the default):
+-- DateTime64(6, 'UTC'), Date32, Bool, Decimal up to 76 digits, numeric
+-- without a fitting Decimal as String, ReplacingMergeTree(_version,
+-- _deleted) with a deduplication window for insert_deduplication_token.
+-- t/046_clickhouse26_types.pl checks it against ClickHouse 26.
+SELECT walship.clickhouse_ddl('ch.orders', 'analytics');
+SELECT walship.clickhouse_ddl('ch.types', 'default', 'clickhouse');
+SELECT t, walship.clickhouse_type(t::regtype)
+  FROM unnest('{bool,int2,int4,int8,oid,float4,float8,numeric,date,timestamp,timestamptz,uuid,text,bytea,json,jsonb,time,interval,inet,ch.mood,ch.posint,ch.money2,int[],date[],ch.tags}'::text[]) AS t;
+SELECT p, s, walship.clickhouse_type('numeric', ((p << 16) | (s & 2047)) + 4)
+  FROM (VALUES (12, 2), (38, 10), (39, 2), (76, 10), (77, 2), (3, -1), (2, 4)) AS v(p, s);
+-- only the ClickHouse dialects have ClickHouse types
+\set SHOW_CONTEXT never
+SELECT walship.clickhouse_type('int4', -1, 'standard');
+\echo :LAST_ERROR_SQLSTATE
+SELECT walship.clickhouse_ddl('ch.orders', 'analytics', 'clickhouse_26');
+\echo :LAST_ERROR_SQLSTATE
+\set SHOW_CONTEXT errors
+
 DROP SCHEMA ch CASCADE;

@@ -301,6 +301,31 @@ SELECT count(*) AS lines,
        WITH ORDINALITY AS c(line, n) USING (n)
  WHERE s.line <> '';
 
+-- The clickhouse dialect (ClickHouse 22.x and later): timestamps as
+-- DateTime64(6) strings and dates as Date32 strings, within 1900-01-01 ..
+-- 2299-12-31 (infinity and -infinity at its ends), numeric NaN and
+-- infinities as strings, _commit_ts as a DateTime64(6) string; bytea, json
+-- and NULL arrays as in clickhouse_18; everything else as in standard.
+SELECT regexp_replace(regexp_replace(regexp_replace(line,
+         '"_commit_ts": "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"', '"_commit_ts": TS'),
+         '"_lsn": [0-9]+', '"_lsn": LSN'), '"_version": [0-9]+', '"_version": V') AS line
+  FROM regexp_split_to_table(walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat', 'clickhouse'), E'\n')
+       AS line
+ WHERE line <> '';
+-- _commit_ts is the commit time, in UTC, to the microsecond
+SELECT count(*) AS lines,
+       bool_and((c.line::jsonb->>'_commit_ts')::timestamp
+                = (s.line::jsonb->>'_commit_ts')::timestamptz AT TIME ZONE 'UTC') AS same_commit_ts
+  FROM regexp_split_to_table(walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat'), E'\n')
+       WITH ORDINALITY AS s(line, n)
+  JOIN regexp_split_to_table(walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat', 'clickhouse'), E'\n')
+       WITH ORDINALITY AS c(line, n) USING (n)
+ WHERE s.line <> '';
+-- no TRUNCATE lines in the flat shape either
+SELECT count(*) AS truncate_lines
+  FROM regexp_split_to_table(walship.encode_ndjson(ndjson_batch('truncate'), 'flat', 'clickhouse'), E'\n') AS line
+ WHERE line LIKE '%"_op": "t"%';
+
 -- Nothing in, nothing out; BEGIN, COMMIT and RELATION give no lines.
 SELECT walship.encode_ndjson(''::bytea) = '' AS empty,
        walship.encode_ndjson(string_agg(data, ''::bytea ORDER BY n)) = '' AS none

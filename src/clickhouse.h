@@ -51,6 +51,13 @@ extern void ws_clickhouse_report_truncate(const WsRelation *rel);
  * ---------------------------------------------------------------------
  */
 
+/*
+ * The non_replicated_deduplication_window of the tables the clickhouse
+ * dialect's DDL creates: how many of a table's latest inserts ClickHouse
+ * remembers to drop a retried one (docs/clickhouse.md, "Redelivery").
+ */
+#define WS_CLICKHOUSE_DEDUP_WINDOW	1000
+
 /* A name as a ClickHouse identifier, quoted with backticks; palloc'd. */
 extern char *ws_clickhouse_quote_ident(const char *name);
 
@@ -63,10 +70,11 @@ extern char *ws_clickhouse_type(Oid type_oid, int32 typmod, WsDialect dialect);
 
 /*
  * Appends to out the CREATE TABLE of the ReplacingMergeTree table that
- * takes the flat NDJSON shape of rel's rows in the clickhouse dialect:
- * database.table (table is rel's table name), rel's columns in order,
- * Nullable unless NOT NULL (by the column's flag or a domain) or an
- * array, then walship's metadata columns, ordered by the key.
+ * takes the flat NDJSON shape of rel's rows in dialect: database.table
+ * (table is rel's table name), rel's columns in order, Nullable unless NOT
+ * NULL (by the column's flag or a domain) or an array, then walship's
+ * metadata columns, ordered by the key; in the clickhouse dialect
+ * ReplacingMergeTree(_version, _deleted) with a deduplication window.
  *
  * key_names are the key's column names in key order; NULL takes the
  * columns of the replica identity index (replica identity 'i'), else those
