@@ -73,15 +73,11 @@ static const char *const metadata_columns[] = {
 	"`_version` UInt64", "`_commit_ts` DateTime64(6, 'UTC')", "`_deleted` UInt8"
 };
 
-/*
- * The range of current ClickHouse's Date32 and DateTime64: values outside
- * are written as its ends (docs/clickhouse.md), infinity and -infinity too.
- */
-#define CH_MIN_DAYS		(-25567)	/* 1900-01-01, days since 1970 */
-#define CH_MAX_DAYS		120529		/* 2299-12-31 */
+#define CH_MIN_DAYS		WS_CLICKHOUSE_MIN_DAYS
+#define CH_MAX_DAYS		WS_CLICKHOUSE_MAX_DAYS
 #define CH_USECS_PER_DAY	INT64CONST(86400000000)
-#define CH_MIN_USECS	(CH_MIN_DAYS * CH_USECS_PER_DAY)
-#define CH_MAX_USECS	((CH_MAX_DAYS + 1) * CH_USECS_PER_DAY - 1)
+#define CH_MIN_USECS	WS_CLICKHOUSE_MIN_USECS
+#define CH_MAX_USECS	WS_CLICKHOUSE_MAX_USECS
 
 /* ---------------------------------------------------------------------
  * The NDJSON 'clickhouse' dialect

@@ -58,6 +58,17 @@ extern void ws_clickhouse_report_truncate(const WsRelation *rel);
  */
 #define WS_CLICKHOUSE_DEDUP_WINDOW	1000
 
+/*
+ * The range of current ClickHouse's Date32 and DateTime64 (dialect
+ * clickhouse): dates in days and timestamps in microseconds since
+ * 1970-01-01, 1900-01-01 ... 2299-12-31 23:59:59.999999.  Values outside,
+ * and infinity and -infinity, are written as its ends (docs/clickhouse.md).
+ */
+#define WS_CLICKHOUSE_MIN_DAYS		(-25567)
+#define WS_CLICKHOUSE_MAX_DAYS		120529
+#define WS_CLICKHOUSE_MIN_USECS		(INT64CONST(-25567) * INT64CONST(86400000000))
+#define WS_CLICKHOUSE_MAX_USECS		(INT64CONST(120530) * INT64CONST(86400000000) - 1)
+
 /* A name as a ClickHouse identifier, quoted with backticks; palloc'd. */
 extern char *ws_clickhouse_quote_ident(const char *name);
 
