@@ -9,7 +9,7 @@
 # (nginx answering 204), and measures:
 #
 #   1. Throughput into ClickHouse.  The worker ships with the settings the
-#      README gives for ClickHouse (ndjson, flat shape, clickhouse dialect,
+#      README gives for ClickHouse 18.16 (ndjson, flat shape, clickhouse_18 dialect,
 #      gzip, an endpoint "INSERT INTO shop.{table} FORMAT JSONEachRow") into
 #      ReplacingMergeTree tables created from walship.clickhouse_ddl().
 #      With the worker paused (walship.pause()), a backlog of CHANGES row
@@ -209,7 +209,7 @@ start_cluster 'pgoutput, test_decoding, walship' <<EOF
 shared_preload_libraries = 'walship'
 walship.database = 'postgres'
 walship.publication = 'bench_pub'
-# README, "ClickHouse": flat shape, clickhouse dialect, gzip, {table} endpoint
+# README, "ClickHouse" (18.16): flat shape, clickhouse_18 dialect, gzip, {table} endpoint
 # (the throwaway ClickHouse has a password-less default user: no headers)
 walship.endpoint = '$CH_ENDPOINT'
 walship.format = 'ndjson'
