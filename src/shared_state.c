@@ -27,6 +27,7 @@
 #include "shared_state.h"
 
 WsSharedState *ws_shared = NULL;
+int			ws_shared_encoder_index = -1;
 
 void
 ws_shared_state_request(void)
@@ -177,6 +178,17 @@ ws_shared_worker_exited(void)
 	SpinLockRelease(&ws_shared->mutex);
 }
 
+/* An encoder worker is exiting: it has no request in flight any more. */
+void
+ws_shared_encoder_exited(void)
+{
+	if (ws_shared_encoder_index < 0)
+		return;
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->encoder_inflight[ws_shared_encoder_index] = 0;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
 bool
 ws_shared_pause_requested(void)
 {
@@ -209,8 +221,13 @@ void
 ws_shared_set_pipeline(int inflight, TimestampTz oldest_pending_commit)
 {
 	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->inflight = inflight;
-	ws_shared->oldest_pending_commit = oldest_pending_commit;
+	if (ws_shared_encoder_index >= 0)
+		ws_shared->encoder_inflight[ws_shared_encoder_index] = inflight;
+	else
+	{
+		ws_shared->inflight = inflight;
+		ws_shared->oldest_pending_commit = oldest_pending_commit;
+	}
 	SpinLockRelease(&ws_shared->mutex);
 }
 
@@ -266,6 +283,9 @@ ws_shared_snapshot(WsSharedState *snapshot)
 	SpinLockAcquire(&ws_shared->mutex);
 	memcpy(snapshot, ws_shared, sizeof(WsSharedState));
 	SpinLockRelease(&ws_shared->mutex);
+	/* the decoding worker's requests and its encoder workers' */
+	for (int i = 0; i < (int) lengthof(snapshot->encoder_inflight); i++)
+		snapshot->inflight += snapshot->encoder_inflight[i];
 }
 
 /* ---------------------------------------------------------------------

@@ -49,6 +49,8 @@ typedef struct WsSharedState
 	int64		retries;
 	int64		rejected_batches;
 	int			inflight;
+	int			encoder_inflight[16];	/* per encoder worker, see
+										 * ws_shared_encoder_index */
 	int			last_http_status;
 	TimestampTz last_success_at;
 	TimestampTz last_error_at;
@@ -80,6 +82,14 @@ extern void ws_shared_set_confirmed_lsn(XLogRecPtr lsn);
 extern void ws_shared_set_decoded_lsn(XLogRecPtr lsn);
 extern void ws_shared_set_pipeline(int inflight,
 								   TimestampTz oldest_pending_commit);
+
+/*
+ * In an encoder worker (encoder.c), its index: ws_shared_set_pipeline()
+ * then sets only its requests in flight, which walship.status adds up.
+ * -1 in the decoding worker.
+ */
+extern int	ws_shared_encoder_index;
+extern void ws_shared_encoder_exited(void);
 
 /* Delivery counters */
 extern void ws_shared_note_http_status(long status);
