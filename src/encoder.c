@@ -275,6 +275,32 @@ ws_encoders_start(MemoryContext context, int nworkers)
 	return encoders;
 }
 
+/*
+ * Stops the encoder workers, once nothing is pending (the caller makes
+ * sure), e.g. for another walship.encoder_workers, and frees encoders.
+ */
+void
+ws_encoders_stop(WsEncoders *encoders)
+{
+	for (int i = 0; i < encoders->nworkers; i++)
+	{
+		WsEncoderLink *link = &encoders->links[i];
+		BackgroundWorkerHandle *handle = link->handle;
+
+		/* detaching tells the encoder to exit; wait until it did */
+		link->handle = NULL;
+		link_detach(link);
+		if (handle)
+		{
+			TerminateBackgroundWorker(handle);
+			(void) WaitForBackgroundWorkerShutdown(handle);
+			pfree(handle);
+		}
+	}
+	pfree(encoders->links);
+	pfree(encoders);
+}
+
 /* An encoder went away: start again from the slot (see the file header). */
 static void
 encoder_gone(WsEncoderLink *link)

@@ -24,6 +24,7 @@ typedef struct WsEncoders WsEncoders;
  * either when there is nothing to do.
  */
 extern WsEncoders *ws_encoders_start(MemoryContext context, int nworkers);
+extern void ws_encoders_stop(WsEncoders *encoders);
 extern void ws_encoders_pump(WsEncoders *encoders, WsBatcher *batcher,
 							 int timeout_ms);
 extern int	ws_encoders_count(const WsEncoders *encoders);

@@ -64,6 +64,7 @@ extern bool walship_initial_backfill;
 #define WS_DEFAULT_ENCODER_WORKERS	0
 #define WS_MAX_ENCODER_WORKERS		16
 extern int	walship_encoder_workers;
+extern int	walship_compression_level;	/* 0: the method's default */
 
 extern void ws_define_settings(void);
 

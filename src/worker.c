@@ -87,6 +87,7 @@ typedef struct WsWorker
 	WsBatcher  *batcher;
 	WsDelivery *delivery;
 	WsEncoders *encoders;		/* encoder workers, or NULL: in-process */
+	int			encoder_setting;	/* walship.encoder_workers they follow */
 	WsBackfill *backfill;
 	WsBackfillOutput backfill_output;	/* where backfilled rows go */
 	LogicalDecodingContext *decoding;
@@ -662,6 +663,19 @@ walship_worker_main(Datum main_arg)
 	PG_END_TRY();
 }
 
+/*
+ * Starts walship.encoder_workers encoder workers; with none (0, or none
+ * could start) batches are encoded and sent in this process.
+ */
+static void
+start_encoders(WsWorker *worker)
+{
+	worker->encoder_setting = walship_encoder_workers;
+	if (walship_encoder_workers > 0)
+		worker->encoders = ws_encoders_start(worker->context,
+											 walship_encoder_workers);
+}
+
 /* Waits for the prerequisites, then ships until the process ends. */
 static void
 run_pipeline(WsWorker *worker)
@@ -678,9 +692,7 @@ run_pipeline(WsWorker *worker)
 	ws_shared_clear_error();
 	start_decoding(worker);
 	ws_shared_set_state(WS_STATE_STREAMING);
-	if (walship_encoder_workers > 0)
-		worker->encoders = ws_encoders_start(worker->context,
-											 walship_encoder_workers);
+	start_encoders(worker);
 
 	for (;;)
 	{
@@ -689,6 +701,21 @@ run_pipeline(WsWorker *worker)
 
 		process_interrupts(worker);
 		shipping = may_ship(worker);
+
+		/* another number of encoder workers, once nothing is pending */
+		if (walship_encoder_workers != worker->encoder_setting &&
+			ws_batcher_idle(worker->batcher) &&
+			inflight_here(worker) == 0)
+		{
+			ereport(LOG,
+					(errmsg("walship switches from %d to %d encoder workers",
+							ws_encoders_count(worker->encoders),
+							walship_encoder_workers)));
+			if (worker->encoders)
+				ws_encoders_stop(worker->encoders);
+			worker->encoders = NULL;
+			start_encoders(worker);
+		}
 
 		/* a new publication list needs a new decoding context */
 		if (strcmp(worker->decoding_publication, walship_publication) != 0 &&

@@ -142,6 +142,32 @@ $node->safe_psql('postgres', 'ALTER SYSTEM RESET walship.endpoint');
 $node->reload;
 sleep 0.5;
 
+# walship.encoder_workers itself changes by reload, once nothing is pending
+foreach my $n (0, 1, 2)
+{
+	$node->safe_psql('postgres', "ALTER SYSTEM SET walship.encoder_workers = $n");
+	$node->reload;
+	ok(poll_until($node, qq{
+SELECT count(*) = $n FROM pg_stat_activity WHERE backend_type = 'walship encoder'}),
+		"after a reload, $n encoder workers run");
+	my $from = $sink->last_seq;
+	$node->safe_psql('postgres', qq{
+INSERT INTO orders (customer, country, total)
+SELECT g, 'E$n', g FROM generate_series(1, 300) AS g;
+});
+	$lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	ok(wait_worker_caught_up($node, $lsn), "$n encoder workers: rows acknowledged");
+	my %seen;
+	foreach my $r (grep { is_2xx($_) && $_->{seq} > $from } $sink->requests)
+	{
+		$seen{ $_->{id} }++
+		  foreach grep { ($_->{after}{country} // '') eq "E$n" } body_changes($sink, $r->{seq});
+	}
+	is(scalar(keys %seen), 300, "$n encoder workers: all 300 changes arrived");
+}
+like(slurp_file($node->logfile), qr/walship switches from 2 to 0 encoder workers/,
+	'the switch is logged');
+
 # ---------------------------------------------------------------------------
 # 3. Back-pressure against a slow sink
 # ---------------------------------------------------------------------------
