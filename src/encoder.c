@@ -105,10 +105,15 @@ typedef struct WsEncoderBatch
 	char		last_change[WS_CHANGE_ID_LEN];
 } WsEncoderBatch;
 
-/* A finished batch, in the done queue. */
+/*
+ * A message in the done queue: a finished batch, or (held) a batch the
+ * endpoint rejected under walship.on_rejected = stop, after which nothing
+ * more is handed out until it is finished.
+ */
 typedef struct WsEncoderDone
 {
 	uint64		seq;
+	bool		held;
 } WsEncoderDone;
 
 /* The decoding worker's end of one encoder. */
@@ -129,6 +134,8 @@ struct WsEncoders
 {
 	int			nworkers;
 	WsEncoderLink *links;
+	uint64		held_seq;		/* a batch rejected under on_rejected = stop:
+								 * none after it is handed out; 0 if none */
 };
 
 /* ---------------------------------------------------------------------
@@ -422,7 +429,15 @@ ws_encoders_pump(WsEncoders *encoders, WsBatcher *batcher, int timeout_ms)
 				elog(ERROR, "walship encoder worker %d sent a message of %zu bytes",
 					 link->index + 1, nbytes);
 			memcpy(&done, data, sizeof(done));
+			if (done.held)
+			{
+				if (encoders->held_seq == 0 || done.seq < encoders->held_seq)
+					encoders->held_seq = done.seq;
+				continue;
+			}
 			mark_done(batcher, link, done.seq);
+			if (done.seq == encoders->held_seq)
+				encoders->held_seq = 0;
 			moved = true;
 		}
 	}
@@ -443,6 +458,9 @@ ws_encoders_pump(WsEncoders *encoders, WsBatcher *batcher, int timeout_ms)
 			break;
 		if (batch->status != WS_BATCH_READY)
 			continue;
+		/* under on_rejected = stop nothing after a rejected batch goes */
+		if (encoders->held_seq != 0 && batch->seq > encoders->held_seq)
+			break;
 		link = pick_link(encoders);
 		if (link == NULL)
 			break;
@@ -475,6 +493,7 @@ typedef struct WsEncoderWorker
 	WsDelivery *delivery;
 	shm_mq_handle *batches;		/* we receive */
 	shm_mq_handle *done;		/* we send */
+	uint64		reported_held;	/* seq last reported held, 0: none */
 	int			reported_batches;	/* in pg_stat_activity, -1: nothing */
 	int			reported_inflight;
 } WsEncoderWorker;
@@ -522,6 +541,61 @@ take_batch(WsEncoderWorker *encoder, const char *data, Size nbytes)
 	MemoryContextSwitchTo(old);
 }
 
+static void
+send_done(WsEncoderWorker *encoder, uint64 seq, bool held)
+{
+	WsEncoderDone done;
+
+	memset(&done, 0, sizeof(done));
+	done.seq = seq;
+	done.held = held;
+	/* never blocks long: the queue holds far more than we may have */
+	if (shm_mq_send(encoder->done, sizeof(done), &done, false, true) ==
+		SHM_MQ_DETACHED)
+		proc_exit(0);
+}
+
+/*
+ * Tells the decoding worker about the oldest batch rejected under
+ * walship.on_rejected = stop, once: it hands out nothing after it, as
+ * delivery.c starts nothing after it here.  A batch split by a 413 reports
+ * as the batch it came from (the half that carries its seq).
+ */
+static void
+report_held(WsEncoderWorker *encoder)
+{
+	ListCell   *lc;
+	bool		rejected = false;
+
+	if (walship_on_rejected != WS_ON_REJECTED_STOP)
+		return;
+	foreach(lc, encoder->batcher->queue)
+	{
+		WsBatch    *batch = lfirst(lc);
+		ListCell   *plc;
+
+		if (!rejected && batch->status != WS_BATCH_DONE)
+		{
+			foreach(plc, batch->parts)
+			{
+				WsBatchPart *part = lfirst(plc);
+
+				if (part->rejected && part->status != WS_BATCH_DONE)
+					rejected = true;
+			}
+		}
+		if (rejected && batch->backfill_tag != 0)
+		{
+			if (batch->backfill_tag != encoder->reported_held)
+			{
+				encoder->reported_held = batch->backfill_tag;
+				send_done(encoder, batch->backfill_tag, true);
+			}
+			return;
+		}
+	}
+}
+
 /* Reports the batches done, in order, once their dead letters are written. */
 static void
 report_done(WsEncoderWorker *encoder)
@@ -533,16 +607,9 @@ report_done(WsEncoderWorker *encoder)
 	(void) ws_batcher_release_done(encoder->batcher);
 	seqs = ws_batcher_take_released(encoder->batcher);
 	foreach(lc, seqs)
-	{
-		WsEncoderDone done;
-
-		done.seq = *(uint64 *) lfirst(lc);
-		/* never blocks long: the queue holds far more than we may have */
-		if (shm_mq_send(encoder->done, sizeof(done), &done, false, true) ==
-			SHM_MQ_DETACHED)
-			proc_exit(0);
-	}
+		send_done(encoder, *(uint64 *) lfirst(lc), false);
 	list_free_deep(seqs);
+	report_held(encoder);
 }
 
 static void
