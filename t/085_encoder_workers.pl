@@ -6,7 +6,8 @@
 #	  (src/encoder.c), which encode, compress (gzip here) and send them.
 #
 #	  1. Both encoders run (pg_stat_activity) and share the work; the
-#	     bodies are valid gzip (the sink decompresses them).
+#	     bodies are valid gzip (the sink decompresses them), and valid gzip
+#	     and zstd at other walship.compression_level values.
 #	  2. A reload reaches the encoders: a new walship.endpoint gets the
 #	     next requests.
 #	  3. Back-pressure: against a slow sink, no encoder ever holds more than
@@ -114,6 +115,41 @@ SELECT count(*) FROM pg_stat_activity
  WHERE backend_type = 'walship encoder' AND query LIKE 'walship encoder: %'}), '2',
 	'both encoders report their work in pg_stat_activity');
 
+# walship.compression_level: other levels still make bodies receivers decode
+foreach my $case ([ 'gzip', 12 ], [ 'zstd', 19 ], [ 'zstd', -7 ], [ 'gzip', 0 ])
+{
+	my ($method, $level) = @$case;
+	$node->safe_psql('postgres', qq{
+ALTER SYSTEM SET walship.compression = '$method';
+ALTER SYSTEM SET walship.compression_level = $level;
+});
+	$node->reload;
+	sleep 1;
+	my $from = $sink->last_seq;
+	$node->safe_psql('postgres', qq{
+INSERT INTO orders (customer, country, total)
+SELECT g, 'L$level', g FROM generate_series(1, 200) AS g;
+});
+	my $l = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	ok(wait_worker_caught_up($node, $l), "$method level $level: acknowledged");
+	my @r = grep { is_2xx($_) && $_->{seq} > $from } $sink->requests;
+	my %got;
+	foreach my $req (@r)
+	{
+		$got{ $_->{id} }++
+		  foreach grep { ($_->{after}{country} // '') eq "L$level" } body_changes($sink, $req->{seq});
+	}
+	is(scalar(keys %got), 200, "$method level $level: all 200 changes decoded by the sink");
+	is(scalar(grep { ($_->{content_encoding} // '') ne $method || defined $_->{error} } @r), 0,
+		"$method level $level: every body was $method and decoded");
+}
+$node->safe_psql('postgres', q{
+ALTER SYSTEM SET walship.compression = 'gzip';
+ALTER SYSTEM RESET walship.compression_level;
+});
+$node->reload;
+sleep 1;
+
 # ---------------------------------------------------------------------------
 # 2. A reload reaches the encoders
 # ---------------------------------------------------------------------------
@@ -121,7 +157,7 @@ $node->safe_psql('postgres',
 	"ALTER SYSTEM SET walship.endpoint = '" . $sink->url('/reloaded') . "'");
 $node->reload;
 # the postmaster signals every process; give them a moment to read it
-sleep 0.5;
+sleep 1;
 my $seq_before = $sink->last_seq;
 $node->safe_psql('postgres', q{
 INSERT INTO orders (customer, country, total)
@@ -140,7 +176,7 @@ foreach my $r (grep { is_2xx($_) } @after)
 is(scalar(keys %reloaded_ids), 400, 'all 400 changes arrived there');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET walship.endpoint');
 $node->reload;
-sleep 0.5;
+sleep 1;
 
 # walship.encoder_workers itself changes by reload, once nothing is pending
 foreach my $n (0, 1, 2)
@@ -292,7 +328,7 @@ stop_workload($workload);
 my $end_lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 ok(wait_slot_confirmed($node, $end_lsn), "slot confirmed past the end of the workload ($end_lsn)");
 ok(wait_worker_caught_up($node, $end_lsn), 'walship.status: caught up, nothing in flight');
-sleep 0.5;
+sleep 1;
 
 my $acked_file = "$tmp/acked.ndjson";
 open(my $afh, '>', $acked_file) or die "$acked_file: $!";
