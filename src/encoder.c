@@ -255,30 +255,32 @@ ws_encoders_start(MemoryContext context, int nworkers)
 {
 	WsEncoders *encoders = MemoryContextAllocZero(context, sizeof(WsEncoders));
 	MemoryContext old = MemoryContextSwitchTo(context);
+	int			started = 0;
 
 	encoders->links = palloc0(sizeof(WsEncoderLink) * nworkers);
-	for (int i = 0; i < nworkers; i++)
-	{
-		if (!link_start(&encoders->links[i], i))
-		{
-			ereport(WARNING,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("walship could start only %d of %d encoder workers",
-							i, nworkers),
-					 errdetail("The decoding worker encodes and sends the batches itself instead."),
-					 errhint("Raise max_worker_processes (it needs room for walship.encoder_workers more workers) and restart the server.")));
-			for (int j = 0; j < i; j++)
-				link_detach(&encoders->links[j]);
-			MemoryContextSwitchTo(old);
-			pfree(encoders->links);
-			pfree(encoders);
-			return NULL;
-		}
-	}
-	encoders->nworkers = nworkers;
+	while (started < nworkers &&
+		   link_start(&encoders->links[started], started))
+		started++;
 	MemoryContextSwitchTo(old);
+
+	if (started < nworkers)
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("walship could start only %d of %d encoder workers",
+						started, nworkers),
+				 started == 0 ?
+				 errdetail("The decoding worker encodes and sends the batches itself.") :
+				 errdetail("The encoder workers that started do the work."),
+				 errhint("Raise max_worker_processes: walship's encoder workers count against it, as parallel query workers do.")));
+	if (started == 0)
+	{
+		pfree(encoders->links);
+		pfree(encoders);
+		return NULL;
+	}
+	encoders->nworkers = started;
 	ereport(LOG,
-			(errmsg("walship started %d encoder workers", nworkers)));
+			(errmsg("walship started %d encoder workers", started)));
 	return encoders;
 }
 

@@ -381,4 +381,43 @@ SELECT string_agg(id, ', ') FROM (
 }), '', 'duplicates of a change id are identical');
 
 $node->stop;
+
+# ---------------------------------------------------------------------------
+# 5. Too few background worker slots: the encoders that start do the work
+# ---------------------------------------------------------------------------
+# max_worker_processes = 3: the logical replication launcher, the walship
+# worker and one encoder
+my $small = worker_node('few_slots', qq{
+max_worker_processes = 3
+walship.encoder_workers = 2
+walship.database = 'postgres'
+walship.publication = 'spub'
+walship.endpoint = '${\ $sink->url('/few') }'
+walship.batch_max_delay = 20ms
+});
+$small->start;
+$small->safe_psql('postgres', q{
+CREATE EXTENSION walship;
+CREATE TABLE s (id int PRIMARY KEY);
+CREATE PUBLICATION spub FOR TABLE s;
+});
+ok(poll_until($small, q{SELECT state = 'streaming' FROM walship.status}),
+	'few slots: the worker streams');
+ok(poll_until($small, q{
+SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'walship encoder'}),
+	'few slots: one encoder worker runs');
+like(slurp_file($small->logfile), qr/walship could start only 1 of 2 encoder workers/,
+	'few slots: a warning says so');
+my $few_from = $sink->last_seq;
+$small->safe_psql('postgres', 'INSERT INTO s SELECT generate_series(1, 500)');
+$lsn = $small->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+ok(wait_worker_caught_up($small, $lsn), 'few slots: rows acknowledged');
+my %few;
+foreach my $r (grep { is_2xx($_) && $_->{seq} > $few_from && $_->{path} eq '/few' } $sink->requests)
+{
+	$few{ $_->{id} }++ foreach body_changes($sink, $r->{seq});
+}
+is(scalar(keys %few), 500, 'few slots: all 500 changes arrived');
+$small->stop;
+
 done_testing();
