@@ -15,6 +15,10 @@
  * acknowledged.  With nothing pending the slot is confirmed up to what was
  * read, so an idle or filtered database holds no WAL back.
  *
+ * With walship.encoder_workers > 0 the sealed batches go to encoder/sender
+ * background workers instead (encoder.c), which report each batch back
+ * once it is acknowledged; the confirmation bookkeeping is the same.
+ *
  * This file keeps the loop: startup and prerequisites, settings and
  * interrupts, decoding slices, waiting, and the confirmation bookkeeping.
  *
@@ -360,7 +364,11 @@ pump(WsWorker *worker, int timeout_ms)
 		ws_delivery_pump(worker->delivery, timeout_ms);
 }
 
-/* Requests in flight in this process; the encoders' keep no one waiting. */
+/*
+ * Requests in flight in this process: none with encoder workers, whose
+ * requests are theirs to wait for (the queue of batches says what is
+ * pending).
+ */
 static int
 inflight_here(WsWorker *worker)
 {

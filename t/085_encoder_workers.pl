@@ -5,12 +5,13 @@
 #	  two encoder/sender workers through shared memory queues
 #	  (src/encoder.c), which encode, compress (gzip here) and send them.
 #
-#	  1. Both encoders run (pg_stat_activity) and share the work; the
+#	  1. Both encoders run (pg_stat_activity); the
 #	     bodies are valid gzip (the sink decompresses them), and valid gzip
 #	     and zstd at other walship.compression_level values.
 #	  2. A reload reaches the encoders: a new walship.endpoint gets the
 #	     next requests.
-#	  3. Back-pressure: against a slow sink, no encoder ever holds more than
+#	  3. Back-pressure: against a slow sink, both encoders hold batches
+#	     (the work is shared), and no encoder ever holds more than
 #	     walship.max_inflight + 1 batches, nor has more than
 #	     walship.max_inflight requests in flight, while a backlog waits.
 #	  4. At least once, while an orders-like workload runs and batches are
@@ -214,17 +215,19 @@ SELECT g, 'SE', g FROM generate_series(1, 6000) AS g;
 });
 $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 my ($most_batches, $most_inflight, $samples) = (0, 0, 0);
+my %busy;	# encoder pid => most batches it held
 my $deadline = time + 120;
 while (time < $deadline)
 {
 	my $out = try_query($node, q{
-SELECT string_agg(substring(query FROM 'walship encoder: (\d+) batches') || ',' ||
+SELECT string_agg(pid || ',' || substring(query FROM 'walship encoder: (\d+) batches') || ',' ||
                   substring(query FROM '(\d+) requests in flight'), ' ')
   FROM pg_stat_activity WHERE backend_type = 'walship encoder'}) // '';
-	foreach my $pair (split / /, $out)
+	foreach my $triple (split / /, $out)
 	{
-		my ($b, $i) = split /,/, $pair;
+		my ($pid, $b, $i) = split /,/, $triple;
 		next unless defined $i;
+		$busy{$pid} = $b if $b > ($busy{$pid} // 0);
 		$most_batches = $b if $b > $most_batches;
 		$most_inflight = $i if $i > $most_inflight;
 		$samples++;
@@ -236,6 +239,7 @@ ok(slot_confirmed_at_least($node, $lsn) || wait_slot_confirmed($node, $lsn),
 	'the 6,000-row backlog is shipped through the slow sink');
 note "back-pressure: $samples samples, most batches $most_batches, most in flight $most_inflight";
 ok($most_batches >= $max_inflight, "encoders were kept busy (up to $most_batches batches)");
+is(scalar(grep { $_ > 0 } values %busy), 2, 'both encoders held batches: the work is shared');
 ok($most_batches <= $max_inflight + 1,
 	"no encoder held more than max_inflight + 1 batches (most: $most_batches)");
 ok($most_inflight <= $max_inflight,
