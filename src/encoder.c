@@ -42,6 +42,13 @@
  * either makes the postmaster restart every process anyway.  Settings
  * reloads reach the encoders directly: the postmaster signals them too.
  *
+ * What the encoders share beyond the queues: under walship.on_rejected =
+ * stop an encoder reports its rejected batch ("held"), and the decoding
+ * worker hands out nothing after it until it is done; a Retry-After holds
+ * the endpoint for every process, and the state is backoff while any
+ * process waits to retry (shared_state.c); walship.status adds up their
+ * requests in flight.
+ *
  * IDENTIFICATION
  *	  src/encoder.c
  *
