@@ -16,22 +16,28 @@
 #      range is decoded by the walship plugin alone, through
 #      pg_logical_slot_peek_binary_changes() on a second slot created before
 #      the workload (median of RUNS decodes).  Delivered and decoded changes/s
-#      and their ratio are printed for each format/compression case, with the
-#      worker's peak memory (VmHWM of /proc/PID/status, reset before each case
-#      through /proc/PID/clear_refs, and the largest sampled RssAnon).
+#      and their ratio are printed for each format/compression case and each
+#      number of encoder workers (ENCODERS, walship.encoder_workers, set by
+#      reload), with the worker's peak memory (VmHWM of /proc/PID/status,
+#      reset before each case through /proc/PID/clear_refs, and the largest
+#      sampled RssAnon) and the encoder workers' summed VmHWM.
 #   2. Latency.  pgbench runs a one-row INSERT per transaction at LAT_RATE
 #      tx/s for LAT_SECONDS while the worker ships to t/http_sink.py at the
 #      default walship settings (NDJSON envelope, no compression, 50 ms batch
-#      delay, 4 in flight).  For every line of every acknowledged body, the
+#      delay, 4 in flight), once per number of encoder workers in
+#      LAT_ENCODERS.  For every line of every acknowledged body, the
 #      latency is the request's t_answered (the sink's clock just before it
 #      sends 204) minus the line's source.commit_ts.  p50/p90/p99/max.
 #   3. Cost to the primary.  pgbench's built-in TPC-B-like script (scale
 #      PGBENCH_SCALE, PGBENCH_CLIENTS clients, PGBENCH_SECONDS seconds; the
 #      pgbench tables are in the published publication) with
 #      walship.enabled = off and with the worker shipping to nginx at the
-#      default settings, PGBENCH_ROUNDS rounds in the order off/on, on/off,
-#      off/on, ... (ABBA, to cancel drift).  Before each run the worker has
-#      caught up, so no backlog of an earlier run is shipped during it.
+#      default settings, PGBENCH_ROUNDS pairs of runs in the order off/on,
+#      on/off, off/on, ... (ABBA, to cancel drift), for each number of
+#      encoder workers in COST_ENCODERS.  The cost is the median over the
+#      pairs of each pair's drop, (off - on) / off, reported with its spread
+#      (lowest and highest pair).  Before each run the worker has caught up,
+#      so no backlog of an earlier run is shipped during it.
 #
 # Usage (from the repository root, as root or as any user):
 #
@@ -52,13 +58,17 @@
 #     RUNS=3              plugin-only decodes per case; the median is reported
 #     CASES="binary/none ndjson/none ndjson/gzip"
 #                         throughput cases, walship.format/walship.compression
+#     ENCODERS="0 1 2"    walship.encoder_workers values of the throughput
+#                         cases (every case runs with each)
+#     LAT_ENCODERS=$ENCODERS  encoder_workers values of the latency part
+#     COST_ENCODERS=$ENCODERS encoder_workers values of the cost part
 #     LAT_RATE=1000       latency: transactions per second (pgbench -R)
 #     LAT_SECONDS=30      latency: duration
 #     LAT_CLIENTS=2       latency: pgbench clients
 #     PGBENCH_SCALE=10    cost: pgbench scale
 #     PGBENCH_CLIENTS=4   cost: pgbench clients (-c; -j is min(clients, CPUs))
 #     PGBENCH_SECONDS=30  cost: duration of each run
-#     PGBENCH_ROUNDS=2    cost: runs with and without the worker, each
+#     PGBENCH_ROUNDS=5    cost: off/on pairs per encoder_workers value
 #     SHIP_TIMEOUT=300    seconds a throughput case may take to ship
 #     STALL_SECONDS=15    a throughput case fails when changes_shipped does
 #                         not move for this long
@@ -82,13 +92,16 @@ TXN_SIZE=${TXN_SIZE:-1000}
 PREFILL=${PREFILL:-200000}
 RUNS=${RUNS:-3}
 CASES=${CASES:-binary/none ndjson/none ndjson/gzip}
+ENCODERS=${ENCODERS:-0 1 2}
+LAT_ENCODERS=${LAT_ENCODERS:-$ENCODERS}
+COST_ENCODERS=${COST_ENCODERS:-$ENCODERS}
 LAT_RATE=${LAT_RATE:-1000}
 LAT_SECONDS=${LAT_SECONDS:-30}
 LAT_CLIENTS=${LAT_CLIENTS:-2}
 PGBENCH_SCALE=${PGBENCH_SCALE:-10}
 PGBENCH_CLIENTS=${PGBENCH_CLIENTS:-4}
 PGBENCH_SECONDS=${PGBENCH_SECONDS:-30}
-PGBENCH_ROUNDS=${PGBENCH_ROUNDS:-2}
+PGBENCH_ROUNDS=${PGBENCH_ROUNDS:-5}
 SHIP_TIMEOUT=${SHIP_TIMEOUT:-300}
 STALL_SECONDS=${STALL_SECONDS:-15}
 BACKLOG_SETTINGS=${BACKLOG_SETTINGS:-}
@@ -132,6 +145,11 @@ for c in $CASES; do
 		die "CASES entries are FORMAT/COMPRESSION, e.g. binary/none or ndjson/gzip (got '$c')"
 done
 
+for n in $ENCODERS $LAT_ENCODERS $COST_ENCODERS; do
+	[[ "$n" =~ ^([0-9]|1[0-6])$ ]] ||
+		die "ENCODERS, LAT_ENCODERS and COST_ENCODERS hold walship.encoder_workers values, 0 to 16 (got '$n')"
+done
+
 for kv in $BACKLOG_SETTINGS; do
 	[[ "$kv" =~ ^[a-z_]+=[A-Za-z0-9_.]+$ ]] ||
 		die "BACKLOG_SETTINGS entries are NAME=VALUE without the walship. prefix, e.g. batch_max_bytes=32MB (got '$kv')"
@@ -161,6 +179,8 @@ shared_preload_libraries = 'walship'
 walship.database = 'postgres'
 walship.publication = 'bench_pub'
 walship.endpoint = '$NGINX_URL'
+# room for the encoder workers
+max_worker_processes = 24
 EOF
 
 # ---------------------------------------------------------------------------
@@ -200,12 +220,27 @@ log "CREATE EXTENSION walship; waiting for the worker to stream"
 wait_worker_streaming
 psql_cmd -c "SELECT bench_wait_caught_up(60)" >/dev/null
 log "worker streaming (pid $WORKER_PID)"
-DEFAULTS=$(walship_settings format compression batch_max_changes batch_max_bytes batch_max_delay max_inflight)
+DEFAULTS=$(walship_settings format compression compression_level batch_max_changes batch_max_bytes batch_max_delay max_inflight encoder_workers)
 LOAD_START=$(load_avg)
 
 # "changes_shipped bytes_shipped batches_shipped" of walship.status
 shipped_counters() {
 	psql_cmd -F ' ' -c "SELECT changes_shipped, bytes_shipped, batches_shipped FROM walship.status"
+}
+
+# use_encoders N: walship.encoder_workers = N (by reload; the worker
+# switches once nothing is pending), waits until N encoders run and sets
+# ENCODER_PIDS.
+use_encoders() {
+	local n=$1 i
+	set_walship "encoder_workers=$n"
+	for i in $(seq 1 600); do
+		[ "$(psql_cmd -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walship encoder'")" = "$n" ] &&
+			break
+		[ "$i" -lt 600 ] || die "$n encoder workers did not start"
+		sleep 0.1
+	done
+	ENCODER_PIDS=$(psql_cmd -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walship encoder'" | tr '\n' ' ')
 }
 
 # --- worker memory ----------------------------------------------------------
@@ -233,10 +268,12 @@ proc_kb() {
 TP_RESULTS=()
 HWM_RESET=yes
 if ! skipped throughput; then
+	for enc in $ENCODERS; do
+	use_encoders "$enc"
 	for tcase in $CASES; do
 		fmt=${tcase%/*}
 		comp=${tcase#*/}
-		log "throughput $fmt/$comp: pausing the worker"
+		log "throughput $fmt/$comp, $enc encoders: pausing the worker"
 		# shellcheck disable=SC2086 # BACKLOG_SETTINGS is a list of words
 		set_walship "format=$fmt" "compression=$comp" $BACKLOG_SETTINGS
 		psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
@@ -255,6 +292,9 @@ if ! skipped throughput; then
 		read -r c0 b0 n0 <<<"$(shipped_counters)"
 		# peak memory of this case only: clear_refs 5 resets VmHWM
 		echo 5 >"/proc/$WORKER_PID/clear_refs" 2>/dev/null || HWM_RESET=no
+		for epid in $ENCODER_PIDS; do
+			echo 5 >"/proc/$epid/clear_refs" 2>/dev/null || HWM_RESET=no
+		done
 		rss_sampler "$WORKER_PID" "$TMP/rssanon" &
 		sampler_pid=$!
 
@@ -264,6 +304,10 @@ if ! skipped throughput; then
 		ship_secs=$SHIP_SECS
 		ack_secs=$ACK_SECS
 		VMHWM=$(proc_kb "$WORKER_PID" VmHWM)
+		ENC_HWM=0
+		for epid in $ENCODER_PIDS; do
+			ENC_HWM=$((ENC_HWM + $(proc_kb "$epid" VmHWM)))
+		done
 		stop_pid "$sampler_pid"
 		sampler_pid=""
 		RSSANON=$(cat "$TMP/rssanon" 2>/dev/null || echo 0)
@@ -287,7 +331,8 @@ if ! skipped throughput; then
 		dec_secs=$(median "${times[@]}")
 		psql_cmd -c "SELECT pg_drop_replication_slot('bench_peek')" >/dev/null
 
-		TP_RESULTS+=("$fmt|$comp|$ROW_CHANGES|$WAL_BYTES|$b|$dec_secs|$ship_secs|$ack_secs|$((n1 - n0))|$((b1 - b0))|$VMHWM|$RSSANON")
+		TP_RESULTS+=("$fmt|$comp|$ROW_CHANGES|$WAL_BYTES|$b|$dec_secs|$ship_secs|$ack_secs|$((n1 - n0))|$((b1 - b0))|$VMHWM|$RSSANON|$enc|$ENC_HWM")
+	done
 	done
 	psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
 	for kv in $BACKLOG_SETTINGS; do
@@ -298,7 +343,7 @@ fi
 # ---------------------------------------------------------------------------
 # 2. Latency at a steady rate, default settings, to the recording sink.
 # ---------------------------------------------------------------------------
-LAT_RESULT=""
+LAT_RESULTS=()
 if ! skipped latency; then
 	mkdir -p "$TMP/sink"
 	log "starting the recording sink ($SINK_SCRIPT)"
@@ -316,6 +361,8 @@ if ! skipped latency; then
 	# the default settings of walship, only the endpoint changes
 	set_walship "endpoint=http://127.0.0.1:$SINK_PORT/latency" "format=" "compression="
 	psql_cmd -c "SELECT bench_wait_caught_up(60)" >/dev/null
+	for enc in $LAT_ENCODERS; do
+	use_encoders "$enc"
 	# settle: the first request opens the connection
 	psql_cmd -c "INSERT INTO events (kind, amount) VALUES ('warmup', 0)" >/dev/null
 	psql_cmd -c "SELECT bench_wait_caught_up(60)" >/dev/null
@@ -324,7 +371,7 @@ if ! skipped latency; then
 	cat >"$TMP/latency.sql" <<'EOF'
 INSERT INTO events (kind, amount) VALUES ('probe', random() * 100);
 EOF
-	log "latency: pgbench -R $LAT_RATE -T $LAT_SECONDS -c $LAT_CLIENTS, one INSERT per transaction"
+	log "latency, $enc encoders: pgbench -R $LAT_RATE -T $LAT_SECONDS -c $LAT_CLIENTS, one INSERT per transaction"
 	pgbench_cmd -n -f "$TMP/latency.sql" -R "$LAT_RATE" -T "$LAT_SECONDS" \
 		-c "$LAT_CLIENTS" -j "$LAT_CLIENTS" >"$TMP/pgbench-latency.log" 2>&1 ||
 		{ cat "$TMP/pgbench-latency.log" >&2; die "pgbench (latency) failed"; }
@@ -374,7 +421,8 @@ print(lines, len(ids), requests,
       '%.1f' % (1000 * pct(received, 50)), '%.1f' % (1000 * pct(received, 99)))
 PY
 )
-	LAT_RESULT="$LAT_TPS $LAT_ROWS $LAT_RESULT"
+	LAT_RESULTS+=("$enc $LAT_TPS $LAT_ROWS $LAT_RESULT")
+	done
 	stop_pid "$sink_pid"
 	sink_pid=""
 	set_walship "endpoint=$NGINX_URL"
@@ -390,11 +438,13 @@ if ! skipped cost; then
 	psql_cmd -c "SELECT bench_wait_caught_up(60)" >/dev/null
 	jobs=$PGBENCH_CLIENTS
 	[ "$jobs" -le "$(nproc)" ] || jobs=$(nproc)
+	i=0
+	for enc in $COST_ENCODERS; do
+	use_encoders "$enc"
 	order=()
 	for round in $(seq 1 "$PGBENCH_ROUNDS"); do
 		if [ $((round % 2)) -eq 1 ]; then order+=(off on); else order+=(on off); fi
 	done
-	i=0
 	for mode in "${order[@]}"; do
 		i=$((i + 1))
 		if [ "$mode" = off ]; then
@@ -413,7 +463,7 @@ if ! skipped cost; then
 		fi
 		psql_cmd -c "CHECKPOINT" >/dev/null
 		read -r c0 _ _ <<<"$(shipped_counters)"
-		log "cost run $i/${#order[@]}: worker $mode: pgbench -c $PGBENCH_CLIENTS -j $jobs -T $PGBENCH_SECONDS"
+		log "cost run $i, $enc encoders: worker $mode: pgbench -c $PGBENCH_CLIENTS -j $jobs -T $PGBENCH_SECONDS"
 		pgbench_cmd -c "$PGBENCH_CLIENTS" -j "$jobs" -T "$PGBENCH_SECONDS" >"$TMP/pgbench-cost-$i.log" 2>&1 ||
 			{ cat "$TMP/pgbench-cost-$i.log" >&2; die "pgbench failed"; }
 		tps=$(pgbench_tps "$TMP/pgbench-cost-$i.log")
@@ -424,7 +474,8 @@ if ! skipped cost; then
 		fi
 		read -r c1 _ _ <<<"$(shipped_counters)"
 		log "cost run $i: worker $mode: $tps tps; lag at the end $lag_end bytes; shipped $((c1 - c0)) changes"
-		COST_RESULTS+=("$i|$mode|$tps|$lag_end|$drain|$((c1 - c0))")
+		COST_RESULTS+=("$i|$mode|$tps|$lag_end|$drain|$((c1 - c0))|$enc")
+	done
 	done
 	# shellcheck disable=SC2086 # BACKLOG_SETTINGS is a list of words
 	set_walship "enabled=" $BACKLOG_SETTINGS
@@ -447,73 +498,92 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 		"(pg_logical_slot_peek_binary_changes, median of $RUNS)"
 	echo "  settings: walship defaults${BACKLOG_SETTINGS:+ except $BACKLOG_SETTINGS}, format and compression per row"
 	echo
-	table_header l6 "format" l11 "compression" r7 "changes" r9 "WAL MB" r9 "decode s" r10 "decoded/s" \
+	table_header l6 "format" l11 "compression" r8 "encoders" r7 "changes" r9 "WAL MB" r9 "decode s" r10 "decoded/s" \
 		r9 "ship s" r10 "shipped/s" r6 "ratio"
 	for res in "${TP_RESULTS[@]}"; do
-		IFS='|' read -r fmt comp ch wal _ dec ship _ _ _ _ _ <<<"$res"
-		awk -v f="$fmt" -v c="$comp" -v n="$ch" -v w="$wal" -v d="$dec" -v s="$ship" 'BEGIN {
-			printf "| %-6s | %-11s | %7d | %9.1f | %9.3f | %10.0f | %9.3f | %10.0f | %5.1f%% |\n",
-				f, c, n, w / 1048576, d, n / d, s, n / s, 100 * d / s
+		IFS='|' read -r fmt comp ch wal _ dec ship _ _ _ _ _ enc _ <<<"$res"
+		awk -v f="$fmt" -v c="$comp" -v e="$enc" -v n="$ch" -v w="$wal" -v d="$dec" -v s="$ship" 'BEGIN {
+			printf "| %-6s | %-11s | %8d | %7d | %9.1f | %9.3f | %10.0f | %9.3f | %10.0f | %5.1f%% |\n",
+				f, c, e, n, w / 1048576, d, n / d, s, n / s, 100 * d / s
 		}'
 	done
 	echo
-	table_header l6 "format" l11 "compression" r7 "batches" r13 "changes/batch" r12 "body MB" r12 "bytes/change" \
-		r10 "body MB/s" r11 "VmHWM MB" r12 "RssAnon MB"
+	table_header l6 "format" l11 "compression" r8 "encoders" r7 "batches" r13 "changes/batch" r12 "body MB" r12 "bytes/change" \
+		r10 "body MB/s" r11 "VmHWM MB" r12 "RssAnon MB" r14 "encoders' MB"
 	for res in "${TP_RESULTS[@]}"; do
-		IFS='|' read -r fmt comp ch _ _ _ ship _ nb bytes hwm anon <<<"$res"
-		awk -v f="$fmt" -v c="$comp" -v n="$ch" -v s="$ship" -v nb="$nb" -v by="$bytes" -v h="$hwm" -v a="$anon" 'BEGIN {
-			printf "| %-6s | %-11s | %7d | %13.0f | %12.1f | %12.1f | %10.1f | %11.1f | %12.1f |\n",
-				f, c, nb, (nb ? n / nb : 0), by / 1048576, by / n, by / 1048576 / s, h / 1024, a / 1024
+		IFS='|' read -r fmt comp ch _ _ _ ship _ nb bytes hwm anon enc ehwm <<<"$res"
+		awk -v f="$fmt" -v c="$comp" -v e="$enc" -v n="$ch" -v s="$ship" -v nb="$nb" -v by="$bytes" -v h="$hwm" -v a="$anon" -v eh="$ehwm" 'BEGIN {
+			printf "| %-6s | %-11s | %8d | %7d | %13.0f | %12.1f | %12.1f | %10.1f | %11.1f | %12.1f | %14.1f |\n",
+				f, c, e, nb, (nb ? n / nb : 0), by / 1048576, by / n, by / 1048576 / s, h / 1024, a / 1024, eh / 1024
 		}'
 	done
 	echo
-	echo "  ratio = shipped/s over decoded/s (target >= 80%); ship s = walship.resume() until changes_shipped" \
+	echo "  ratio = shipped/s over decoded/s (targets: binary >= 80%, ndjson >= 85%, ndjson+gzip >= 70%); encoders = walship.encoder_workers; ship s = walship.resume() until changes_shipped" \
 		"has grown by the workload's row changes and confirmed_lsn passed its last WAL record (polled every 10 ms)."
 	echo "  body = request bodies as sent (after compression); VmHWM = peak RSS of the worker during the case" \
 		"$( [ "$HWM_RESET" = yes ] && echo "(reset through clear_refs before it)" || echo "(since the worker started: clear_refs was not writable)"),"
-	echo "  shared memory it touched included; RssAnon = largest private resident memory sampled every 50 ms."
+	echo "  shared memory it touched included; RssAnon = largest private resident memory sampled every 50 ms;" \
+		"encoders' MB = the encoder workers' VmHWM, summed."
+
 fi
 
-if [ -n "$LAT_RESULT" ]; then
-	read -r ltps lrows llines lids lreq p50 p90 p99 pmax r50 r99 <<<"$LAT_RESULT"
+if [ ${#LAT_RESULTS[@]} -gt 0 ]; then
 	echo
 	echo "2. latency: pgbench -R $LAT_RATE -T $LAT_SECONDS -c $LAT_CLIENTS, one INSERT of a small row per transaction;" \
 		"default settings (ndjson envelope, no compression) to t/http_sink.py;" \
 		"latency = request answered (sink clock) - source.commit_ts of the line"
 	echo
-	table_header r9 "tx/s" r9 "rows" r8 "lines" r8 "requests" r10 "lines/req" r8 "p50 ms" r8 "p90 ms" r8 "p99 ms" r8 "max ms"
-	awk -v t="$ltps" -v r="$lrows" -v l="$llines" -v q="$lreq" -v a="$p50" -v b="$p90" -v c="$p99" -v m="$pmax" 'BEGIN {
-		printf "| %9.1f | %9d | %8d | %8d | %10.1f | %8.1f | %8.1f | %8.1f | %8.1f |\n",
-			t, r, l, q, (q ? l / q : 0), a, b, c, m
-	}'
+	table_header r8 "encoders" r9 "tx/s" r9 "rows" r8 "lines" r8 "requests" r10 "lines/req" r8 "p50 ms" r8 "p90 ms" r8 "p99 ms" r8 "max ms" \
+		r14 "arrival p50" r14 "arrival p99"
+	for res in "${LAT_RESULTS[@]}"; do
+		read -r enc ltps lrows llines _ lreq p50 p90 p99 pmax r50 r99 <<<"$res"
+		awk -v e="$enc" -v t="$ltps" -v r="$lrows" -v l="$llines" -v q="$lreq" -v a="$p50" -v b="$p90" -v c="$p99" -v m="$pmax" \
+			-v r50="$r50" -v r99="$r99" 'BEGIN {
+			printf "| %8d | %9.1f | %9d | %8d | %8d | %10.1f | %8.1f | %8.1f | %8.1f | %8.1f | %14.1f | %14.1f |\n",
+				e, t, r, l, q, (q ? l / q : 0), a, b, c, m, r50, r99
+		}'
+	done
 	echo
-	echo "  rows = rows inserted by pgbench; lines = lines for them in acknowledged bodies ($lids distinct ids);" \
-		"arrival (request headers read by the sink) - commit: p50 $r50 ms, p99 $r99 ms."
-	echo "  targets: p50 < 100 ms, p99 < 1000 ms"
+	echo "  rows = rows inserted by pgbench; lines = lines for them in acknowledged bodies;" \
+		"arrival = request headers read by the sink - commit (ms)."
+	echo "  targets: p50 < 100 ms, p99 < 1000 ms; with encoders, p99 no worse than with 0"
 fi
 
 if [ ${#COST_RESULTS[@]} -gt 0 ]; then
 	echo
 	echo "3. cost to the primary: pgbench tpcb-like, scale $PGBENCH_SCALE, -c $PGBENCH_CLIENTS -j $jobs -T $PGBENCH_SECONDS," \
-		"pgbench tables published; worker off (walship.enabled = off) or shipping to nginx at default settings"
+		"pgbench tables published; worker off (walship.enabled = off) or shipping to nginx at default settings;" \
+		"$PGBENCH_ROUNDS off/on pairs (ABBA) per encoders value"
 	echo
-	table_header r3 "run" p6 "worker" r9 "tps" r16 "lag at end bytes" r9 "drain s" r15 "changes shipped"
-	off=()
-	on=()
+	table_header r8 "encoders" r3 "run" p6 "worker" r9 "tps" r16 "lag at end bytes" r9 "drain s" r15 "changes shipped"
 	for res in "${COST_RESULTS[@]}"; do
-		IFS='|' read -r i mode tps lag drain shipped <<<"$res"
-		printf '| %3s | %6s | %9.1f | %16s | %9s | %15s |\n' "$i" "$mode" "$tps" \
+		IFS='|' read -r i mode tps lag drain shipped enc <<<"$res"
+		printf '| %8s | %3s | %6s | %9.1f | %16s | %9s | %15s |\n' "$enc" "$i" "$mode" "$tps" \
 			"$([ "$mode" = on ] && echo "$lag" || echo "-")" "$drain" "$([ "$mode" = on ] && echo "$shipped" || echo "-")"
-		if [ "$mode" = on ]; then on+=("$tps"); else off+=("$tps"); fi
 	done
 	echo
-	printf '%s\n' "${off[@]}" >"$TMP/off"
-	printf '%s\n' "${on[@]}" >"$TMP/on"
-	awk 'FNR == NR { so += $1; no++; next } { sn += $1; nn++ }
-		END {
-			a = so / no; b = sn / nn
-			printf "  mean tps: worker off %.1f, worker shipping %.1f: drop %.1f%% (target < 5%%)\n", a, b, 100 * (a - b) / a
-		}' "$TMP/off" "$TMP/on"
+	table_header r8 "encoders" r6 "pairs" r12 "off tps" r12 "on tps" r14 "median drop" r10 "lowest" r10 "highest"
+	for enc in $COST_ENCODERS; do
+		# consecutive runs of one encoders value form the pairs
+		printf '%s\n' "${COST_RESULTS[@]}" | awk -F'|' -v e="$enc" '
+			$7 == e { n++; tps[n] = $3; mode[n] = $2 }
+			END {
+				pairs = 0
+				for (k = 1; k + 1 <= n; k += 2) {
+					if (mode[k] == "off") { off = tps[k]; on = tps[k + 1] } else { off = tps[k + 1]; on = tps[k] }
+					pairs++; drop[pairs] = 100 * (off - on) / off; so += off; sn += on
+				}
+				if (pairs == 0) exit
+				# sort the drops (insertion sort: a handful of pairs)
+				for (a = 2; a <= pairs; a++) { v = drop[a]; for (b = a - 1; b >= 1 && drop[b] > v; b--) drop[b + 1] = drop[b]; drop[b + 1] = v }
+				med = (pairs % 2) ? drop[(pairs + 1) / 2] : (drop[pairs / 2] + drop[pairs / 2 + 1]) / 2
+				printf "| %8d | %6d | %12.1f | %12.1f | %13.1f%% | %9.1f%% | %9.1f%% |\n",
+					e, pairs, so / pairs, sn / pairs, med, drop[1], drop[pairs]
+			}'
+	done
+	echo
+	echo "  drop = (off - on) / off of each pair of consecutive runs; median over the pairs (target < 5%)," \
+		"lowest and highest pair as its spread; off/on tps = means."
 	echo "  lag at end = walship.status lag_bytes when pgbench returned; drain s = time until the worker" \
 		"had confirmed everything after that."
 fi

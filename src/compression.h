@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * compression.h
- *	  Compression of request bodies: none, gzip (zlib) or zstd.
+ *	  Compression of request bodies: none, gzip (libdeflate) or zstd.
  *
  * IDENTIFICATION
  *	  src/compression.h

@@ -563,6 +563,8 @@ hold_endpoint(WsDelivery *delivery, TimestampTz now, int delay_ms)
 	}
 	else if (until > delivery->held_until)
 		delivery->held_until = until;
+	/* the encoder workers' other processes hold it too */
+	ws_shared_hold_endpoint(walship_endpoint, until);
 }
 
 /* Whether a Retry-After holds the endpoint at now. */
@@ -570,14 +572,14 @@ static bool
 endpoint_held(WsDelivery *delivery, TimestampTz now)
 {
 	if (delivery->held_endpoint == NULL)
-		return false;
+		return ws_shared_endpoint_held(walship_endpoint, now);
 	/* over, or for another endpoint than the one now configured */
 	if (now >= delivery->held_until ||
 		strcmp(delivery->held_endpoint, walship_endpoint) != 0)
 	{
 		pfree(delivery->held_endpoint);
 		delivery->held_endpoint = NULL;
-		return false;
+		return ws_shared_endpoint_held(walship_endpoint, now);
 	}
 	return true;
 }
@@ -912,11 +914,11 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 	for (int i = 0; i < n; i++)
 		handle_result(delivery, &results[i]);
 
-	/* backoff while a batch waits for its retry, or the endpoint is held */
-	if (ws_delivery_state(delivery) == WS_STATE_BACKOFF)
-		ws_shared_change_state(WS_STATE_BIT(WS_STATE_STREAMING), WS_STATE_BACKOFF);
-	else
-		ws_shared_change_state(WS_STATE_BIT(WS_STATE_BACKOFF), WS_STATE_STREAMING);
+	/*
+	 * backoff while a batch waits for its retry, or the endpoint is held,
+	 * here or in another encoder worker
+	 */
+	ws_shared_set_parked(ws_delivery_state(delivery) == WS_STATE_BACKOFF);
 
 	ws_shared_set_pipeline(ws_http_inflight(delivery->http),
 						   ws_batcher_oldest_commit(delivery->batcher));

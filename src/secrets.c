@@ -595,7 +595,9 @@ ws_secrets_load(WsHttpSettings *settings)
 												"walship secrets",
 												ALLOCSET_SMALL_SIZES);
 
-	warn_inline_credentials();
+	/* once, by the decoding worker: its encoder workers read the same */
+	if (ws_shared_encoder_index < 0)
+		warn_inline_credentials();
 
 	have_all &= load_secret_file(&token_file, load_token, &problem);
 	have_all &= load_secret_file(&basic_file, load_basic_auth, &problem);

@@ -55,6 +55,8 @@ int			walship_on_rejected = WS_ON_REJECTED_STOP;
 int			walship_backfill_max_rate = 0;
 int			walship_backfill_chunk_timeout = 1000;
 bool		walship_initial_backfill = false;
+int			walship_encoder_workers = WS_DEFAULT_ENCODER_WORKERS;
+int			walship_compression_level = 0;
 
 static const struct config_enum_entry format_options[] = {
 	{"binary", WS_FORMAT_BINARY, false},
@@ -481,6 +483,19 @@ ws_define_settings(void)
 							 "The backfills are queued once, when the slot is created, as if by walship.backfill_publication().",
 							 &walship_initial_backfill, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.encoder_workers",
+							"Number of encoder/sender workers next to the decoding worker; 0 encodes and sends in the decoding worker.",
+							"Each encoder worker encodes, compresses and sends the batches handed to it, with its own connections.  Each one is a background worker: max_worker_processes must leave room for them.  A new value takes effect once every batch pending is acknowledged.",
+							&walship_encoder_workers, WS_DEFAULT_ENCODER_WORKERS,
+							0, WS_MAX_ENCODER_WORKERS,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.compression_level",
+							"Compression level of request bodies; 0 means the method's default.",
+							"gzip takes 1 (fastest) to 12 (smallest), default 1; zstd takes -7 to 19, default 1.  Values beyond a method's range are clamped to it.",
+							&walship_compression_level, 0, -7, 19,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("walship");
 }

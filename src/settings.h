@@ -57,6 +57,15 @@ extern int	walship_backfill_max_rate;	/* rows per second, 0: no limit */
 extern int	walship_backfill_chunk_timeout;	/* ms, 0: no limit */
 extern bool walship_initial_backfill;
 
+/*
+ * walship.encoder_workers: its default, chosen from bench/worker_bench.sh,
+ * and its most (the slots shared_state.c keeps for encoders).
+ */
+#define WS_DEFAULT_ENCODER_WORKERS	2
+#define WS_MAX_ENCODER_WORKERS		16
+extern int	walship_encoder_workers;
+extern int	walship_compression_level;	/* 0: the method's default */
+
 extern void ws_define_settings(void);
 
 /* walship.headers as a list of "Name: value" strings */

@@ -17,6 +17,7 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "storage/ipc.h"
@@ -27,6 +28,7 @@
 #include "shared_state.h"
 
 WsSharedState *ws_shared = NULL;
+int			ws_shared_encoder_index = -1;
 
 /*
  * Upper bounds (seconds) of the commit-to-ack latency buckets; fixed, as
@@ -185,6 +187,72 @@ ws_shared_worker_exited(void)
 	SpinLockRelease(&ws_shared->mutex);
 }
 
+/* An encoder worker is exiting: it has no request in flight any more. */
+void
+ws_shared_encoder_exited(void)
+{
+	if (ws_shared_encoder_index < 0)
+		return;
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->encoder_inflight[ws_shared_encoder_index] = 0;
+	ws_shared->encoder_parked[ws_shared_encoder_index] = false;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/*
+ * Whether this process has a request waiting to retry (or a Retry-After
+ * holding the endpoint): streaming becomes backoff, and backoff becomes
+ * streaming again once no process, encoder workers included, has one.
+ */
+void
+ws_shared_set_parked(bool parked)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	if (ws_shared_encoder_index >= 0)
+		ws_shared->encoder_parked[ws_shared_encoder_index] = parked;
+	for (int i = 0; i < (int) lengthof(ws_shared->encoder_parked); i++)
+		parked = parked || ws_shared->encoder_parked[i];
+	if (parked && ws_shared->state == WS_STATE_STREAMING)
+		ws_shared->state = WS_STATE_BACKOFF;
+	else if (!parked && ws_shared->state == WS_STATE_BACKOFF)
+		ws_shared->state = WS_STATE_STREAMING;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+static uint32
+endpoint_hash(const char *endpoint)
+{
+	return hash_bytes((const unsigned char *) endpoint, strlen(endpoint));
+}
+
+/* A Retry-After holds endpoint until then, for every process. */
+void
+ws_shared_hold_endpoint(const char *endpoint, TimestampTz until)
+{
+	uint32		hash = endpoint_hash(endpoint);
+
+	SpinLockAcquire(&ws_shared->mutex);
+	if (ws_shared->held_endpoint_hash != hash || ws_shared->held_until < until)
+	{
+		ws_shared->held_endpoint_hash = hash;
+		ws_shared->held_until = until;
+	}
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/* Whether a Retry-After any process received holds endpoint at now. */
+bool
+ws_shared_endpoint_held(const char *endpoint, TimestampTz now)
+{
+	uint32		hash = endpoint_hash(endpoint);
+	bool		held;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	held = ws_shared->held_until > now && ws_shared->held_endpoint_hash == hash;
+	SpinLockRelease(&ws_shared->mutex);
+	return held;
+}
+
 bool
 ws_shared_pause_requested(void)
 {
@@ -239,8 +307,13 @@ void
 ws_shared_set_pipeline(int inflight, TimestampTz oldest_pending_commit)
 {
 	SpinLockAcquire(&ws_shared->mutex);
-	ws_shared->inflight = inflight;
-	ws_shared->oldest_pending_commit = oldest_pending_commit;
+	if (ws_shared_encoder_index >= 0)
+		ws_shared->encoder_inflight[ws_shared_encoder_index] = inflight;
+	else
+	{
+		ws_shared->inflight = inflight;
+		ws_shared->oldest_pending_commit = oldest_pending_commit;
+	}
 	SpinLockRelease(&ws_shared->mutex);
 }
 
@@ -350,6 +423,9 @@ ws_shared_snapshot(WsSharedState *snapshot)
 	SpinLockAcquire(&ws_shared->mutex);
 	memcpy(snapshot, ws_shared, sizeof(WsSharedState));
 	SpinLockRelease(&ws_shared->mutex);
+	/* the decoding worker's requests and its encoder workers' */
+	for (int i = 0; i < (int) lengthof(snapshot->encoder_inflight); i++)
+		snapshot->inflight += snapshot->encoder_inflight[i];
 }
 
 /* ---------------------------------------------------------------------

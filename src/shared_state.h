@@ -56,6 +56,11 @@ typedef struct WsSharedState
 	int64		retries;
 	int64		rejected_batches;
 	int			inflight;
+	int			encoder_inflight[16];	/* per encoder worker, see
+										 * ws_shared_encoder_index */
+	bool		encoder_parked[16]; /* an encoder's request waits to retry */
+	uint32		held_endpoint_hash; /* a Retry-After holds the endpoint */
+	TimestampTz held_until;		/* with this hash until then */
 	int			last_http_status;
 	TimestampTz last_success_at;
 	TimestampTz last_error_at;
@@ -100,6 +105,23 @@ extern void ws_shared_set_decoded_lsn(XLogRecPtr lsn);
 extern void ws_shared_start_ladder(XLogRecPtr confirmed);
 extern void ws_shared_set_pipeline(int inflight,
 								   TimestampTz oldest_pending_commit);
+
+/*
+ * In an encoder worker (encoder.c), its index: ws_shared_set_pipeline()
+ * then sets only its requests in flight, which walship.status adds up.
+ * -1 in the decoding worker.
+ */
+extern int	ws_shared_encoder_index;
+extern void ws_shared_encoder_exited(void);
+
+/*
+ * Backoff and Retry-After across processes: the state is backoff while any
+ * process has a request waiting to retry; a Retry-After holds the endpoint
+ * for every process.
+ */
+extern void ws_shared_set_parked(bool parked);
+extern void ws_shared_hold_endpoint(const char *endpoint, TimestampTz until);
+extern bool ws_shared_endpoint_held(const char *endpoint, TimestampTz now);
 
 /* Delivery counters */
 extern void ws_shared_note_http_status(long status);

@@ -15,6 +15,10 @@
  * acknowledged.  With nothing pending the slot is confirmed up to what was
  * read, so an idle or filtered database holds no WAL back.
  *
+ * With walship.encoder_workers > 0 the sealed batches go to encoder/sender
+ * background workers instead (encoder.c), which report each batch back
+ * once it is acknowledged; the confirmation bookkeeping is the same.
+ *
  * This file keeps the loop: startup and prerequisites, settings and
  * interrupts, decoding slices, waiting, and the confirmation bookkeeping.
  *
@@ -64,6 +68,7 @@
 #include "backfill.h"
 #include "batch.h"
 #include "delivery.h"
+#include "encoder.h"
 #include "format.h"
 #include "http_transport.h"
 #include "progress.h"
@@ -85,6 +90,8 @@ typedef struct WsWorker
 	WsHttpClient *http;
 	WsBatcher  *batcher;
 	WsDelivery *delivery;
+	WsEncoders *encoders;		/* encoder workers, or NULL: in-process */
+	int			encoder_setting;	/* walship.encoder_workers they follow */
 	WsBackfill *backfill;
 	WsBackfillOutput backfill_output;	/* where backfilled rows go */
 	LogicalDecodingContext *decoding;
@@ -125,13 +132,14 @@ worker_shmem_exit(int code, Datum arg)
  * Hands the settings to the HTTP client.  Runs on every reload and every
  * few seconds while a secret file cannot be read, so everything it
  * allocates goes into a short-lived context: the client copies what it
- * keeps, and secrets.c keeps its values in a context of its own.
+ * keeps, and secrets.c keeps its values in a context of its own.  The
+ * encoder workers (encoder.c) configure their clients with it too.
  */
-static void
-apply_settings(WsWorker *worker)
+void
+ws_worker_configure_http(WsHttpClient *http, MemoryContext context)
 {
 	WsHttpSettings settings;
-	MemoryContext temp = AllocSetContextCreate(worker->context,
+	MemoryContext temp = AllocSetContextCreate(context,
 											   "walship settings",
 											   ALLOCSET_SMALL_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(temp);
@@ -143,9 +151,15 @@ apply_settings(WsWorker *worker)
 	settings.tls_ca_file = walship_tls_ca_file;
 	settings.headers = ws_parse_headers(walship_headers);
 	ws_secrets_load(&settings);
-	ws_http_client_configure(worker->http, &settings);
+	ws_http_client_configure(http, &settings);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(temp);
+}
+
+static void
+apply_settings(WsWorker *worker)
+{
+	ws_worker_configure_http(worker->http, worker->context);
 }
 
 static void
@@ -325,10 +339,40 @@ decoding_prepare_write(LogicalDecodingContext *ctx, XLogRecPtr lsn,
 }
 
 static int64
-max_pending_bytes(void)
+max_pending_bytes(WsWorker *worker)
 {
 	/* a full pipe plus one batch being filled */
-	return (int64) (walship_max_inflight + 1) * walship_batch_max_bytes * 1024;
+	int64		batches = walship_max_inflight + 1;
+
+	/* with encoder workers, what all of them may have at once */
+	if (worker->encoders)
+		batches = (int64) ws_encoders_count(worker->encoders) *
+			ws_encoders_max_outstanding() + 1;
+	return batches * walship_batch_max_bytes * 1024;
+}
+
+/*
+ * Sends sealed batches and collects the answers, in this process or
+ * through the encoder workers, waiting at most timeout_ms for progress.
+ */
+static void
+pump(WsWorker *worker, int timeout_ms)
+{
+	if (worker->encoders)
+		ws_encoders_pump(worker->encoders, worker->batcher, timeout_ms);
+	else
+		ws_delivery_pump(worker->delivery, timeout_ms);
+}
+
+/*
+ * Requests in flight in this process: none with encoder workers, whose
+ * requests are theirs to wait for (the queue of batches says what is
+ * pending).
+ */
+static int
+inflight_here(WsWorker *worker)
+{
+	return worker->encoders ? 0 : ws_http_inflight(worker->http);
 }
 
 /* Batches one record, shipping first while too much is pending. */
@@ -346,10 +390,10 @@ add_record(void *arg, const char *record, int len)
 	 * Inside a large transaction the decoder calls this for every change
 	 * before returning: ship from here so memory stays bounded.
 	 */
-	while (ws_batcher_pending_bytes(worker->batcher) > max_pending_bytes())
+	while (ws_batcher_pending_bytes(worker->batcher) > max_pending_bytes(worker))
 	{
 		CHECK_FOR_INTERRUPTS();
-		ws_delivery_pump(worker->delivery, WS_IDLE_POLL_MS);
+		pump(worker, WS_IDLE_POLL_MS);
 
 		/*
 		 * Free acknowledged batches now, or memory grows with the
@@ -467,7 +511,7 @@ decode_slice(WsWorker *worker)
 
 		CHECK_FOR_INTERRUPTS();
 		if (GetCurrentTimestamp() >= deadline ||
-			ws_batcher_pending_bytes(worker->batcher) > max_pending_bytes())
+			ws_batcher_pending_bytes(worker->batcher) > max_pending_bytes(worker))
 			break;
 	}
 
@@ -627,6 +671,19 @@ walship_worker_main(Datum main_arg)
 	PG_END_TRY();
 }
 
+/*
+ * Starts walship.encoder_workers encoder workers; with none (0, or none
+ * could start) batches are encoded and sent in this process.
+ */
+static void
+start_encoders(WsWorker *worker)
+{
+	worker->encoder_setting = walship_encoder_workers;
+	if (walship_encoder_workers > 0)
+		worker->encoders = ws_encoders_start(worker->context,
+											 walship_encoder_workers);
+}
+
 /* Waits for the prerequisites, then ships until the process ends. */
 static void
 run_pipeline(WsWorker *worker)
@@ -643,6 +700,7 @@ run_pipeline(WsWorker *worker)
 	ws_shared_clear_error();
 	start_decoding(worker);
 	ws_shared_set_state(WS_STATE_STREAMING);
+	start_encoders(worker);
 
 	for (;;)
 	{
@@ -652,10 +710,25 @@ run_pipeline(WsWorker *worker)
 		process_interrupts(worker);
 		shipping = may_ship(worker);
 
+		/* another number of encoder workers, once nothing is pending */
+		if (walship_encoder_workers != worker->encoder_setting &&
+			ws_batcher_idle(worker->batcher) &&
+			inflight_here(worker) == 0)
+		{
+			ereport(LOG,
+					(errmsg("walship switches from %d to %d encoder workers",
+							ws_encoders_count(worker->encoders),
+							walship_encoder_workers)));
+			if (worker->encoders)
+				ws_encoders_stop(worker->encoders);
+			worker->encoders = NULL;
+			start_encoders(worker);
+		}
+
 		/* a new publication list needs a new decoding context */
 		if (strcmp(worker->decoding_publication, walship_publication) != 0 &&
 			ws_batcher_idle(worker->batcher) &&
-			ws_http_inflight(worker->http) == 0)
+			inflight_here(worker) == 0)
 		{
 			ereport(LOG,
 					(errmsg("walship restarts decoding for publications \"%s\"",
@@ -681,7 +754,7 @@ run_pipeline(WsWorker *worker)
 
 				/* backfill chunks while the endpoint keeps up */
 				ws_backfill_step(worker->backfill,
-								 ws_batcher_pending_bytes(worker->batcher) < max_pending_bytes() / 2,
+								 ws_batcher_pending_bytes(worker->batcher) < max_pending_bytes(worker) / 2,
 								 &worker->backfill_output);
 			}
 			ws_batcher_seal_due(worker->batcher, GetCurrentTimestamp(),
@@ -695,11 +768,11 @@ run_pipeline(WsWorker *worker)
 		else
 			pgstat_report_activity(STATE_IDLE, "walship: not shipping");
 
-		ws_delivery_pump(worker->delivery, more_wal ? 0 :
-				  (ws_http_inflight(worker->http) > 0 ? WS_IDLE_POLL_MS : 0));
+		pump(worker, more_wal ? 0 :
+			 (inflight_here(worker) > 0 ? WS_IDLE_POLL_MS : 0));
 		advance(worker);
 
-		if (!more_wal && ws_http_inflight(worker->http) == 0)
+		if (!more_wal && inflight_here(worker) == 0)
 			wait_for_work(shipping ? WS_IDLE_POLL_MS : 1000);
 	}
 }

@@ -68,6 +68,14 @@ max_wal_senders = 10
 shared_preload_libraries = 'walship'
 } . plugin_libraries_conf();
 
+# WALSHIP_TEST_ENCODER_WORKERS=N runs the worker tests with
+# walship.encoder_workers = N (a test's own setting, after it, wins).
+my $encoder_workers_conf =
+  defined $ENV{WALSHIP_TEST_ENCODER_WORKERS}
+  && $ENV{WALSHIP_TEST_ENCODER_WORKERS} =~ /^\d+$/
+  ? "walship.encoder_workers = $ENV{WALSHIP_TEST_ENCODER_WORKERS}\n"
+  : '';
+
 # A new node (not started) set up for the worker: logical WAL, room for
 # slots and walsenders, walship preloaded and allowed as an output plugin;
 # $conf (postgresql.conf text: walship.* settings and the like) follows.
@@ -76,7 +84,8 @@ sub worker_node
 	my ($name, $conf) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(allows_streaming => 'logical');
-	$node->append_conf('postgresql.conf', $worker_conf . ($conf // ''));
+	$node->append_conf('postgresql.conf',
+		$worker_conf . $encoder_workers_conf . ($conf // ''));
 	return $node;
 }
 

@@ -69,6 +69,7 @@ PACKAGES=(
 	libcurl4-openssl-dev
 	libzstd-dev
 	zlib1g-dev
+	libdeflate-dev
 	make
 	gcc
 	perl

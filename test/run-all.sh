@@ -31,6 +31,8 @@
 #	                       (default /usr/lib/postgresql/15/bin/pg_config)
 #	  WALSHIP_TEST_USER    user the tests run as when started as root
 #	                       (default postgres)
+#	  WALSHIP_TEST_ENCODER_WORKERS=N  run the worker TAP tests with
+#	                       walship.encoder_workers = N (see t/WalshipTest.pm)
 #	  WALSHIP_KEEP_TMP=1   keep the temporary directory even on success
 #	                       (it is always kept on failure)
 #	  WALSHIP_CHDB_CACHE   where the ClickHouse 26 engine for the tests (npm
@@ -59,6 +61,7 @@ PACKAGES=(
 	libcurl4-openssl-dev
 	libzstd-dev
 	zlib1g-dev
+	libdeflate-dev
 	libipc-run-perl
 	perl
 	make
