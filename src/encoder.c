@@ -106,6 +106,7 @@ typedef struct WsEncoderShared
 typedef struct WsEncoderBatch
 {
 	uint64		seq;			/* the decoding worker's batch seq */
+	XLogRecPtr	confirm_lsn;	/* end of its last COMMIT, for the metrics */
 	int			nchanges;
 	TimestampTz oldest_commit_time;
 	char		first_change[WS_CHANGE_ID_LEN];
@@ -358,6 +359,7 @@ start_send(WsEncoderLink *link, WsBatch *batch)
 {
 	memset(&link->header, 0, sizeof(link->header));
 	link->header.seq = batch->seq;
+	link->header.confirm_lsn = batch->confirm_lsn;
 	link->header.nchanges = batch->nchanges;
 	link->header.oldest_commit_time = batch->oldest_commit_time;
 	strlcpy(link->header.first_change, batch->first_change, WS_CHANGE_ID_LEN);
@@ -539,7 +541,11 @@ take_batch(WsEncoderWorker *encoder, const char *data, Size nbytes)
 	batch->records.len = (int) len;
 	batch->records.maxlen = (int) len + 1;
 	batch->nchanges = header.nchanges;
-	batch->confirm_lsn = InvalidXLogRecPtr;
+	/*
+	 * Only walship.metrics() reads it here (sent and acknowledged
+	 * positions): the encoder confirms nothing, the decoding worker does.
+	 */
+	batch->confirm_lsn = header.confirm_lsn;
 	/* reported by ws_batcher_take_released() once done, in order */
 	batch->backfill_tag = header.seq;
 	batch->opened_at = GetCurrentTimestamp();
