@@ -69,6 +69,8 @@ ws_worker_state_name(WsWorkerState state)
 			return "unconfigured";
 		case WS_STATE_ERROR:
 			return "error";
+		case WS_STATE_STANDBY:
+			return "standby";
 	}
 	return "unknown";
 }

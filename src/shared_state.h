@@ -24,7 +24,8 @@ typedef enum WsWorkerState
 	WS_STATE_PAUSED,
 	WS_STATE_DISABLED,			/* walship.enabled = off */
 	WS_STATE_UNCONFIGURED,		/* walship.endpoint is empty */
-	WS_STATE_ERROR				/* stopped by an error; see last_error */
+	WS_STATE_ERROR,				/* stopped by an error; see last_error */
+	WS_STATE_STANDBY			/* the server is a standby: waits for promotion */
 } WsWorkerState;
 
 #define WS_MAX_ERROR_LEN	512

@@ -76,6 +76,8 @@
 #define WS_DECODE_SLICE_MS		20
 /* Wait between polls when there is nothing to do. */
 #define WS_IDLE_POLL_MS			10
+/* How often a worker on a standby looks whether it was promoted. */
+#define WS_STANDBY_POLL_MS		500
 /* How often counters are written to walship.progress at most. */
 #define WS_PROGRESS_INTERVAL_MS 1000
 
@@ -627,10 +629,37 @@ walship_worker_main(Datum main_arg)
 	PG_END_TRY();
 }
 
+/*
+ * On a standby the worker only waits: it may neither create a slot nor
+ * write its catalog, and the primary's walship ships the changes.  It
+ * starts shipping once the server is promoted.
+ */
+static void
+wait_for_promotion(WsWorker *worker)
+{
+	if (!RecoveryInProgress())
+		return;
+	ereport(LOG,
+			(errmsg("walship worker waits: the server is a standby"),
+			 errdetail("The walship worker starts shipping when the server is promoted.")));
+	ws_shared_set_state(WS_STATE_STANDBY);
+	pgstat_report_activity(STATE_IDLE, "walship: waiting for promotion");
+	while (RecoveryInProgress())
+	{
+		process_interrupts(worker);
+		wait_for_work(WS_STANDBY_POLL_MS);
+	}
+	ws_shared_set_state(WS_STATE_STARTING);
+	ereport(LOG,
+			(errmsg("walship worker starts: the server was promoted")));
+}
+
 /* Waits for the prerequisites, then ships until the process ends. */
 static void
 run_pipeline(WsWorker *worker)
 {
+	wait_for_promotion(worker);
+
 	/* wait until the extension, publications and slot are in order */
 	for (;;)
 	{
@@ -712,7 +741,8 @@ ws_register_worker(void)
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* on a hot standby it starts, and waits for promotion */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = 5;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "walship");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "walship_worker_main");
