@@ -193,7 +193,10 @@ CREATE FUNCTION status_internal(
     OUT last_error text,
     OUT last_error_at timestamptz,
     OUT started_at timestamptz,
-    OUT decoded_lsn pg_lsn)
+    OUT decoded_lsn pg_lsn,
+    OUT max_retained_wal bigint,
+    OUT wal_budget text,
+    OUT slot_given_up_at timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'walship_status_internal'
 LANGUAGE C STRICT VOLATILE;

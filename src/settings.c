@@ -55,6 +55,7 @@ int			walship_on_rejected = WS_ON_REJECTED_STOP;
 int			walship_backfill_max_rate = 0;
 int			walship_backfill_chunk_timeout = 1000;
 bool		walship_initial_backfill = false;
+int			walship_max_retained_wal = -1;
 
 static const struct config_enum_entry format_options[] = {
 	{"binary", WS_FORMAT_BINARY, false},
@@ -309,6 +310,23 @@ check_headers_file(char **newval, void **extra, GucSource source)
 	return check_secret_file("walship.headers_file", *newval, true);
 }
 
+/*
+ * walship.max_retained_wal: -1 (no limit) or a size.  0 is refused: it
+ * would give the slot up as soon as it holds any WAL at all.
+ */
+static bool
+check_max_retained_wal(int *newval, void **extra, GucSource source)
+{
+	if (*newval == -1 || *newval > 0)
+		return true;
+
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid value for \"walship.max_retained_wal\": %d", *newval);
+	GUC_check_errdetail("A budget of 0 would give up the replication slot as soon as it retains any WAL.");
+	GUC_check_errhint("Set it to -1 for no limit, or to a size such as '10GB'.");
+	return false;
+}
+
 void
 ws_define_settings(void)
 {
@@ -480,6 +498,13 @@ ws_define_settings(void)
 							 "The backfills are queued once, when the slot is created, as if by walship.backfill_publication().",
 							 &walship_initial_backfill, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("walship.max_retained_wal",
+							"Most WAL the walship slot may retain before walship gives it up; -1 means no limit.",
+							"Past 80% of it the worker warns; past it the worker drops its slot, logging the range of changes it abandons, so that a resync recovers instead of the WAL filling the disk.",
+							&walship_max_retained_wal, -1, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MB,
+							check_max_retained_wal, NULL, NULL);
 
 	MarkGUCPrefixReserved("walship");
 }

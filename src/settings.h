@@ -56,6 +56,7 @@ extern int	walship_on_rejected;
 extern int	walship_backfill_max_rate;	/* rows per second, 0: no limit */
 extern int	walship_backfill_chunk_timeout;	/* ms, 0: no limit */
 extern bool walship_initial_backfill;
+extern int	walship_max_retained_wal;	/* MB, -1: no limit */
 
 extern void ws_define_settings(void);
 

@@ -375,3 +375,41 @@ ws_shared_backfill_requests(void)
 	SpinLockRelease(&ws_shared->mutex);
 	return requests;
 }
+
+/* ---------------------------------------------------------------------
+ * The WAL budget
+ * ---------------------------------------------------------------------
+ */
+
+/* The worker gave its slot up over walship.max_retained_wal. */
+void
+ws_shared_note_slot_given_up(XLogRecPtr confirmed, XLogRecPtr end)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->slot_given_up = true;
+	ws_shared->slot_given_up_at = now;
+	ws_shared->given_up_confirmed = confirmed;
+	ws_shared->given_up_end = end;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/*
+ * Whether a slot was given up and no new one streams since; if so, returns
+ * where the old one was confirmed and how far WAL went then, and forgets
+ * it (slot_given_up_at stays).
+ */
+bool
+ws_shared_take_slot_given_up(XLogRecPtr *confirmed, XLogRecPtr *end)
+{
+	bool		given_up;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	given_up = ws_shared->slot_given_up;
+	*confirmed = ws_shared->given_up_confirmed;
+	*end = ws_shared->given_up_end;
+	ws_shared->slot_given_up = false;
+	SpinLockRelease(&ws_shared->mutex);
+	return given_up;
+}

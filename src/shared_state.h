@@ -54,6 +54,12 @@ typedef struct WsSharedState
 	TimestampTz last_success_at;
 	TimestampTz last_error_at;
 	char		last_error[WS_MAX_ERROR_LEN];
+
+	/* walship.max_retained_wal: the last slot the worker gave up */
+	bool		slot_given_up;	/* and no new slot since */
+	TimestampTz slot_given_up_at;	/* 0: never since the server started */
+	XLogRecPtr	given_up_confirmed; /* it was confirmed up to here */
+	XLogRecPtr	given_up_end;	/* WAL was written up to here then */
 } WsSharedState;
 
 extern WsSharedState *ws_shared;
@@ -109,6 +115,11 @@ extern void ws_shared_get_totals(WsSharedTotals *totals, char *last_error,
 extern void ws_shared_resolve_error(const char *message,
 									bool leave_error_state);
 extern void ws_shared_leave_error_state(void);
+
+/* The WAL budget (wal_budget.c) */
+extern void ws_shared_note_slot_given_up(XLogRecPtr confirmed, XLogRecPtr end);
+extern bool ws_shared_take_slot_given_up(XLogRecPtr *confirmed,
+										 XLogRecPtr *end);
 
 /* Requests from other backends; they wake the worker */
 extern void ws_shared_request_pause(bool paused);

@@ -31,13 +31,14 @@
 
 #include "settings.h"
 #include "shared_state.h"
+#include "wal_budget.h"
 
 PG_FUNCTION_INFO_V1(walship_status_internal);
 PG_FUNCTION_INFO_V1(walship_pause);
 PG_FUNCTION_INFO_V1(walship_resume);
 PG_FUNCTION_INFO_V1(walship_notify_backfill);
 
-#define STATUS_COLUMNS 27
+#define STATUS_COLUMNS 30
 
 static void
 require_worker(void)
@@ -186,6 +187,23 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	nulls[i++] = snap.started_at == 0;
 	values[i] = LSNGetDatum(snap.decoded_lsn);
 	nulls[i++] = XLogRecPtrIsInvalid(snap.decoded_lsn);
+	/* walship.max_retained_wal (wal_budget.c) */
+	{
+		int64		budget = ws_wal_budget_bytes();
+		const char *budget_state;
+
+		values[i] = Int64GetDatum(budget);
+		nulls[i++] = budget < 0;
+		budget_state = ws_wal_budget_state(snap.slot_given_up,
+										   !XLogRecPtrIsInvalid(slot.restart_lsn),
+										   current > slot.restart_lsn ?
+										   (int64) (current - slot.restart_lsn) : 0);
+		if (budget_state != NULL)
+			values[i] = CStringGetTextDatum(budget_state);
+		nulls[i++] = budget_state == NULL;
+		values[i] = TimestampTzGetDatum(snap.slot_given_up_at);
+		nulls[i++] = snap.slot_given_up_at == 0;
+	}
 	Assert(i == STATUS_COLUMNS);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));

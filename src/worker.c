@@ -70,6 +70,7 @@
 #include "secrets.h"
 #include "settings.h"
 #include "shared_state.h"
+#include "wal_budget.h"
 #include "walship.h"
 
 /* Longest slice of WAL reading between two looks at the HTTP side. */
@@ -351,6 +352,8 @@ add_record(void *arg, const char *record, int len)
 	while (ws_batcher_pending_bytes(worker->batcher) > max_pending_bytes())
 	{
 		CHECK_FOR_INTERRUPTS();
+		/* an endpoint that stays down must not fill the disk meanwhile */
+		ws_wal_budget_check();
 		ws_delivery_pump(worker->delivery, WS_IDLE_POLL_MS);
 
 		/*
@@ -429,6 +432,8 @@ start_decoding(WsWorker *worker)
 	ereport(LOG,
 			(errmsg("walship started shipping slot \"%s\" from %X/%X",
 					walship_slot_name, LSN_FORMAT_ARGS(worker->confirmed_lsn))));
+	/* a new slot in place of one given up: say what was not shipped */
+	ws_wal_budget_started(worker->confirmed_lsn);
 }
 
 static void
@@ -664,6 +669,7 @@ run_pipeline(WsWorker *worker)
 	for (;;)
 	{
 		process_interrupts(worker);
+		ws_wal_budget_check();
 		if (may_ship(worker) && pipeline_prerequisites())
 			break;
 		wait_for_work(5000);
@@ -679,6 +685,7 @@ run_pipeline(WsWorker *worker)
 		bool		shipping;
 
 		process_interrupts(worker);
+		ws_wal_budget_check();
 		shipping = may_ship(worker);
 
 		/* a new publication list needs a new decoding context */
@@ -694,6 +701,7 @@ run_pipeline(WsWorker *worker)
 			{
 				wait_for_work(5000);
 				process_interrupts(worker);
+				ws_wal_budget_check();
 			}
 			start_decoding(worker);
 		}
