@@ -352,10 +352,17 @@ ws_progress_create_slot(const char *slot_name)
 	Datum		values[1] = {CStringGetTextDatum(slot_name)};
 	WsRestricted saved;
 
+	/* on 17+ a failover slot, which standbys keep a copy of (failover.c) */
+#if PG_VERSION_NUM >= 170000
+	const char *query = "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'walship', false, false, true)";
+#else
+	const char *query = "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'walship')";
+#endif
+
 	/* as the worker's own role, which may create slots */
 	SPI_connect();
 	restrict_begin(&saved, GetUserId());
-	if (SPI_execute_with_args("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'walship')",
+	if (SPI_execute_with_args(query,
 							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not create replication slot \"%s\"", slot_name);
 	restrict_end(&saved);

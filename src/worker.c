@@ -64,6 +64,7 @@
 #include "backfill.h"
 #include "batch.h"
 #include "delivery.h"
+#include "failover.h"
 #include "format.h"
 #include "http_transport.h"
 #include "progress.h"
@@ -399,6 +400,7 @@ start_decoding(WsWorker *worker)
 	List	   *options;
 	MemoryContext old;
 
+	ws_failover_prepare_slot(walship_slot_name);
 #if PG_VERSION_NUM >= 180000
 	ReplicationSlotAcquire(walship_slot_name, true, true);
 #else
@@ -454,7 +456,8 @@ static bool
 decode_slice(WsWorker *worker)
 {
 	XLogReaderState *reader = worker->decoding->reader;
-	XLogRecPtr	flush = GetFlushRecPtr(NULL);
+	/* on 17+, only what the standbys of synchronized_standby_slots have */
+	XLogRecPtr	flush = ws_failover_read_limit(GetFlushRecPtr(NULL));
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   WS_DECODE_SLICE_MS);
 
