@@ -55,6 +55,7 @@ int			walship_on_rejected = WS_ON_REJECTED_STOP;
 int			walship_backfill_max_rate = 0;
 int			walship_backfill_chunk_timeout = 1000;
 bool		walship_initial_backfill = false;
+char	   *walship_clickhouse_database = NULL;
 
 static const struct config_enum_entry format_options[] = {
 	{"binary", WS_FORMAT_BINARY, false},
@@ -309,6 +310,39 @@ check_headers_file(char **newval, void **extra, GucSource source)
 	return check_secret_file("walship.headers_file", *newval, true);
 }
 
+/*
+ * walship.clickhouse_database: empty (not set), or a ClickHouse database
+ * name that needs no quoting: a letter or underscore, then letters, digits
+ * and underscores.
+ */
+static bool
+check_clickhouse_database(char **newval, void **extra, GucSource source)
+{
+	const char *name = *newval;
+	const char *p;
+
+	if (name == NULL || name[0] == '\0')
+		return true;			/* not set */
+	if (strlen(name) <= WS_CLICKHOUSE_MAX_IDENT &&
+		!(name[0] >= '0' && name[0] <= '9'))
+	{
+		for (p = name; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				  (*p >= '0' && *p <= '9') || *p == '_'))
+				break;
+		if (*p == '\0')
+			return true;
+	}
+
+	GUC_check_errcode(ERRCODE_INVALID_NAME);
+	GUC_check_errmsg("invalid ClickHouse database name \"%s\" in \"walship.clickhouse_database\"",
+					 name);
+	GUC_check_errdetail("A ClickHouse database name here must start with a letter or an underscore and contain only letters, digits and underscores, at most %d characters.",
+						WS_CLICKHOUSE_MAX_IDENT);
+	GUC_check_errhint("Create the database in ClickHouse under such a name, for example 'shop'.");
+	return false;
+}
+
 void
 ws_define_settings(void)
 {
@@ -480,6 +514,12 @@ ws_define_settings(void)
 							 "The backfills are queued once, when the slot is created, as if by walship.backfill_publication().",
 							 &walship_initial_backfill, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("walship.clickhouse_database",
+							   "ClickHouse database that walship's ClickHouse statements name.",
+							   "Empty means not set.  The RowBinary format and managed tables insert into and create tables of this database.",
+							   &walship_clickhouse_database, "",
+							   PGC_SIGHUP, 0, check_clickhouse_database, NULL, NULL);
 
 	MarkGUCPrefixReserved("walship");
 }

@@ -29,6 +29,9 @@ typedef enum WsOnRejected
 	WS_ON_REJECTED_DEAD_LETTER
 } WsOnRejected;
 
+/* Longest walship.clickhouse_database accepted. */
+#define WS_CLICKHOUSE_MAX_IDENT 127
+
 extern bool walship_enabled;
 extern char *walship_database;
 extern char *walship_slot_name;
@@ -56,6 +59,7 @@ extern int	walship_on_rejected;
 extern int	walship_backfill_max_rate;	/* rows per second, 0: no limit */
 extern int	walship_backfill_chunk_timeout;	/* ms, 0: no limit */
 extern bool walship_initial_backfill;
+extern char *walship_clickhouse_database;	/* "": not set */
 
 extern void ws_define_settings(void);
 
