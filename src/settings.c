@@ -54,7 +54,8 @@ bool		walship_tls_verify = true;
 int			walship_on_rejected = WS_ON_REJECTED_STOP;
 int			walship_backfill_max_rate = 0;
 int			walship_backfill_chunk_timeout = 1000;
-bool		walship_initial_backfill = false;
+bool		walship_initial_backfill = true;
+int			walship_on_slot_lost = WS_ON_SLOT_LOST_RESYNC;
 char	   *walship_clickhouse_database = NULL;
 
 static const struct config_enum_entry format_options[] = {
@@ -79,6 +80,12 @@ static const struct config_enum_entry compression_options[] = {
 	{"none", WS_COMPRESSION_NONE, false},
 	{"gzip", WS_COMPRESSION_GZIP, false},
 	{"zstd", WS_COMPRESSION_ZSTD, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry on_slot_lost_options[] = {
+	{"resync", WS_ON_SLOT_LOST_RESYNC, false},
+	{"stop", WS_ON_SLOT_LOST_STOP, false},
 	{NULL, 0, false}
 };
 
@@ -512,7 +519,14 @@ ws_define_settings(void)
 	DefineCustomBoolVariable("walship.initial_backfill",
 							 "Whether to backfill every published table when the worker creates its slot.",
 							 "The backfills are queued once, when the slot is created, as if by walship.backfill_publication().",
-							 &walship_initial_backfill, false,
+							 &walship_initial_backfill, true,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("walship.on_slot_lost",
+							 "What to do when the slot is missing or invalidated while walship.progress says changes were shipped: resync or stop.",
+							 "resync creates a new slot, backfills every published table and tells the endpoint which rows the gap may have deleted; stop reports the gap and ships nothing.",
+							 &walship_on_slot_lost, WS_ON_SLOT_LOST_RESYNC,
+							 on_slot_lost_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomStringVariable("walship.clickhouse_database",
