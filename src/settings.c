@@ -54,7 +54,9 @@ bool		walship_tls_verify = true;
 int			walship_on_rejected = WS_ON_REJECTED_STOP;
 int			walship_backfill_max_rate = 0;
 int			walship_backfill_chunk_timeout = 1000;
-bool		walship_initial_backfill = false;
+bool		walship_initial_backfill = true;
+int			walship_on_slot_lost = WS_ON_SLOT_LOST_RESYNC;
+char	   *walship_clickhouse_database = NULL;
 int			walship_max_retained_wal = -1;
 
 static const struct config_enum_entry format_options[] = {
@@ -79,6 +81,12 @@ static const struct config_enum_entry compression_options[] = {
 	{"none", WS_COMPRESSION_NONE, false},
 	{"gzip", WS_COMPRESSION_GZIP, false},
 	{"zstd", WS_COMPRESSION_ZSTD, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry on_slot_lost_options[] = {
+	{"resync", WS_ON_SLOT_LOST_RESYNC, false},
+	{"stop", WS_ON_SLOT_LOST_STOP, false},
 	{NULL, 0, false}
 };
 
@@ -311,6 +319,39 @@ check_headers_file(char **newval, void **extra, GucSource source)
 }
 
 /*
+ * walship.clickhouse_database: empty (not set), or a ClickHouse database
+ * name that needs no quoting: a letter or underscore, then letters, digits
+ * and underscores.
+ */
+static bool
+check_clickhouse_database(char **newval, void **extra, GucSource source)
+{
+	const char *name = *newval;
+	const char *p;
+
+	if (name == NULL || name[0] == '\0')
+		return true;			/* not set */
+	if (strlen(name) <= WS_CLICKHOUSE_MAX_IDENT &&
+		!(name[0] >= '0' && name[0] <= '9'))
+	{
+		for (p = name; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				  (*p >= '0' && *p <= '9') || *p == '_'))
+				break;
+		if (*p == '\0')
+			return true;
+	}
+
+	GUC_check_errcode(ERRCODE_INVALID_NAME);
+	GUC_check_errmsg("invalid ClickHouse database name \"%s\" in \"walship.clickhouse_database\"",
+					 name);
+	GUC_check_errdetail("A ClickHouse database name here must start with a letter or an underscore and contain only letters, digits and underscores, at most %d characters.",
+						WS_CLICKHOUSE_MAX_IDENT);
+	GUC_check_errhint("Create the database in ClickHouse under such a name, for example 'shop'.");
+	return false;
+}
+
+/*
  * walship.max_retained_wal: -1 (no limit) or a size.  0 is refused: it
  * would give the slot up as soon as it holds any WAL at all.
  */
@@ -496,8 +537,21 @@ ws_define_settings(void)
 	DefineCustomBoolVariable("walship.initial_backfill",
 							 "Whether to backfill every published table when the worker creates its slot.",
 							 "The backfills are queued once, when the slot is created, as if by walship.backfill_publication().",
-							 &walship_initial_backfill, false,
+							 &walship_initial_backfill, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("walship.on_slot_lost",
+							 "What to do when the slot is missing or invalidated while walship.progress says changes were shipped: resync or stop.",
+							 "resync creates a new slot, backfills every published table and tells the endpoint which rows the gap may have deleted; stop reports the gap and ships nothing.",
+							 &walship_on_slot_lost, WS_ON_SLOT_LOST_RESYNC,
+							 on_slot_lost_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("walship.clickhouse_database",
+							   "ClickHouse database that walship's ClickHouse statements name.",
+							   "Empty means not set.  The RowBinary format and managed tables insert into and create tables of this database.",
+							   &walship_clickhouse_database, "",
+							   PGC_SIGHUP, 0, check_clickhouse_database, NULL, NULL);
 
 	DefineCustomIntVariable("walship.max_retained_wal",
 							"Most WAL the walship slot may retain before walship gives it up; -1 means no limit.",

@@ -156,6 +156,54 @@ ws_shared_report_problem(WsWorkerState state, const char *message,
 	ws_shared_set_state(state);
 }
 
+/* The same, with a detail for the log. */
+void
+ws_shared_report_problem_detail(WsWorkerState state, const char *message,
+								const char *detail, const char *hint)
+{
+	bool		changed;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	changed = ws_shared->state != state ||
+		strncmp(ws_shared->last_error, message, WS_MAX_ERROR_LEN - 1) != 0;
+	SpinLockRelease(&ws_shared->mutex);
+
+	if (changed)
+	{
+		ereport(WARNING,
+				(errmsg("walship: %s", message),
+				 detail ? errdetail("%s", detail) : 0,
+				 hint ? errhint("%s", hint) : 0));
+		ws_shared_set_error(message);
+	}
+	ws_shared_set_state(state);
+}
+
+/* The last gap and resync, for walship.status. */
+void
+ws_shared_set_gap(XLogRecPtr start_lsn, XLogRecPtr end_lsn,
+				  TimestampTz detected_at, int64 resyncs,
+				  const char *resync_state)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->gap_start_lsn = start_lsn;
+	ws_shared->gap_end_lsn = end_lsn;
+	ws_shared->gap_detected_at = detected_at;
+	ws_shared->resyncs = resyncs;
+	strlcpy(ws_shared->resync_state, resync_state,
+			sizeof(ws_shared->resync_state));
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+void
+ws_shared_set_resync_state(const char *resync_state)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	strlcpy(ws_shared->resync_state, resync_state,
+			sizeof(ws_shared->resync_state));
+	SpinLockRelease(&ws_shared->mutex);
+}
+
 /* The worker announces itself: it starts, and its latch can be set. */
 void
 ws_shared_worker_started(int pid, Latch *latch)

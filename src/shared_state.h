@@ -55,6 +55,13 @@ typedef struct WsSharedState
 	TimestampTz last_error_at;
 	char		last_error[WS_MAX_ERROR_LEN];
 
+	/* the last lost slot's gap and resync, as walship.progress has them */
+	XLogRecPtr	gap_start_lsn;
+	XLogRecPtr	gap_end_lsn;
+	TimestampTz gap_detected_at;
+	int64		resyncs;
+	char		resync_state[16];
+
 	/* walship.max_retained_wal: the last slot the worker gave up */
 	bool		slot_given_up;	/* and no new slot since */
 	TimestampTz slot_given_up_at;	/* 0: never since the server started */
@@ -78,6 +85,14 @@ extern WsWorkerState ws_shared_get_state(void);
 extern bool ws_shared_change_state(uint32 from, WsWorkerState to);
 extern void ws_shared_report_problem(WsWorkerState state, const char *message,
 									 const char *hint);
+extern void ws_shared_report_problem_detail(WsWorkerState state,
+											const char *message,
+											const char *detail,
+											const char *hint);
+extern void ws_shared_set_gap(XLogRecPtr start_lsn, XLogRecPtr end_lsn,
+							  TimestampTz detected_at, int64 resyncs,
+							  const char *resync_state);
+extern void ws_shared_set_resync_state(const char *resync_state);
 
 /* The worker's life and progress */
 extern void ws_shared_worker_started(int pid, Latch *latch);

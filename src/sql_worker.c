@@ -38,7 +38,7 @@ PG_FUNCTION_INFO_V1(walship_pause);
 PG_FUNCTION_INFO_V1(walship_resume);
 PG_FUNCTION_INFO_V1(walship_notify_backfill);
 
-#define STATUS_COLUMNS 30
+#define STATUS_COLUMNS 35
 
 static void
 require_worker(void)
@@ -187,6 +187,17 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	nulls[i++] = snap.started_at == 0;
 	values[i] = LSNGetDatum(snap.decoded_lsn);
 	nulls[i++] = XLogRecPtrIsInvalid(snap.decoded_lsn);
+	/* the last lost slot: gap and resync */
+	values[i] = LSNGetDatum(snap.gap_start_lsn);
+	nulls[i++] = XLogRecPtrIsInvalid(snap.gap_start_lsn);
+	values[i] = LSNGetDatum(snap.gap_end_lsn);
+	nulls[i++] = XLogRecPtrIsInvalid(snap.gap_end_lsn);
+	values[i] = TimestampTzGetDatum(snap.gap_detected_at);
+	nulls[i++] = snap.gap_detected_at == 0;
+	values[i++] = Int64GetDatum(snap.resyncs);
+	if (snap.resync_state[0] != '\0')
+		values[i] = CStringGetTextDatum(snap.resync_state);
+	nulls[i++] = snap.resync_state[0] == '\0';
 	/* walship.max_retained_wal (wal_budget.c) */
 	{
 		int64		budget = ws_wal_budget_bytes();

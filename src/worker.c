@@ -26,6 +26,15 @@
  * happen only in the main loop, in short transactions, never inside
  * decoding callbacks.
  *
+ * On a hot standby the worker waits for promotion (state standby).  A slot
+ * that is missing (a failover on PostgreSQL 15/16) or invalidated while
+ * walship.progress has a row for it is a gap, never skipped: it is
+ * reported with its exact range, and under walship.on_slot_lost = resync
+ * the worker records it ('pending', committed before the new slot exists,
+ * so a worker that ends meanwhile takes it up again), creates a new slot
+ * and queues a backfill of every published table carrying the slot's start
+ * as the resync's version (backfill.c); under stop it is an error.
+ *
  * IDENTIFICATION
  *	  src/worker.c
  *
@@ -198,6 +207,142 @@ walship_allowed_as_output_plugin(void)
 	return found;
 }
 
+/* Commits what the transaction did so far, and starts another. */
+static void
+restart_transaction(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+/* Where the worker's slot, just created, starts: the first version. */
+static XLogRecPtr
+slot_start_lsn(void)
+{
+	ReplicationSlot *slot;
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(walship_slot_name, false);
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		lsn = slot->data.confirmed_flush;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (XLogRecPtrIsInvalid(lsn))
+		elog(ERROR, "replication slot \"%s\" just created has no start",
+			 walship_slot_name);
+	return lsn;
+}
+
+/*
+ * Starts the resync on the new slot: the gap [start_lsn, the slot's start)
+ * is recorded in walship.progress and reported, and every published table
+ * is queued for a backfill whose last chunk carries a RESYNC record.
+ */
+static void
+begin_resync(XLogRecPtr start_lsn, const char *reason, int64 resyncs)
+{
+	XLogRecPtr	version = slot_start_lsn();
+	int			tables = ws_progress_begin_resync(walship_slot_name,
+												  start_lsn, version);
+
+	ereport(WARNING,
+			(errmsg("walship replication slot \"%s\" was lost (%s): changes from %X/%X to %X/%X were not shipped",
+					walship_slot_name, reason, LSN_FORMAT_ARGS(start_lsn),
+					LSN_FORMAT_ARGS(version)),
+			 errdetail("walship.progress says the endpoint acknowledged the changes before %X/%X; the new slot starts at %X/%X. Changes committed in between, deletes included, may be missing at the endpoint.",
+					   LSN_FORMAT_ARGS(start_lsn), LSN_FORMAT_ARGS(version)),
+			 errhint("walship resyncs (walship.on_slot_lost = resync): it backfills every published table (%d queued), then tells the endpoint which rows the gap may have deleted. Follow it in walship.status (resync_state) and walship.backfills.",
+					 tables)));
+	ws_shared_set_gap(start_lsn, version, GetCurrentTimestamp(), resyncs + 1,
+					  "running");
+}
+
+/*
+ * The slot exists: a resync whose new slot was created by a worker that
+ * ended before it recorded the resync is started now.  Nothing has
+ * confirmed the slot since: its start is still the resync's version.
+ */
+static void
+resume_pending_resync(XLogRecPtr slot_confirmed)
+{
+	WsGap		gap;
+
+	ws_progress_read_gap(walship_slot_name, &gap);
+	if (strcmp(gap.resync_state, "pending") == 0)
+		begin_resync(gap.start_lsn, "found again after a restart", gap.resyncs);
+}
+
+/*
+ * The slot is missing, or invalidated.  Without a walship.progress row
+ * (and not invalidated), this is a new pipeline: the slot is created, with
+ * the initial backfills.  Otherwise the changes after the last confirmed
+ * position are a gap: under walship.on_slot_lost = stop that is an error
+ * (returns false with message, detail and hint); under resync the gap is
+ * recorded ('pending', committed, so that a worker that ends now takes up
+ * the resync again), an invalidated slot is dropped, a new slot is created
+ * and the resync begins.
+ */
+static bool
+slot_lost(bool invalidated, XLogRecPtr slot_confirmed,
+		  char **message, char **detail, char **hint)
+{
+	WsGap		gap;
+	XLogRecPtr	start_lsn;
+	const char *reason = invalidated ? "invalidated" : "missing";
+
+	ws_progress_read_gap(walship_slot_name, &gap);
+	if (!invalidated && !gap.has_row)
+	{
+		ws_progress_create_slot(walship_slot_name);
+		ereport(LOG,
+				(errmsg("walship created logical replication slot \"%s\"",
+						walship_slot_name)));
+		/* a new pipeline starts with the rows the tables hold */
+		if (walship_initial_backfill)
+			ws_progress_queue_initial_backfills();
+		return true;
+	}
+
+	if (strcmp(gap.resync_state, "pending") == 0)
+		start_lsn = gap.start_lsn;
+	else
+		start_lsn = Max(gap.confirmed_lsn, slot_confirmed);
+
+	if (walship_on_slot_lost == WS_ON_SLOT_LOST_STOP)
+	{
+		XLogRecPtr	now_lsn = GetFlushRecPtr(NULL);
+
+		*message = psprintf("replication slot \"%s\" is %s: changes from %X/%X on were not shipped",
+							walship_slot_name, reason, LSN_FORMAT_ARGS(start_lsn));
+		*detail = psprintf("walship.progress says the endpoint acknowledged the changes before %X/%X, and no slot keeps the WAL after it: changes committed from %X/%X to the current position %X/%X, deletes included, may be missing at the endpoint. walship.on_slot_lost = stop: nothing is created or shipped.",
+						   LSN_FORMAT_ARGS(start_lsn), LSN_FORMAT_ARGS(start_lsn),
+						   LSN_FORMAT_ARGS(now_lsn));
+		*hint = pstrdup("Set walship.on_slot_lost = resync and reload to send every published table again and tell the endpoint which rows are gone; or reload the target yourself, drop any invalidated slot and delete the slot's row of walship.progress to start a new pipeline.");
+		ws_shared_set_gap(start_lsn, InvalidXLogRecPtr, GetCurrentTimestamp(),
+						  gap.resyncs, "stopped");
+		return false;
+	}
+
+	if (invalidated)
+		ws_progress_drop_slot(walship_slot_name);
+	if (strcmp(gap.resync_state, "pending") != 0)
+		ws_progress_mark_gap(walship_slot_name, start_lsn, "pending");
+	/* the gap is recorded before the slot exists; a slot needs no writes before */
+	restart_transaction();
+	ws_progress_create_slot(walship_slot_name);
+	ereport(LOG,
+			(errmsg("walship created logical replication slot \"%s\"",
+					walship_slot_name)));
+	begin_resync(start_lsn, reason, gap.resyncs);
+	return true;
+}
+
 /*
  * Whether everything the pipeline needs exists; if not, the problem is
  * reported and the caller waits and checks again.
@@ -207,6 +352,7 @@ pipeline_prerequisites(void)
 {
 	bool		ok = true;
 	char	   *message = NULL;
+	char	   *detail = NULL;
 	char	   *hint = NULL;
 	ReplicationSlot *slot;
 
@@ -264,6 +410,7 @@ pipeline_prerequisites(void)
 			bool		ours = strcmp(NameStr(slot->data.plugin), "walship") == 0;
 			bool		same_db = slot->data.database == MyDatabaseId;
 			int			active_pid = slot->active_pid;
+			XLogRecPtr	slot_confirmed = slot->data.confirmed_flush;
 #if PG_VERSION_NUM >= 160000
 			bool		invalidated = slot->data.invalidated != RS_INVAL_NONE;
 #else
@@ -279,13 +426,6 @@ pipeline_prerequisites(void)
 								   walship_slot_name, walship_database);
 				hint = pstrdup("Set walship.slot_name to another name, or drop that slot.");
 			}
-			else if (invalidated)
-			{
-				ok = false;
-				message = psprintf("replication slot \"%s\" was invalidated: WAL it needed was removed, and changes made since were lost for shipping",
-								   walship_slot_name);
-				hint = pstrdup("Drop the slot with pg_drop_replication_slot(), reload the target from a fresh copy (it is recreated on the next start), and consider raising max_slot_wal_keep_size.");
-			}
 			else if (active_pid != 0 && active_pid != MyProcPid)
 			{
 				ok = false;
@@ -293,22 +433,22 @@ pipeline_prerequisites(void)
 								   walship_slot_name, active_pid);
 				hint = pstrdup("Stop the other consumer of the slot.");
 			}
+			else if (invalidated)
+				ok = slot_lost(true, slot_confirmed, &message, &detail, &hint);
+			else
+				resume_pending_resync(slot_confirmed);
 		}
 		else
 		{
 			LWLockRelease(ReplicationSlotControlLock);
-			ws_progress_create_slot(walship_slot_name);
-			ereport(LOG,
-					(errmsg("walship created logical replication slot \"%s\"",
-							walship_slot_name)));
-			/* a new pipeline starts with the rows the tables hold */
-			if (walship_initial_backfill)
-				ws_progress_queue_initial_backfills();
+			ok = slot_lost(false, InvalidXLogRecPtr, &message, &detail, &hint);
 		}
 	}
 
-	/* message and hint live in the transaction's memory */
-	if (!ok)
+	/* message, detail and hint live in the transaction's memory */
+	if (!ok && detail != NULL)
+		ws_shared_report_problem_detail(WS_STATE_ERROR, message, detail, hint);
+	else if (!ok)
 		report_problem(WS_STATE_ERROR, message, hint);
 
 	PopActiveSnapshot();

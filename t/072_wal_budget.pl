@@ -14,13 +14,16 @@
 #	     the exact LSN range abandoned (from the slot's confirmed position);
 #	     walship.status shows slot_given_up_at and the error; the WAL is
 #	     removed at the next checkpoint.
-#	  4. The worker does not recreate the slot silently: when it ships from
-#	     a new slot it warns with the whole gap, from the old confirmed
-#	     position to the new slot's start.
+#	  4. The worker does not recreate the slot silently: the missing slot
+#	     with a walship.progress row is a gap (walship.on_slot_lost =
+#	     resync, the default): reported, a new slot, a resync that sends the
+#	     rows again; and shipping from the new slot, the worker warns with
+#	     the whole gap, from the old confirmed position to the new slot's
+#	     start.
 #	  5. Inside decoding too: a large published transaction that waits for
 #	     the endpoint (more pending than walship.batch_max_bytes and
 #	     walship.max_inflight allow) does not keep the worker from giving the
-#	     slot up.
+#	     slot up; the second resync sends its rows.
 #	  6. Once the endpoint accepts again, what is committed from then on is
 #	     shipped.
 use strict;
@@ -38,8 +41,7 @@ use WalshipTest;
 my $budget_mb = 4;
 my $budget = $budget_mb * 1024 * 1024;
 
-my $sink = WalshipHttpSink->new(dir => PostgreSQL::Test::Utils::tempdir(),
-	behaviour => { default => { status => 503 } });
+my $sink = WalshipHttpSink->new(dir => PostgreSQL::Test::Utils::tempdir());
 
 # 1 MB WAL segments, so that giving the slot up frees whole segments
 my $node = PostgreSQL::Test::Cluster->new('wal_budget');
@@ -95,7 +97,15 @@ is(walship_status($node, 'max_retained_wal, wal_budget, slot_given_up_at IS NULL
 # ---------------------------------------------------------------------------
 # 2. The warning
 # ---------------------------------------------------------------------------
-# A change the endpoint refuses: the slot stays confirmed before it.
+# One change acknowledged, so that walship.progress records a position;
+# then the endpoint refuses everything, and the slot stays confirmed before
+# the next change.
+$node->safe_psql('postgres', q{INSERT INTO items VALUES (0, 'zero')});
+ok(wait_worker_caught_up($node, $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()')),
+	'a first change is acknowledged');
+ok(poll_until($node, q{SELECT confirmed_lsn IS NOT NULL FROM walship.progress WHERE slot_name = 'walship'}),
+	'walship.progress records the acknowledged position');
+$sink->set_behaviour({ default => { status => 503 } });
 $node->safe_psql('postgres', q{INSERT INTO items VALUES (1, 'one')});
 ok(poll_until($node, q{SELECT state = 'backoff' FROM walship.status}),
 	'the endpoint refuses the batch');
@@ -176,6 +186,8 @@ like($log, qr/HINT:  The worker creates a new slot when it restarts\. Resynchron
 	'the hint says what follows and what to do');
 ok(poll_until($node, q{SELECT slot_given_up_at IS NOT NULL FROM walship.status}),
 	'walship.status: slot_given_up_at is set');
+# the endpoint is fine again: the resync can recover what was not shipped
+$sink->set_behaviour({ default => { status => 204 } });
 
 # the WAL it held goes at the next checkpoint
 $node->safe_psql('postgres', 'SELECT pg_switch_wal()');
@@ -188,8 +200,12 @@ is($node->safe_psql('postgres', qq{SELECT count(*) FROM pg_ls_waldir() WHERE nam
 	'0', "the segment the slot held ($old_segment) is removed at the checkpoint");
 
 # ---------------------------------------------------------------------------
-# 4. Not recreated silently: the new slot starts with the gap reported
+# 4. Not recreated silently: the gap is reported and resynced
 # ---------------------------------------------------------------------------
+ok( $node->wait_for_log(
+		qr/WARNING:  walship replication slot "walship" was lost \(missing\): changes from [0-9A-F]+\/[0-9A-F]+ to [0-9A-F]+\/[0-9A-F]+ were not shipped/,
+		$log_offset),
+	'the missing slot is a gap (walship.progress has a row)');
 ok( $node->wait_for_log(
 		qr/WARNING:  walship ships from a new replication slot "walship" from [0-9A-F]+\/[0-9A-F]+ on: changes committed between \Q$confirmed\E and [0-9A-F]+\/[0-9A-F]+ were not shipped/,
 		$log_offset),
@@ -198,6 +214,10 @@ $log = slurp_file($node->logfile, $log_offset);
 my ($new_start, $gap_end) =
   $log =~ /new replication slot "walship" from ([0-9A-F]+\/[0-9A-F]+) on: changes committed between \S+ and ([0-9A-F]+\/[0-9A-F]+)/;
 is($gap_end, $new_start, 'the gap ends where the new slot starts');
+my ($lost_from, $lost_to) = $log =~ /was lost \(missing\): changes from (\S+) to (\S+) were not shipped/;
+is($lost_to, $new_start, 'the slot-loss report names the same end');
+cmp_ok(lsn_num($lost_from), '<=', lsn_num($confirmed),
+	"and starts at or before the given-up slot's confirmed position ($lost_from)");
 cmp_ok(lsn_num($new_start), '>=', lsn_num($given_up_end), 'the new slot starts after the slot was given up');
 # the gap is reported before the new slot ships anything
 my $gap_pos = index($log, 'ships from a new replication slot');
@@ -207,11 +227,24 @@ ok($start_pos >= 0 && $gap_pos > $start_pos,
 is(walship_status($node, 'wal_budget'), 'ok', 'walship.status: wal_budget is ok again');
 like(walship_status($node, 'slot_given_up_at IS NOT NULL'), qr/^t$/,
 	'walship.status: slot_given_up_at stays');
+ok(poll_until($node, qq{
+SELECT resync_state = 'done' AND resyncs = 1 AND gap_start_lsn = '$lost_from' AND gap_end_lsn = '$new_start'
+  FROM walship.status}),
+	'walship.status: the gap, and the resync done');
+
+# the rows the gap held arrive as backfilled rows
+sub acked_changes
+{
+	return map { body_changes($sink, $_->{seq}) } grep { is_2xx($_) } $sink->requests;
+}
+ok( grep({ ($_->{op} // '') eq 'r' && ($_->{after} // {})->{id} && $_->{after}{id} == 1 } acked_changes()),
+	'the row committed in the gap is sent again by the resync');
 
 # ---------------------------------------------------------------------------
 # 5. Inside decoding: a large transaction that waits for the endpoint
 # ---------------------------------------------------------------------------
 ok(wait_streaming($node), 'the worker streams from the new slot');
+$sink->set_behaviour({ default => { status => 503 } });
 my $seq = $sink->last_seq;
 $node->safe_psql('postgres',
 	q{INSERT INTO items SELECT g, repeat('y', 200) FROM generate_series(100, 2099) g});
@@ -224,23 +257,26 @@ ok( $node->wait_for_log(
 		qr/ERROR:  walship gave up replication slot "walship" over walship\.max_retained_wal: changes committed after \Q$confirmed\E were not shipped/,
 		$log_offset),
 	'the slot is given up while the transaction waits inside decoding');
+$sink->set_behaviour({ default => { status => 204 } });
 ok( $node->wait_for_log(
 		qr/walship ships from a new replication slot "walship" from \S+ on: changes committed between \Q$confirmed\E and/,
 		$log_offset),
 	'and the gap is reported again when a new slot ships');
+ok(poll_until($node, q{SELECT resync_state = 'done' AND resyncs = 2 FROM walship.status}),
+	'the second resync is done');
+ok( grep({ ($_->{op} // '') eq 'r' && ($_->{after} // {})->{id} && $_->{after}{id} == 2099 } acked_changes()),
+	'the large transaction\'s rows are sent again by the resync');
 unlike(slurp_file($node->logfile, $log_offset), qr/PANIC|TRAP|terminated by signal/,
 	'no crash');
 
 # ---------------------------------------------------------------------------
 # 6. The endpoint accepts again: new changes are shipped
 # ---------------------------------------------------------------------------
-$sink->set_behaviour({ default => { status => 204 } });
 ok(wait_streaming($node), 'streaming');
 $node->safe_psql('postgres', q{INSERT INTO items VALUES (5000, 'after')});
 my $end = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 ok(wait_worker_caught_up($node, $end), 'caught up');
-ok( grep({ $_->{id} && ($_->{after} // {})->{id} && $_->{after}{id} == 5000 }
-		map { body_changes($sink, $_->{seq}) } grep { is_2xx($_) } $sink->requests),
+ok( grep({ ($_->{op} // '') eq 'c' && ($_->{after} // {})->{id} && $_->{after}{id} == 5000 } acked_changes()),
 	'the change made after is shipped');
 is(walship_status($node, 'wal_budget'), 'ok', 'wal_budget ok');
 
