@@ -82,7 +82,8 @@ like($err, qr/HINT:  Set it to -1 for no limit/, '0: the hint says what to set')
 ($rc, $out, $err) = $node->psql('postgres',
 	q{ALTER SYSTEM SET walship.max_retained_wal = -2});
 isnt($rc, 0, '-2 is refused');
-like($err, qr/outside the valid range for parameter "walship\.max_retained_wal" \(-1 \.\./,
+# (17 and later also name the unit of the bounds)
+like($err, qr/outside the valid range for parameter "walship\.max_retained_wal" \(-1 (MB )?\.\./,
 	'-2: outside the valid range');
 ($rc, $out, $err) = $node->psql('postgres',
 	q{ALTER SYSTEM SET walship.max_retained_wal = 'lots'});
