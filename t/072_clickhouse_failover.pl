@@ -14,7 +14,9 @@
 #	  tables while a workload runs, then runs ALTER TABLE shop.T DELETE
 #	  WHERE _version < V on ClickHouse for each.  Once the mutations are
 #	  done, `FINAL WHERE NOT _deleted` equals the new primary's tables, row
-#	  for row: the rows deleted during the gap are gone.
+#	  for row: the rows deleted during the gap are gone.  Then, without
+#	  walship.clickhouse_database, a second slot loss stops at the DELETE
+#	  (state error, nothing sent to ClickHouse) until it is set again.
 #
 #	  Skipped only when clickhouse-server is not installed (test/run-all.sh
 #	  installs it).
@@ -30,6 +32,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 use Cwd qw(abs_path);
+use Time::HiRes qw(time sleep);
 use WalshipClickHouse;
 use WalshipTest;
 
@@ -162,5 +165,39 @@ is($ch->query_value(q{SELECT count() FROM shop.items FINAL WHERE id BETWEEN 1 AN
 	'the rows deleted during the gap are gone from ClickHouse');
 is($ch->query_value("SELECT count() FROM shop.items WHERE _version < $version"), '0',
 	'nothing older than the resync is left in items');
+
+# ---------------------------------------------------------------------------
+# Without walship.clickhouse_database the DELETE cannot name its table: the
+# batch waits, in state error, until it is set.
+# ---------------------------------------------------------------------------
+$new->safe_psql('postgres', q{ALTER SYSTEM SET walship.clickhouse_database = ''; SELECT pg_reload_conf();});
+$ch->stop;
+$new->safe_psql('postgres', q{DELETE FROM items WHERE id BETWEEN 2001 AND 2100});
+my $pid = walship_status($new, 'worker_pid');
+$new->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok(poll_until($new, q{SELECT NOT active FROM pg_replication_slots WHERE slot_name = 'walship'}),
+	'the worker let go of its slot');
+$new->safe_psql('postgres', q{SELECT pg_drop_replication_slot('walship')});
+$ch->start;
+ok(poll_until($new, q{
+SELECT state = 'error' AND resyncs = 2 AND last_error LIKE '%walship.clickhouse_database is not set%'
+  FROM walship.status}),
+	'without walship.clickhouse_database the resync stops at its DELETE, in state error');
+like(walship_status($new, 'last_error'),
+	qr/^walship cannot delete the rows of table "public\.(items|small)" that the resync did not send again: walship\.clickhouse_database is not set$/,
+	'last_error names the table and the setting');
+is($ch->query_value(q{SELECT count() FROM system.mutations WHERE database = 'shop'}), '2',
+	'no statement went to ClickHouse');
+$new->safe_psql('postgres', q{ALTER SYSTEM SET walship.clickhouse_database = 'shop'; SELECT pg_reload_conf();});
+ok(poll_until($new, q{SELECT resyncs = 2 AND resync_state = 'done' AND state = 'streaming' FROM walship.status}),
+	'with walship.clickhouse_database set again the resync finishes');
+$lsn = $new->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+ok(wait_worker_caught_up($new, $lsn), 'worker caught up');
+$deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+sleep 0.2 while time < $deadline
+  && $ch->query_value(q{SELECT count() FROM system.mutations WHERE database = 'shop' AND NOT is_done}) ne '0';
+is($ch->query_value(q{SELECT count() FROM system.mutations WHERE database = 'shop' AND is_done}), '4',
+	'two more mutations, done');
+compare($new, 'after the second resync');
 
 done_testing();
