@@ -269,7 +269,7 @@ begin_resync(XLogRecPtr start_lsn, const char *reason, int64 resyncs)
  * confirmed the slot since: its start is still the resync's version.
  */
 static void
-resume_pending_resync(XLogRecPtr slot_confirmed)
+resume_pending_resync(void)
 {
 	WsGap		gap;
 
@@ -436,7 +436,7 @@ pipeline_prerequisites(void)
 			else if (invalidated)
 				ok = slot_lost(true, slot_confirmed, &message, &detail, &hint);
 			else
-				resume_pending_resync(slot_confirmed);
+				resume_pending_resync();
 		}
 		else
 		{

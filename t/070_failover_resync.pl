@@ -129,9 +129,11 @@ my $new = $standby;
 # ---------------------------------------------------------------------------
 # 3. The new primary resyncs, with a workload meanwhile
 # ---------------------------------------------------------------------------
+# the workload keeps to rows 2001-2999 and new keys: the rows the gap
+# deleted or updated can only come right through the resync
 my $script = "$tmp/workload.sql";
 PostgreSQL::Test::Utils::append_to_file($script, q{
-\set id random(1, 7000)
+\set id random(2001, 2999)
 \set r random(1, 100)
 UPDATE items SET val = md5(random()::text), grp = grp + 1 WHERE id = :id;
 DELETE FROM items WHERE id = :id + 1 AND :r <= 20;

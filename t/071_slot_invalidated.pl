@@ -15,6 +15,9 @@
 #	     error, the range in last_error and the log, with detail and hint);
 #	     the invalidated slot stays, no slot is created, nothing is queued.
 #	  3. Back to resync by reload: the worker resyncs.
+#	  4. A resync recorded as 'pending' (the worker ended after creating
+#	     the new slot, before recording the resync) is taken up by the next
+#	     worker.
 #
 # IDENTIFICATION
 #	  t/071_slot_invalidated.pl
@@ -151,5 +154,26 @@ ok(wait_worker_caught_up($node, $lsn), 'worker caught up');
 is(replay_differs($node, $sink, $tmp, 'items', 'id', 'id, grp, val'), '0',
 	'the replay of what the sink acknowledged equals the table');
 is(walship_status($node, 'gap_start_lsn'), $stop_start, 'the gap starts where the error said');
+
+# ---------------------------------------------------------------------------
+# 4. A worker that ended between creating the new slot and recording the
+#    resync (walship.progress says 'pending', the slot exists): the next
+#    worker starts the resync, from the recorded start of the gap.
+# ---------------------------------------------------------------------------
+my $pending_start = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+$node->safe_psql('postgres', qq{
+UPDATE walship.progress SET resync_state = 'pending', gap_start_lsn = '$pending_start', gap_end_lsn = NULL});
+my $victim = walship_status($node, 'worker_pid');
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($victim)");
+ok(poll_until($node, q{SELECT resyncs = 3 AND resync_state = 'done' FROM walship.status}),
+	'the next worker takes the pending resync up');
+is(walship_status($node, 'gap_start_lsn'), $pending_start, 'from the recorded start of the gap');
+like(slurp_file($node->logfile),
+	qr/WARNING:  walship replication slot "walship" was lost \(found again after a restart\): changes from \Q$pending_start\E to /,
+	'and says so');
+$lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+ok(wait_worker_caught_up($node, $lsn), 'worker caught up');
+is(replay_differs($node, $sink, $tmp, 'items', 'id', 'id, grp, val'), '0',
+	'the replay of what the sink acknowledged equals the table');
 
 done_testing();

@@ -14,7 +14,9 @@
 #	  tables while a workload runs, then runs ALTER TABLE shop.T DELETE
 #	  WHERE _version < V on ClickHouse for each.  Once the mutations are
 #	  done, `FINAL WHERE NOT _deleted` equals the new primary's tables, row
-#	  for row: the rows deleted during the gap are gone.
+#	  for row: the rows deleted during the gap are gone.  Then, without
+#	  walship.clickhouse_database, a second slot loss stops at the DELETE
+#	  (state error, nothing sent to ClickHouse) until it is set again.
 #
 #	  Skipped only when clickhouse-server is not installed (test/run-all.sh
 #	  installs it).
@@ -30,6 +32,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 
 use Cwd qw(abs_path);
+use Time::HiRes qw(time sleep);
 use WalshipClickHouse;
 use WalshipTest;
 
@@ -126,9 +129,11 @@ $ch->start;
 $standby->promote;
 my $new = $standby;
 
+# the workload keeps to rows 2001-2999 and new keys: the rows the gap
+# deleted or updated can only come right through the resync
 my $script = "$tmp/workload.sql";
 PostgreSQL::Test::Utils::append_to_file($script, q{
-\set id random(1, 6000)
+\set id random(2001, 2999)
 \set r random(1, 100)
 UPDATE items SET val = md5(random()::text) WHERE id = :id;
 DELETE FROM items WHERE id = :id + 1 AND :r <= 20;
@@ -142,25 +147,60 @@ SELECT count(*) = 2 AND bool_and(state = 'done')
 stop_workload($workload);
 $lsn = $new->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
 ok(wait_worker_caught_up($new, $lsn), 'worker on the new primary caught up');
-ok(poll_until($new, q{SELECT resync_state = 'done' FROM walship.status}),
-	'resync done');
-my $version = lsn_num(walship_status($new, 'gap_end_lsn'));
-
-# the DELETEs, as mutations ClickHouse ran
-my $mutations = $ch->query_rows(q{SELECT table, command, is_done FROM system.mutations WHERE database = 'shop'});
-is(scalar(grep { $_->{command} eq "DELETE WHERE _version < $version" } @$mutations), 2,
-	"one ALTER TABLE ... DELETE WHERE _version < $version per table")
-  or diag(explain($mutations));
+# the backfills are done: their last batches, with the DELETEs, were
+# acknowledged; ClickHouse applies them asynchronously
 my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
 sleep 0.2 while time < $deadline
   && $ch->query_value(q{SELECT count() FROM system.mutations WHERE database = 'shop' AND NOT is_done}) ne '0';
 is($ch->query_value(q{SELECT count() FROM system.mutations WHERE database = 'shop' AND NOT is_done}), '0',
-	'the mutations are done');
-
+	'no mutation left to apply');
 compare($new, 'after the failover and the resync');
 is($ch->query_value(q{SELECT count() FROM shop.items FINAL WHERE id BETWEEN 1 AND 250 AND NOT _deleted}), '0',
 	'the rows deleted during the gap are gone from ClickHouse');
+
+ok(poll_until($new, q{SELECT resync_state = 'done' FROM walship.status}),
+	'resync done');
+my $version = lsn_num(walship_status($new, 'gap_end_lsn'));
+# the DELETEs, as mutations ClickHouse ran
+my $mutations = $ch->query_rows(q{SELECT table, command, is_done FROM system.mutations WHERE database = 'shop'});
+is(scalar(grep { $_->{command} eq "DELETE WHERE _version < $version" && $_->{is_done} } @$mutations), 2,
+	"one ALTER TABLE ... DELETE WHERE _version < $version per table, done")
+  or diag(explain($mutations));
 is($ch->query_value("SELECT count() FROM shop.items WHERE _version < $version"), '0',
 	'nothing older than the resync is left in items');
+
+# ---------------------------------------------------------------------------
+# Without walship.clickhouse_database the DELETE cannot name its table: the
+# batch waits, in state error, until it is set.
+# ---------------------------------------------------------------------------
+$new->safe_psql('postgres', q{ALTER SYSTEM SET walship.clickhouse_database = ''; SELECT pg_reload_conf();});
+$ch->stop;
+$new->safe_psql('postgres', q{DELETE FROM items WHERE id BETWEEN 2001 AND 2100});
+my $pid = walship_status($new, 'worker_pid');
+$new->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
+ok(poll_until($new, q{SELECT NOT active FROM pg_replication_slots WHERE slot_name = 'walship'}),
+	'the worker let go of its slot');
+$new->safe_psql('postgres', q{SELECT pg_drop_replication_slot('walship')});
+$ch->start;
+ok(poll_until($new, q{
+SELECT state = 'error' AND resyncs = 2 AND last_error LIKE '%walship.clickhouse_database is not set%'
+  FROM walship.status}),
+	'without walship.clickhouse_database the resync stops at its DELETE, in state error');
+like(walship_status($new, 'last_error'),
+	qr/^walship cannot delete the rows of table "public\.(items|small)" that the resync did not send again: walship\.clickhouse_database is not set$/,
+	'last_error names the table and the setting');
+is($ch->query_value(q{SELECT count() FROM system.mutations WHERE database = 'shop'}), '2',
+	'no statement went to ClickHouse');
+$new->safe_psql('postgres', q{ALTER SYSTEM SET walship.clickhouse_database = 'shop'; SELECT pg_reload_conf();});
+ok(poll_until($new, q{SELECT resyncs = 2 AND resync_state = 'done' AND state = 'streaming' FROM walship.status}),
+	'with walship.clickhouse_database set again the resync finishes');
+$lsn = $new->safe_psql('postgres', 'SELECT pg_current_wal_insert_lsn()');
+ok(wait_worker_caught_up($new, $lsn), 'worker caught up');
+$deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+sleep 0.2 while time < $deadline
+  && $ch->query_value(q{SELECT count() FROM system.mutations WHERE database = 'shop' AND NOT is_done}) ne '0';
+is($ch->query_value(q{SELECT count() FROM system.mutations WHERE database = 'shop' AND is_done}), '4',
+	'two more mutations, done');
+compare($new, 'after the second resync');
 
 done_testing();
