@@ -35,6 +35,11 @@
  * and queues a backfill of every published table carrying the slot's start
  * as the resync's version (backfill.c); under stop it is an error.
  *
+ * walship.max_retained_wal is checked about once a second wherever the
+ * worker is, inside decoding included (wal_budget.c).  On PostgreSQL 17+
+ * the slot is a failover slot, and decoding goes no further than the
+ * standbys of synchronized_standby_slots confirmed (failover.c).
+ *
  * IDENTIFICATION
  *	  src/worker.c
  *
