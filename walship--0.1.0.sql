@@ -129,11 +129,21 @@ CREATE TABLE progress (
     rejected_batches bigint NOT NULL DEFAULT 0,
     last_success_at  timestamptz,
     last_error       text,
-    updated_at       timestamptz NOT NULL DEFAULT now()
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    gap_start_lsn    pg_lsn,
+    gap_end_lsn      pg_lsn,
+    gap_detected_at  timestamptz,
+    resyncs          bigint NOT NULL DEFAULT 0,
+    resync_state     text CHECK (resync_state IN ('pending', 'running', 'done', 'incomplete')),
+    resync_version   pg_lsn
 );
 
 COMMENT ON TABLE progress IS
 'Progress of the walship worker: LSN confirmed after acknowledgement, and totals';
+COMMENT ON COLUMN progress.gap_start_lsn IS 'The last lost slot: changes from here on may never have been shipped';
+COMMENT ON COLUMN progress.gap_end_lsn IS 'The last lost slot: where its replacement starts (the end of the gap)';
+COMMENT ON COLUMN progress.resync_state IS 'The resync after the last lost slot: pending (starting), running (backfilling), done, incomplete (a backfill failed or was cancelled)';
+COMMENT ON COLUMN progress.resync_version IS 'The version of the last resync: rows with a lower version that were not sent again are gone';
 
 -- Batches the endpoint rejected permanently, with walship.on_rejected = dead_letter.
 CREATE TABLE dead_letter (
@@ -193,7 +203,15 @@ CREATE FUNCTION status_internal(
     OUT last_error text,
     OUT last_error_at timestamptz,
     OUT started_at timestamptz,
-    OUT decoded_lsn pg_lsn)
+    OUT decoded_lsn pg_lsn,
+    OUT gap_start_lsn pg_lsn,
+    OUT gap_end_lsn pg_lsn,
+    OUT gap_detected_at timestamptz,
+    OUT resyncs bigint,
+    OUT resync_state text,
+    OUT max_retained_wal bigint,
+    OUT wal_budget text,
+    OUT slot_given_up_at timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'walship_status_internal'
 LANGUAGE C STRICT VOLATILE;
@@ -244,7 +262,8 @@ CREATE TABLE backfills (
     queued_at    timestamptz NOT NULL DEFAULT now(),
     started_at   timestamptz,
     finished_at  timestamptz,
-    updated_at   timestamptz NOT NULL DEFAULT now()
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    resync_version pg_lsn
 );
 
 COMMENT ON TABLE backfills IS
@@ -252,6 +271,7 @@ COMMENT ON TABLE backfills IS
 COMMENT ON COLUMN backfills.relation IS 'OID of the table; the names are kept in case it is dropped';
 COMMENT ON COLUMN backfills.condition IS 'Optional WHERE condition: only matching rows are backfilled';
 COMMENT ON COLUMN backfills.queued_by IS 'Role the worker reads the table as';
+COMMENT ON COLUMN backfills.resync_version IS 'Set when the backfill is part of a resync after a lost slot: its last chunk ends with a RESYNC record of this version';
 COMMENT ON COLUMN backfills.last_key IS 'Key of the last row read in the last acknowledged chunk; the backfill resumes after it';
 
 -- one active backfill per table
@@ -273,6 +293,7 @@ BEGIN
     NEW.error := NULL;
     NEW.started_at := NULL;
     NEW.finished_at := NULL;
+    NEW.resync_version := NULL;
     RETURN NEW;
 END
 $$;

@@ -204,6 +204,8 @@ shared_buffers = 1GB
 
 shared_preload_libraries = 'walship'
 walship.database = 'postgres'
+# the bench queues its own backfills and times them
+walship.initial_backfill = off
 walship.publication = 'bench_pub'
 walship.endpoint = '$NGINX_URL'
 walship.format = 'ndjson'

@@ -177,6 +177,8 @@ work_mem = 1GB
 
 shared_preload_libraries = 'walship'
 walship.database = 'postgres'
+# only the changes of the bench's workload are measured
+walship.initial_backfill = off
 walship.publication = 'bench_pub'
 walship.endpoint = '$NGINX_URL'
 # room for the encoder workers

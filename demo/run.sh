@@ -267,6 +267,8 @@ max_replication_slots = 4
 max_wal_senders = 4
 shared_preload_libraries = 'walship'
 walship.database = 'shop'
+# the demo shows walship.backfill('orders') itself, once ClickHouse's table exists
+walship.initial_backfill = off
 walship.publication = 'shop'
 walship.endpoint = '$endpoint'
 walship.format = 'ndjson'

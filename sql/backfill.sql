@@ -402,6 +402,33 @@ SELECT coalesce(e.sqlstate, 'ok') AS outcome, count(*) AS truncations,
        LEFT JOIN LATERAL bf_error(format('SELECT count(*) FROM walship.decode_stream(%L::bytea)', substr(s, 1, k)), 0) AS e ON true
  GROUP BY 1 ORDER BY 1;
 
+--
+-- RESYNC records (a table sent again after the slot was lost): relation
+-- 2^32 + 7, ordinal 0, position 0/3000028, version 0/2000000.
+--
+CREATE FUNCTION bf_resync_body() RETURNS bytea
+LANGUAGE sql IMMUTABLE AS $$
+SELECT wire_uv(4294967303) || wire_uv(0) || wire_le64(x'3000028'::bigint)
+       || wire_le64(x'2000000'::bigint)
+$$;
+SELECT wire_rec('X', bf_resync_body()) AS resync_record;
+SELECT walship.decode(wire_rec('X', bf_resync_body()));
+SELECT r FROM walship.decode_stream(bf_relation() || wire_rec('X', bf_resync_body())) AS r;
+-- the control line of each shape; none in the clickhouse dialect (the
+-- worker runs a DELETE on ClickHouse instead)
+SELECT walship.encode_ndjson(bf_relation() || wire_rec('X', bf_resync_body()));
+SELECT walship.encode_ndjson(bf_relation() || wire_rec('X', bf_resync_body()), 'flat');
+SELECT walship.encode_ndjson(bf_relation() || wire_rec('X', bf_resync_body()), 'flat', 'clickhouse') = '' AS no_clickhouse_line;
+SELECT walship.encode_ndjson(bf_relation() || wire_rec('X', bf_resync_body()), 'envelope', 'clickhouse') = '' AS no_clickhouse_line;
+-- truncated: corrupt
+SELECT walship.decode(wire_rec('X', substr(b, 1, length(b) - 1)))
+  FROM bf_resync_body() AS b;
+\echo :LAST_ERROR_SQLSTATE
+-- of a relation the stream has not described
+SELECT walship.encode_ndjson(wire_rec('X', bf_resync_body()));
+\echo :LAST_ERROR_SQLSTATE
+DROP FUNCTION bf_resync_body();
+
 DELETE FROM walship.backfills WHERE table_name LIKE 'bf\_%';
 DROP FUNCTION bf_error(text, bigint), bf_peek(text[]),
     bf_str(text), bf_col(int, text, int, text),

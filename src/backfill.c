@@ -45,6 +45,14 @@
  * Rows are read as the role that queued the backfill, with row security
  * off (a policy that would hide rows is an error, not a partial copy).
  *
+ * A backfill that is part of a resync after a lost slot (resync_version
+ * set, see worker.c) ends its last chunk with a RESYNC record of that
+ * version, after the chunk's rows and in the same batch: every row the
+ * table holds went out at that version or above (a READ row's version is a
+ * low watermark written after the new slot existed), so a receiver drops
+ * the rows with a lower version that were not sent again.  The backfill is
+ * done only once that batch is acknowledged.
+ *
  * IDENTIFICATION
  *	  src/backfill.c
  *
@@ -162,6 +170,8 @@ typedef struct WsChunk
 	XLogRecPtr	high_written;
 	XLogRecPtr	low_lsn;		/* the rows' version, once decoding saw L */
 	bool		invalid;		/* cannot be matched with the stream */
+	XLogRecPtr	resync_version; /* the backfill is part of a resync: its
+								 * last chunk ends with a RESYNC record */
 } WsChunk;
 
 /* A chunk sent, waiting for its acknowledgement. */
@@ -972,6 +982,31 @@ set_cursor(WsBackfill *backfill, const WsBackfillJob *job)
 	move_cursor(backfill, job->nkeys, job->last_key);
 }
 
+/*
+ * The RESYNC record that ends the last chunk of a resync's backfill: every
+ * row of the table was sent again at a version of at least
+ * chunk->resync_version, so rows a receiver holds with a lower version
+ * that were not sent again are gone.  It counts as shipped with the chunk
+ * it ends: the backfill is done once its batch is acknowledged.
+ */
+static void
+emit_resync(WsChunk *chunk, XLogRecPtr position,
+			const WsBackfillOutput *output)
+{
+	StringInfoData record;
+	WsRecordMark mark;
+
+	initStringInfo(&record);
+	mark = ws_record_start(&record, WS_REC_RESYNC);
+	ws_put_uvarint(&record, WS_BACKFILL_REL_ID_BASE + chunk->job_id);
+	ws_put_uvarint(&record, 0);
+	ws_put_uint64_le(&record, position);
+	ws_put_uint64_le(&record, chunk->resync_version);
+	ws_record_end(&record, mark);
+	output->emit(output->arg, record.data, record.len);
+	pfree(record.data);
+}
+
 /* Starts the next chunk of the oldest active backfill, if any. */
 static void
 start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
@@ -1018,6 +1053,7 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 										   "walship backfill chunk",
 										   ALLOCSET_DEFAULT_SIZES);
 	chunk->job_id = job.id;
+	chunk->resync_version = job.resync_version;
 	backfill->chunk = chunk;
 
 	pgstat_report_activity(STATE_RUNNING, "walship: reading a backfill chunk");
@@ -1116,6 +1152,14 @@ start_chunk(WsBackfill *backfill, const WsBackfillOutput *output)
 	else if (chunk->nrows == 0 && chunk->final)
 	{
 		/* nothing left: done once the chunks before are acknowledged */
+		if (!XLogRecPtrIsInvalid(chunk->resync_version))
+		{
+			output->emit(output->arg, chunk->relation_record.data,
+						 chunk->relation_record.len);
+			emit_resync(chunk, XLogRecPtrIsInvalid(chunk->low_written) ?
+						chunk->resync_version : chunk->low_written - 1,
+						output);
+		}
 		ship_chunk(backfill, chunk, 0, output->tag(output->arg, chunk->token));
 		discard_chunk(backfill);
 		backfill->next_read = 0;
@@ -1292,6 +1336,8 @@ emit_rows(WsBackfill *backfill, WsChunk *chunk, XLogRecPtr high_lsn,
 		sent++;
 	}
 	pfree(record.data);
+	if (chunk->final && !XLogRecPtrIsInvalid(chunk->resync_version))
+		emit_resync(chunk, high_lsn, output);
 	ship_chunk(backfill, chunk, sent, output->tag(output->arg, chunk->token));
 	elog(DEBUG1, "walship backfill %lld: chunk of %d rows at %X/%X, %lld sent",
 		 (long long) chunk->job_id, chunk->nrows, LSN_FORMAT_ARGS(high_lsn),

@@ -45,12 +45,13 @@ typedef struct WsRelationRecord
 typedef struct WsRecordHeader
 {
 	char		kind;
-	uint64		rel_id;			/* INSERT, UPDATE, DELETE, READ, RELATION */
+	uint64		rel_id;			/* INSERT, UPDATE, DELETE, READ, RESYNC,
+								 * RELATION */
 	uint64		ordinal;		/* changes and messages */
 	XLogRecPtr	commit_lsn;		/* BEGIN */
 	int64		commit_time;	/* BEGIN, us since 1970 */
 	XLogRecPtr	end_lsn;		/* COMMIT */
-	XLogRecPtr	position;		/* READ */
+	XLogRecPtr	position;		/* READ, RESYNC */
 	bool		transactional;	/* MESSAGE */
 	List	   *truncated;		/* TRUNCATE: rel_ids, as uint64 * */
 } WsRecordHeader;
@@ -292,6 +293,7 @@ ws_batcher_add(WsBatcher *batcher, const char *record, int len,
 			break;
 
 		case WS_REC_READ:
+		case WS_REC_RESYNC:
 			make_room(batcher, limits, len);
 			batch = open_batch(batcher);
 			include_relation(batcher, header.rel_id);
@@ -353,6 +355,8 @@ ws_batch_free_parts(WsBatch *batch)
 			pfree(part->schema);
 		if (part->table)
 			pfree(part->table);
+		if (part->statement)
+			pfree(part->statement);
 		if (part->body)
 			pfree(part->body);
 		if (part->dedup_token)
@@ -579,9 +583,11 @@ ws_batcher_split(WsBatcher *batcher, WsBatch *batch)
 		kind = header.kind;
 		if (kind == WS_REC_INSERT || kind == WS_REC_UPDATE ||
 			kind == WS_REC_DELETE || kind == WS_REC_TRUNCATE ||
-			kind == WS_REC_MESSAGE || kind == WS_REC_READ)
+			kind == WS_REC_MESSAGE || kind == WS_REC_READ ||
+			kind == WS_REC_RESYNC)
 		{
-			XLogRecPtr	id_lsn = kind == WS_REC_READ ? header.position : commit_lsn;
+			XLogRecPtr	id_lsn = (kind == WS_REC_READ || kind == WS_REC_RESYNC) ?
+				header.position : commit_lsn;
 
 			if (seen == target)
 			{

@@ -36,6 +36,8 @@ typedef struct WsBatchPart
 	char	   *endpoint;		/* walship.endpoint that url was made from */
 	char	   *schema;			/* the table's, for {schema}/{table} URLs; */
 	char	   *table;			/* NULL for a request of the whole batch */
+	char	   *statement;		/* a ClickHouse statement the URL runs (the
+								 * DELETE after a resync), or NULL */
 	const char *content_type;
 	const char *content_encoding;	/* NULL for none */
 	char	   *body;			/* encoded and compressed; NULL once sent to

@@ -4,8 +4,8 @@
  *	  Everything walship knows about ClickHouse: the values of the NDJSON
  *	  'clickhouse' dialect, the ClickHouse column type of each PostgreSQL
  *	  type, the CREATE TABLE for a relation (walship.clickhouse_type(),
- *	  walship.clickhouse_ddl(), walship.clickhouse_ident()), and which
- *	  ClickHouse errors are permanent.
+ *	  walship.clickhouse_ddl(), walship.clickhouse_ident()), which
+ *	  ClickHouse errors are permanent, and the URL that runs a statement.
  *
  * Two dialects (dialect.h): 'clickhouse' for current ClickHouse (22.x and
  * later, ClickHouse Cloud; tested against 26.7): DateTime64(6, 'UTC'),
@@ -50,6 +50,7 @@
 #include "format.h"
 #include "http_transport.h"
 #include "record_json.h"
+#include "settings.h"
 
 PG_FUNCTION_INFO_V1(walship_clickhouse_ident);
 PG_FUNCTION_INFO_V1(walship_clickhouse_type);
@@ -845,4 +846,61 @@ ws_clickhouse_error_is_permanent(const WsHttpResult *result)
 		if (permanent_codes[i] == code)
 			return true;
 	return false;
+}
+
+/* Appends str percent-encoded: everything but letters, digits and -_.~ */
+static void
+append_url_encoded(StringInfo out, const char *str)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (const unsigned char *p = (const unsigned char *) str; *p; p++)
+	{
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' ||
+			*p == '.' || *p == '~')
+			appendStringInfoChar(out, (char) *p);
+		else
+		{
+			appendStringInfoChar(out, '%');
+			appendStringInfoChar(out, hex[*p >> 4]);
+			appendStringInfoChar(out, hex[*p & 0xF]);
+		}
+	}
+}
+
+char *
+ws_clickhouse_statement_url(const char *statement)
+{
+	const char *endpoint = walship_endpoint ? walship_endpoint : "";
+	size_t		base_len = strcspn(endpoint, "?#");
+	StringInfoData url;
+
+	initStringInfo(&url);
+	appendBinaryStringInfo(&url, endpoint, base_len);
+	appendStringInfoChar(&url, '?');
+	if (endpoint[base_len] == '?')
+	{
+		const char *param = endpoint + base_len + 1;
+
+		/* the parameters up to the fragment, but query */
+		while (*param != '\0' && *param != '#')
+		{
+			size_t		len = strcspn(param, "&#");
+			size_t		name_len = strcspn(param, "=&#");
+
+			if (len > 0 &&
+				!(name_len == 5 && strncmp(param, "query", 5) == 0))
+			{
+				appendBinaryStringInfo(&url, param, len);
+				appendStringInfoChar(&url, '&');
+			}
+			param += len;
+			if (*param == '&')
+				param++;
+		}
+	}
+	appendStringInfoString(&url, "query=");
+	append_url_encoded(&url, statement);
+	return url.data;
 }

@@ -116,4 +116,12 @@ extern WsDialect ws_clickhouse_dialect_from_name(const char *name);
  */
 extern bool ws_clickhouse_error_is_permanent(const WsHttpResult *result);
 
+/*
+ * The URL that runs one statement on the ClickHouse of walship.endpoint:
+ * the endpoint's scheme://authority/path, its query parameters other than
+ * query (settings, user...) as written, then query= and the statement
+ * percent-encoded.  The fragment is dropped.  palloc'd.
+ */
+extern char *ws_clickhouse_statement_url(const char *statement);
+
 #endif							/* WALSHIP_CLICKHOUSE_H */

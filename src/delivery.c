@@ -332,6 +332,87 @@ add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 }
 
 /*
+ * The ClickHouse statement that makes a table equal to PostgreSQL's again
+ * after a resync: the rows it holds with a lower version than the resync's
+ * were not sent again, so they are gone.
+ */
+static char *
+resync_statement(const WsRelation *rel, XLogRecPtr version)
+{
+	return psprintf("ALTER TABLE %s.%s DELETE WHERE _version < " UINT64_FORMAT,
+					ws_clickhouse_quote_ident(walship_clickhouse_database),
+					ws_clickhouse_quote_ident(rel->table_name),
+					(uint64) version);
+}
+
+/*
+ * In the clickhouse dialect a RESYNC record has no line: it becomes a
+ * request of its own that runs resync_statement() through ClickHouse's
+ * HTTP interface.  Naming the table needs walship.clickhouse_database;
+ * without it nothing of the batch is sent (state error) until it is set.
+ * Returns false then.
+ */
+static bool
+add_resync_statements(WsDelivery *delivery, WsBatch *batch)
+{
+	WsStreamContext stream;
+	WsReader	reader;
+
+	ws_stream_context_init(&stream);
+	stream.json_trusted = true;
+	ws_reader_init(&reader, batch->records.data, batch->records.len);
+	while (!ws_reader_done(&reader))
+	{
+		WsRecord	record;
+		const WsRelation *rel;
+		WsBatchPart *part;
+		MemoryContext old;
+		char	   *statement;
+
+		ws_read_record(&reader, &record);
+		ws_stream_context_track(&stream, &record);
+		if (record.kind != WS_REC_RESYNC)
+			continue;
+		rel = ws_stream_relation(&stream, record.rel_id);
+		if (rel == NULL)
+			elog(ERROR, "walship batch has a RESYNC record of an unknown relation");
+		if (walship_clickhouse_database == NULL ||
+			walship_clickhouse_database[0] == '\0')
+		{
+			char	   *message = psprintf("walship cannot delete the rows of table \"%s.%s\" that the resync did not send again: walship.clickhouse_database is not set",
+										   rel->schema_name, rel->table_name);
+
+			delivery->settings_problem = true;
+			ws_shared_report_problem(WS_STATE_ERROR, message,
+									 "Set walship.clickhouse_database to the ClickHouse database of the tables and reload; nothing after the resync is sent until then.");
+			return false;
+		}
+		/* idempotent: sent again, if need be, after a split or regroup */
+		statement = resync_statement(rel, record.change_lsn);
+
+		old = MemoryContextSwitchTo(delivery->batcher->context);
+		part = palloc0(sizeof(WsBatchPart));
+		part->index = list_length(batch->parts);
+		part->statement = pstrdup(statement);
+		part->url = ws_clickhouse_statement_url(statement);
+		part->endpoint = pstrdup(walship_endpoint);
+		part->content_type = WS_CONTENT_TYPE_NDJSON;
+		part->content_encoding = NULL;
+		part->body = pstrdup("");
+		part->body_len = 0;
+		part->nlines = 1;
+		part->status = WS_BATCH_READY;
+		batch->parts = lappend(batch->parts, part);
+		MemoryContextSwitchTo(old);
+		ereport(LOG,
+				(errmsg("walship asks ClickHouse to delete the rows of table \"%s.%s\" with a version below %X/%X, which the resync did not send again",
+						rel->schema_name, rel->table_name,
+						LSN_FORMAT_ARGS(record.change_lsn))));
+	}
+	return true;
+}
+
+/*
  * Prepares a batch's requests with the settings in force now: encoded per
  * walship.format, one per table when the endpoint has placeholders, and
  * compressed.  Retries send exactly these bodies again.  Returns false
@@ -378,6 +459,14 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 					 per_table ? builder->table : NULL,
 					 builder->lines.data, builder->lines.len, builder->nlines,
 					 WS_CONTENT_TYPE_NDJSON);
+		}
+		if (walship_dialect != WS_DIALECT_STANDARD &&
+			!add_resync_statements(delivery, batch))
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(encode_context);
+			ws_batch_free_parts(batch);
+			return false;
 		}
 	}
 	MemoryContextSwitchTo(old);
@@ -630,7 +719,9 @@ retarget_batch(WsBatch *batch, TimestampTz now)
 		old = MemoryContextSwitchTo(GetMemoryChunkContext(part->url));
 		pfree(part->url);
 		pfree(part->endpoint);
-		part->url = part->table ?
+		part->url = part->statement ?
+			ws_clickhouse_statement_url(part->statement) :
+			part->table ?
 			endpoint_for(walship_endpoint, part->schema, part->table) :
 			pstrdup(walship_endpoint);
 		part->endpoint = pstrdup(walship_endpoint);

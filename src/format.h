@@ -22,9 +22,11 @@
 #include "lib/stringinfo.h"
 
 /*
- * Version 2 adds the READ record (rows of a backfill).  A consumer asks for
- * a version; BEGIN records carry the one asked for, and a version 1 stream
- * never holds a READ record.
+ * Version 2 adds the READ record (rows of a backfill) and the RESYNC record
+ * (a table resynced after the slot was lost: rows with a lower version
+ * that were not sent again are gone).  A consumer asks for a version; BEGIN
+ * records carry the one asked for, and a version 1 stream never holds a
+ * READ or RESYNC record.  Only the shipping worker writes either.
  */
 #define WALSHIP_FORMAT_VERSION		2
 #define WALSHIP_FORMAT_VERSION_MIN	1
@@ -44,6 +46,7 @@
 #define WS_REC_TRUNCATE		'T'
 #define WS_REC_MESSAGE		'M'
 #define WS_REC_READ			'S'		/* a backfilled row (version 2) */
+#define WS_REC_RESYNC		'X'		/* a table resynced (version 2) */
 
 /*
  * READ records refer to RELATION records with ids from this value on, one
@@ -205,9 +208,10 @@ typedef struct WsRecord
 								 * the record does not carry it.  READ: the
 								 * row's version (the chunk's low watermark) */
 
-	/* READ */
+	/* READ, RESYNC */
 	XLogRecPtr	read_position;	/* where the rows go out: just before the
 								 * end of the chunk's high watermark */
+	/* RESYNC: its version is change_lsn, like a READ's */
 	int64		read_time;		/* us since the Unix epoch */
 
 	/* TRUNCATE */
@@ -244,7 +248,7 @@ extern void ws_read_record(WsReader *reader, WsRecord *record);
  * text: kind; BEGIN and COMMIT whole; RELATION relation.rel_id,
  * relation.relation_oid and definition; INSERT, UPDATE,
  * DELETE rel_id and ordinal; READ those and read_position, read_time;
- * TRUNCATE whole; MESSAGE ordinal, message_flags, message_lsn.
+ * RESYNC whole; TRUNCATE whole; MESSAGE ordinal, message_flags, message_lsn.
  * ws_read_record_rest() reads the remaining fields.
  */
 extern void ws_read_record_header(WsReader *reader, WsRecord *record);

@@ -387,6 +387,12 @@ ws_read_record_header(WsReader *reader, WsRecord *record)
 			record->read_position = ws_get_uint64_le(body);
 			record->read_time = ws_get_svarint(body);
 			break;
+		case WS_REC_RESYNC:
+			record->rel_id = ws_get_uvarint(body);
+			record->ordinal = ws_get_uvarint(body);
+			record->read_position = ws_get_uint64_le(body);
+			record->change_lsn = ws_get_uint64_le(body);
+			break;
 		case WS_REC_TRUNCATE:
 			record->ordinal = ws_get_uvarint(body);
 			record->truncate_flags = ws_get_byte(body);
@@ -440,7 +446,7 @@ ws_read_record_rest(WsRecord *record)
 			record->content = get_counted(body, &record->content_len);
 			break;
 		default:
-			/* BEGIN, COMMIT, TRUNCATE: the header is the record */
+			/* BEGIN, COMMIT, TRUNCATE, RESYNC: the header is the record */
 			break;
 	}
 }
@@ -495,6 +501,8 @@ ws_record_kind_name(char kind)
 			return "message";
 		case WS_REC_READ:
 			return "read";
+		case WS_REC_RESYNC:
+			return "resync";
 	}
 	return "unknown";
 }

@@ -163,6 +163,10 @@ lookup_relation(const WsStreamContext *stream, const WsRecord *record,
 				 record->kind == WS_REC_READ ?
 				 errdetail("The row has ordinal " UINT64_FORMAT " in the backfill chunk at %X/%X.",
 						   record->ordinal, LSN_FORMAT_ARGS(record->read_position)) :
+				 record->kind == WS_REC_RESYNC ?
+				 errdetail("The resync record is at %X/%X, with version %X/%X.",
+						   LSN_FORMAT_ARGS(record->read_position),
+						   LSN_FORMAT_ARGS(record->change_lsn)) :
 				 errdetail("The change has ordinal " UINT64_FORMAT " in the transaction with commit LSN %X/%X.",
 						   record->ordinal, LSN_FORMAT_ARGS(stream->commit_lsn))));
 	if (names != NULL)
@@ -487,6 +491,70 @@ append_truncate(StringInfo out, const WsRecord *record,
 	return (int) record->nrelations;
 }
 
+/*
+ * The control line of a RESYNC record: table T was sent again after the
+ * slot was lost, every row it holds with a version of at least V; rows a
+ * receiver has with a lower version that were not sent again are gone.
+ * Envelope:
+ *	{"op": "resync", "source": {"schema": S, "table": T}, "version": V,
+ *	 "id": "resync-<V, 16 hex digits>-<table OID>"}
+ * Flat:
+ *	{"_op": "resync", "_schema": S, "_table": T, "_version": V,
+ *	 "_lsn": position, "_seq": 0}
+ */
+static int
+append_resync(StringInfo out, const WsRecord *record,
+			  const WsStreamContext *stream, WsNdjsonShape shape)
+{
+	WsRelationJson *names;
+	const WsRelation *rel = lookup_relation(stream, record, record->rel_id,
+											&names);
+	bool		first = true;
+
+	appendStringInfoChar(out, '{');
+	if (shape == WS_NDJSON_ENVELOPE)
+	{
+		bool		sfirst = true;
+		static const char hex[] = "0123456789ABCDEF";
+		char		buf[16];
+
+		append_literal_key(out, &first, "op");
+		appendStringInfoString(out, "\"resync\"");
+		append_literal_key(out, &first, "source");
+		appendStringInfoChar(out, '{');
+		append_literal_key(out, &sfirst, "schema");
+		append_relation_name(out, stream, &names->schema, rel->schema_name);
+		append_literal_key(out, &sfirst, "table");
+		append_relation_name(out, stream, &names->table, rel->table_name);
+		appendStringInfoChar(out, '}');
+		append_literal_key(out, &first, "version");
+		ws_append_uint64(out, (uint64) record->change_lsn);
+		append_literal_key(out, &first, "id");
+		for (int i = 0; i < 16; i++)
+			buf[i] = hex[(record->change_lsn >> (60 - 4 * i)) & 0xF];
+		appendStringInfoString(out, "\"resync-");
+		appendBinaryStringInfo(out, buf, 16);
+		appendStringInfo(out, "-%u\"", rel->relation_oid);
+	}
+	else
+	{
+		append_literal_key(out, &first, "_op");
+		appendStringInfoString(out, "\"resync\"");
+		append_literal_key(out, &first, "_schema");
+		append_relation_name(out, stream, &names->schema, rel->schema_name);
+		append_literal_key(out, &first, "_table");
+		append_relation_name(out, stream, &names->table, rel->table_name);
+		append_literal_key(out, &first, "_version");
+		ws_append_uint64(out, (uint64) record->change_lsn);
+		append_literal_key(out, &first, "_lsn");
+		ws_append_uint64(out, (uint64) record->read_position);
+		append_literal_key(out, &first, "_seq");
+		appendStringInfoChar(out, '0');
+	}
+	appendStringInfoString(out, "}\n");
+	return 1;
+}
+
 int
 ws_ndjson_append(StringInfo out, const WsRecord *record,
 				 const WsStreamContext *stream, const WsNdjsonOptions *options)
@@ -508,6 +576,11 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		case WS_REC_TRUNCATE:
 		case WS_REC_READ:
 			break;
+		case WS_REC_RESYNC:
+			/* ClickHouse gets a statement instead (delivery.c) */
+			if (options->dialect != WS_DIALECT_STANDARD)
+				return 0;
+			return append_resync(out, record, stream, shape);
 		default:
 			return 0;
 	}

@@ -82,6 +82,9 @@ typedef struct WsCatalogProblem
 	char	   *hint;
 } WsCatalogProblem;
 
+static void finish_resync_if_complete(const WsCatalog *catalog,
+									  const char *slot_name);
+
 /* What the restricted context saved, to restore it. */
 typedef struct WsRestricted
 {
@@ -352,10 +355,17 @@ ws_progress_create_slot(const char *slot_name)
 	Datum		values[1] = {CStringGetTextDatum(slot_name)};
 	WsRestricted saved;
 
+	/* on 17+ a failover slot, which standbys keep a copy of (failover.c) */
+#if PG_VERSION_NUM >= 170000
+	const char *query = "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'walship', false, false, true)";
+#else
+	const char *query = "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'walship')";
+#endif
+
 	/* as the worker's own role, which may create slots */
 	SPI_connect();
 	restrict_begin(&saved, GetUserId());
-	if (SPI_execute_with_args("SELECT pg_catalog.pg_create_logical_replication_slot($1, 'walship')",
+	if (SPI_execute_with_args(query,
 							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "could not create replication slot \"%s\"", slot_name);
 	restrict_end(&saved);
@@ -402,6 +412,15 @@ ws_progress_load(const char *slot_name)
 
 	/* arguments are built in the transaction, so their memory goes with it */
 	begin_work(&work, "walship: loading progress");
+	{
+		WsGap		gap;
+
+		restrict_end(&work.saved);
+		ws_progress_read_gap(slot_name, &gap);
+		restrict_begin(&work.saved, work.catalog.owner);
+		ws_shared_set_gap(gap.start_lsn, gap.end_lsn, gap.detected_at,
+						  gap.resyncs, gap.resync_state);
+	}
 	values[0] = CStringGetTextDatum(slot_name);
 	if (SPI_execute_with_args(psprintf("SELECT batches, changes, bytes, retries, rejected_batches, last_success_at "
 									   "FROM %s WHERE slot_name = $1",
@@ -484,6 +503,7 @@ ws_progress_write(const char *slot_name, XLogRecPtr confirmed_lsn)
 									   work.catalog.progress),
 							  9, argtypes, values, nulls, false, 0) != SPI_OK_INSERT)
 		elog(ERROR, "could not update walship.progress");
+	finish_resync_if_complete(&work.catalog, slot_name);
 	end_work(&work);
 }
 
@@ -584,6 +604,252 @@ ws_progress_queue_initial_backfills(void)
 	SPI_finish();
 }
 
+/* ---------------------------------------------------------------------
+ * Lost slots: the gap and the resync
+ * ---------------------------------------------------------------------
+ */
+
+/* Drops the worker's (invalidated) slot, as the worker's own role. */
+void
+ws_progress_drop_slot(const char *slot_name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(slot_name)};
+	WsRestricted saved;
+
+	SPI_connect();
+	restrict_begin(&saved, GetUserId());
+	if (SPI_execute_with_args("SELECT pg_catalog.pg_drop_replication_slot($1)",
+							  1, argtypes, values, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not drop replication slot \"%s\"", slot_name);
+	restrict_end(&saved);
+	SPI_finish();
+}
+
+static XLogRecPtr
+lsn_column(HeapTuple tuple, TupleDesc desc, int column)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(tuple, desc, column, &isnull);
+
+	return isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
+}
+
+/* Reads the gap and resync columns of the slot's walship.progress row. */
+void
+ws_progress_read_gap(const char *slot_name, WsGap *gap)
+{
+	WsCatalog	catalog;
+	WsRestricted saved;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(slot_name)};
+
+	memset(gap, 0, sizeof(WsGap));
+	require_catalog(&catalog);
+	SPI_connect();
+	restrict_begin(&saved, catalog.owner);
+	if (SPI_execute_with_args(psprintf("SELECT confirmed_lsn, gap_start_lsn, gap_end_lsn, "
+									   "gap_detected_at, resyncs, resync_state, resync_version "
+									   "FROM %s WHERE slot_name = $1",
+									   catalog.progress),
+							  1, argtypes, values, NULL, true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "could not read walship.progress");
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		d;
+
+		gap->has_row = true;
+		gap->confirmed_lsn = lsn_column(tuple, desc, 1);
+		gap->start_lsn = lsn_column(tuple, desc, 2);
+		gap->end_lsn = lsn_column(tuple, desc, 3);
+		d = SPI_getbinval(tuple, desc, 4, &isnull);
+		gap->detected_at = isnull ? 0 : DatumGetTimestampTz(d);
+		d = SPI_getbinval(tuple, desc, 5, &isnull);
+		gap->resyncs = isnull ? 0 : DatumGetInt64(d);
+		d = SPI_getbinval(tuple, desc, 6, &isnull);
+		if (!isnull)
+			strlcpy(gap->resync_state, TextDatumGetCString(d),
+					sizeof(gap->resync_state));
+		gap->resync_version = lsn_column(tuple, desc, 7);
+	}
+	restrict_end(&saved);
+	SPI_finish();
+}
+
+/*
+ * Records a gap found, before anything is done about it: state 'pending'
+ * (a resync is starting; a worker that restarts finishes starting it) or
+ * 'stopped' (walship.on_slot_lost = stop).
+ */
+void
+ws_progress_mark_gap(const char *slot_name, XLogRecPtr start_lsn,
+					 const char *state)
+{
+	WsCatalog	catalog;
+	WsRestricted saved;
+	Oid			argtypes[3] = {TEXTOID, PG_LSNOID, TEXTOID};
+	Datum		values[3];
+
+	require_catalog(&catalog);
+	values[0] = CStringGetTextDatum(slot_name);
+	values[1] = LSNGetDatum(start_lsn);
+	values[2] = CStringGetTextDatum(state);
+	SPI_connect();
+	restrict_begin(&saved, catalog.owner);
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s AS p (slot_name, confirmed_lsn, gap_start_lsn, "
+									   "gap_end_lsn, gap_detected_at, resync_state, updated_at) "
+									   "VALUES ($1, $2, $2, NULL, now(), $3, now()) "
+									   "ON CONFLICT (slot_name) DO UPDATE SET "
+									   "gap_start_lsn = $2, gap_end_lsn = NULL, "
+									   "gap_detected_at = CASE WHEN p.resync_state IS DISTINCT FROM $3 "
+									   "OR p.gap_start_lsn IS DISTINCT FROM $2 THEN now() "
+									   "ELSE p.gap_detected_at END, "
+									   "resync_state = $3, updated_at = now()",
+									   catalog.progress),
+							  3, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not update walship.progress");
+	restrict_end(&saved);
+	SPI_finish();
+}
+
+/*
+ * Starts the resync after a gap, in the transaction that created the new
+ * slot, whose start is version: the gap ends there; backfills in progress
+ * are cancelled (what they shipped predates the gap) and every published
+ * table is queued, each backfill carrying version for the RESYNC record
+ * that ends it.  Returns the number of tables queued.
+ */
+int
+ws_progress_begin_resync(const char *slot_name, XLogRecPtr start_lsn,
+						 XLogRecPtr version)
+{
+	WsCatalog	catalog;
+	WsRestricted saved;
+	Oid			argtypes[3] = {TEXTOID, PG_LSNOID, PG_LSNOID};
+	Datum		values[3];
+	Oid			fargtypes[1] = {INT4OID};
+	Datum		fvalues[1] = {Int32GetDatum(10000)};
+	Oid			function;
+	Datum	   *ids;
+	int			nids;
+	List	   *name;
+
+	require_catalog(&catalog);
+	name = list_make2(makeString(catalog.schema_name),
+					  makeString("backfill_publication"));
+	function = LookupFuncName(name, 1, fargtypes, true);
+	if (!OidIsValid(function) ||
+		getExtensionOfObject(ProcedureRelationId, function) != catalog.extension ||
+		function_owner(function) != catalog.owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("function \"%s.backfill_publication(integer)\" is not a function of extension \"walship\"",
+						catalog.schema_name),
+				 errdetail("The walship worker refuses to use a catalog it cannot trust."),
+				 errhint("Drop the extension and its schema, and create the extension again.")));
+
+	values[0] = CStringGetTextDatum(slot_name);
+	values[1] = LSNGetDatum(start_lsn);
+	values[2] = LSNGetDatum(version);
+	SPI_connect();
+	restrict_begin(&saved, catalog.owner);
+	if (SPI_execute_with_args(psprintf("INSERT INTO %s AS p (slot_name, confirmed_lsn, gap_start_lsn, "
+									   "gap_end_lsn, gap_detected_at, resyncs, resync_state, "
+									   "resync_version, updated_at) "
+									   "VALUES ($1, $3, $2, $3, now(), 1, 'running', $3, now()) "
+									   "ON CONFLICT (slot_name) DO UPDATE SET "
+									   "confirmed_lsn = $3, gap_start_lsn = $2, gap_end_lsn = $3, "
+									   "gap_detected_at = coalesce(p.gap_detected_at, now()), "
+									   "resyncs = p.resyncs + 1, resync_state = 'running', "
+									   "resync_version = $3, updated_at = now()",
+									   catalog.progress),
+							  3, argtypes, values, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "could not update walship.progress");
+
+	/* what backfills in progress shipped predates the gap */
+	if (SPI_execute(psprintf("UPDATE %s SET state = 'cancelled', "
+							 "error = 'superseded by the resync after the slot was lost', "
+							 "finished_at = now(), updated_at = now() "
+							 "WHERE state IN ('queued', 'running')",
+							 catalog.backfills),
+					false, 0) != SPI_OK_UPDATE)
+		elog(ERROR, "could not update walship.backfills");
+
+	/* the argument's type makes the call name exactly that function */
+	if (SPI_execute_with_args(psprintf("SELECT %s($1)",
+									   quote_qualified_identifier(catalog.schema_name,
+																  "backfill_publication")),
+							  1, fargtypes, fvalues, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not queue the resync's backfills");
+	nids = (int) SPI_processed;
+	ids = palloc(sizeof(Datum) * Max(nids, 1));
+	for (int i = 0; i < nids; i++)
+	{
+		bool		isnull;
+
+		ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+							   1, &isnull);
+	}
+	if (nids > 0)
+	{
+		Oid			uargtypes[2] = {PG_LSNOID, INT8ARRAYOID};
+		Datum		uvalues[2];
+
+		uvalues[0] = LSNGetDatum(version);
+		uvalues[1] = PointerGetDatum(construct_array(ids, nids, INT8OID, 8,
+													 FLOAT8PASSBYVAL,
+													 TYPALIGN_DOUBLE));
+		if (SPI_execute_with_args(psprintf("UPDATE %s SET resync_version = $1 "
+										   "WHERE id = ANY ($2)",
+										   catalog.backfills),
+								  2, uargtypes, uvalues, NULL, false, 0) != SPI_OK_UPDATE)
+			elog(ERROR, "could not update walship.backfills");
+	}
+	restrict_end(&saved);
+	SPI_finish();
+	return nids;
+}
+
+/*
+ * Once no backfill of the running resync is active any more, the resync
+ * is done, or incomplete when one of them failed or was cancelled (those
+ * tables got no RESYNC record).  Runs in the caller's work transaction.
+ */
+static void
+finish_resync_if_complete(const WsCatalog *catalog, const char *slot_name)
+{
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(slot_name)};
+
+	if (SPI_execute_with_args(psprintf("UPDATE %s AS p SET resync_state = "
+									   "CASE WHEN EXISTS (SELECT FROM %s b WHERE b.resync_version = p.resync_version "
+									   "AND b.state IN ('failed', 'cancelled')) THEN 'incomplete' ELSE 'done' END, "
+									   "updated_at = now() "
+									   "WHERE p.slot_name = $1 AND p.resync_state = 'running' "
+									   "AND NOT EXISTS (SELECT FROM %s b WHERE b.resync_version = p.resync_version "
+									   "AND b.state IN ('queued', 'running')) "
+									   "RETURNING p.resync_state",
+									   catalog->progress, catalog->backfills,
+									   catalog->backfills),
+							  1, argtypes, values, NULL, false, 0) != SPI_OK_UPDATE_RETURNING)
+		elog(ERROR, "could not update walship.progress");
+	if (SPI_processed == 1)
+	{
+		char	   *state = SPI_getvalue(SPI_tuptable->vals[0],
+										 SPI_tuptable->tupdesc, 1);
+
+		ws_shared_set_resync_state(state);
+		ereport(LOG,
+				(errmsg("walship resync %s", state),
+				 strcmp(state, "done") == 0 ?
+				 errdetail("Every published table was sent again and the endpoint was told which rows the gap may have deleted.") :
+				 errdetail("The backfill of at least one table failed or was cancelled; see walship.backfills.")));
+	}
+}
+
 static char **
 text_array_to_strings(Datum array, int *n, MemoryContext mcxt)
 {
@@ -633,7 +899,7 @@ ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt)
 
 	begin_work(&work, "walship: looking for backfills");
 	if (SPI_execute(psprintf("SELECT id, relation, queued_by, chunk_size, condition, "
-							 "schema_name, table_name, last_key, state "
+							 "schema_name, table_name, last_key, state, resync_version "
 							 "FROM %s WHERE state IN ('queued', 'running') "
 							 "ORDER BY id LIMIT 1", work.catalog.backfills),
 					false, 1) != SPI_OK_SELECT)
@@ -658,6 +924,8 @@ ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt)
 		if (!isnull)
 			job->last_key = text_array_to_strings(d, &job->nkeys, mcxt);
 		state = copy_text_column(tuple, desc, 9, CurrentMemoryContext);
+		d = SPI_getbinval(tuple, desc, 10, &isnull);
+		job->resync_version = isnull ? InvalidXLogRecPtr : DatumGetLSN(d);
 		found = true;
 
 		job->starting = strcmp(state, "queued") == 0;

@@ -41,7 +41,26 @@ typedef struct WsBackfillJob
 	int			nkeys;			/* of last_key; 0 before the first chunk */
 	char	  **last_key;
 	bool		starting;		/* it was queued until now */
+	XLogRecPtr	resync_version; /* part of a resync: the version its RESYNC
+								 * record carries; invalid otherwise */
 } WsBackfillJob;
+
+/*
+ * What walship.progress says of lost slots: the last gap (the WAL whose
+ * changes may never have been shipped) and the resync that followed.
+ */
+typedef struct WsGap
+{
+	bool		has_row;		/* the slot has a walship.progress row */
+	XLogRecPtr	confirmed_lsn;	/* acknowledged up to here */
+	XLogRecPtr	start_lsn;		/* the last gap: [start_lsn, end_lsn) */
+	XLogRecPtr	end_lsn;		/* invalid until the new slot exists */
+	TimestampTz detected_at;	/* 0 when there never was one */
+	int64		resyncs;
+	char		resync_state[16];	/* "" (none), pending, running, done,
+									 * incomplete, stopped */
+	XLogRecPtr	resync_version;
+} WsGap;
 
 /*
  * These run inside the caller's transaction.  ws_progress_check_catalog()
@@ -51,6 +70,13 @@ typedef struct WsBackfillJob
 extern bool ws_progress_check_catalog(char **message, char **hint);
 extern void ws_progress_create_slot(const char *slot_name);
 extern void ws_progress_queue_initial_backfills(void);
+extern void ws_progress_drop_slot(const char *slot_name);
+extern void ws_progress_read_gap(const char *slot_name, WsGap *gap);
+extern void ws_progress_mark_gap(const char *slot_name, XLogRecPtr start_lsn,
+								 const char *state);
+extern int	ws_progress_begin_resync(const char *slot_name,
+									 XLogRecPtr start_lsn,
+									 XLogRecPtr version);
 
 /* These run their own transactions. */
 extern void ws_progress_load(const char *slot_name);

@@ -992,6 +992,16 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			ws_append_json_key(out, &first, "new");
 			append_tuple(out, &record->new_tuple, rel, false);
 			break;
+		case WS_REC_RESYNC:
+			rel = ws_stream_relation(context, record->rel_id);
+			append_relation_ref(out, &first, record->rel_id, rel);
+			ws_append_json_key(out, &first, "position");
+			ws_append_lsn(out, record->read_position);
+			ws_append_json_key(out, &first, "ordinal");
+			appendStringInfo(out, UINT64_FORMAT, record->ordinal);
+			ws_append_json_key(out, &first, "version");
+			ws_append_lsn(out, record->change_lsn);
+			break;
 		case WS_REC_TRUNCATE:
 			append_change_id(out, &first, record, context);
 			ws_append_json_key(out, &first, "cascade");

@@ -54,7 +54,10 @@ bool		walship_tls_verify = true;
 int			walship_on_rejected = WS_ON_REJECTED_STOP;
 int			walship_backfill_max_rate = 0;
 int			walship_backfill_chunk_timeout = 1000;
-bool		walship_initial_backfill = false;
+bool		walship_initial_backfill = true;
+int			walship_on_slot_lost = WS_ON_SLOT_LOST_RESYNC;
+char	   *walship_clickhouse_database = NULL;
+int			walship_max_retained_wal = -1;
 int			walship_encoder_workers = WS_DEFAULT_ENCODER_WORKERS;
 int			walship_compression_level = 0;
 
@@ -81,6 +84,12 @@ static const struct config_enum_entry compression_options[] = {
 	{"none", WS_COMPRESSION_NONE, false},
 	{"gzip", WS_COMPRESSION_GZIP, false},
 	{"zstd", WS_COMPRESSION_ZSTD, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry on_slot_lost_options[] = {
+	{"resync", WS_ON_SLOT_LOST_RESYNC, false},
+	{"stop", WS_ON_SLOT_LOST_STOP, false},
 	{NULL, 0, false}
 };
 
@@ -312,6 +321,56 @@ check_headers_file(char **newval, void **extra, GucSource source)
 	return check_secret_file("walship.headers_file", *newval, true);
 }
 
+/*
+ * walship.clickhouse_database: empty (not set), or a ClickHouse database
+ * name that needs no quoting: a letter or underscore, then letters, digits
+ * and underscores.
+ */
+static bool
+check_clickhouse_database(char **newval, void **extra, GucSource source)
+{
+	const char *name = *newval;
+	const char *p;
+
+	if (name == NULL || name[0] == '\0')
+		return true;			/* not set */
+	if (strlen(name) <= WS_CLICKHOUSE_MAX_IDENT &&
+		!(name[0] >= '0' && name[0] <= '9'))
+	{
+		for (p = name; *p; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				  (*p >= '0' && *p <= '9') || *p == '_'))
+				break;
+		if (*p == '\0')
+			return true;
+	}
+
+	GUC_check_errcode(ERRCODE_INVALID_NAME);
+	GUC_check_errmsg("invalid ClickHouse database name \"%s\" in \"walship.clickhouse_database\"",
+					 name);
+	GUC_check_errdetail("A ClickHouse database name here must start with a letter or an underscore and contain only letters, digits and underscores, at most %d characters.",
+						WS_CLICKHOUSE_MAX_IDENT);
+	GUC_check_errhint("Create the database in ClickHouse under such a name, for example 'shop'.");
+	return false;
+}
+
+/*
+ * walship.max_retained_wal: -1 (no limit) or a size.  0 is refused: it
+ * would give the slot up as soon as it holds any WAL at all.
+ */
+static bool
+check_max_retained_wal(int *newval, void **extra, GucSource source)
+{
+	if (*newval == -1 || *newval > 0)
+		return true;
+
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errmsg("invalid value for \"walship.max_retained_wal\": %d", *newval);
+	GUC_check_errdetail("A budget of 0 would give up the replication slot as soon as it retains any WAL.");
+	GUC_check_errhint("Set it to -1 for no limit, or to a size such as '10GB'.");
+	return false;
+}
+
 void
 ws_define_settings(void)
 {
@@ -481,7 +540,7 @@ ws_define_settings(void)
 	DefineCustomBoolVariable("walship.initial_backfill",
 							 "Whether to backfill every published table when the worker creates its slot.",
 							 "The backfills are queued once, when the slot is created, as if by walship.backfill_publication().",
-							 &walship_initial_backfill, false,
+							 &walship_initial_backfill, true,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomIntVariable("walship.encoder_workers",
@@ -496,6 +555,26 @@ ws_define_settings(void)
 							"gzip takes 1 (fastest) to 12 (smallest), default 1; zstd takes -7 to 19, default 1.  Values beyond a method's range are clamped to it.",
 							&walship_compression_level, 0, -7, 19,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("walship.on_slot_lost",
+							 "What to do when the slot is missing or invalidated while walship.progress says changes were shipped: resync or stop.",
+							 "resync creates a new slot, backfills every published table and tells the endpoint which rows the gap may have deleted; stop reports the gap and ships nothing.",
+							 &walship_on_slot_lost, WS_ON_SLOT_LOST_RESYNC,
+							 on_slot_lost_options,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("walship.clickhouse_database",
+							   "ClickHouse database that walship's ClickHouse statements name.",
+							   "Empty means not set.  The RowBinary format and managed tables insert into and create tables of this database.",
+							   &walship_clickhouse_database, "",
+							   PGC_SIGHUP, 0, check_clickhouse_database, NULL, NULL);
+
+	DefineCustomIntVariable("walship.max_retained_wal",
+							"Most WAL the walship slot may retain before walship gives it up; -1 means no limit.",
+							"Past 80% of it the worker warns; past it the worker drops its slot, logging the range of changes it abandons, so that a resync recovers instead of the WAL filling the disk.",
+							&walship_max_retained_wal, -1, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MB,
+							check_max_retained_wal, NULL, NULL);
 
 	MarkGUCPrefixReserved("walship");
 }

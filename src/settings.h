@@ -29,6 +29,16 @@ typedef enum WsOnRejected
 	WS_ON_REJECTED_DEAD_LETTER
 } WsOnRejected;
 
+/* walship.on_slot_lost */
+typedef enum WsOnSlotLost
+{
+	WS_ON_SLOT_LOST_RESYNC,		/* new slot, backfill, RESYNC records */
+	WS_ON_SLOT_LOST_STOP		/* error state until the operator acts */
+} WsOnSlotLost;
+
+/* Longest walship.clickhouse_database accepted. */
+#define WS_CLICKHOUSE_MAX_IDENT 127
+
 extern bool walship_enabled;
 extern char *walship_database;
 extern char *walship_slot_name;
@@ -56,6 +66,9 @@ extern int	walship_on_rejected;
 extern int	walship_backfill_max_rate;	/* rows per second, 0: no limit */
 extern int	walship_backfill_chunk_timeout;	/* ms, 0: no limit */
 extern bool walship_initial_backfill;
+extern int	walship_on_slot_lost;
+extern char *walship_clickhouse_database;	/* "": not set */
+extern int	walship_max_retained_wal;	/* MB, -1: no limit */
 
 /*
  * walship.encoder_workers: its default, chosen from bench/worker_bench.sh,

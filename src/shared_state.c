@@ -79,6 +79,8 @@ ws_worker_state_name(WsWorkerState state)
 			return "unconfigured";
 		case WS_STATE_ERROR:
 			return "error";
+		case WS_STATE_STANDBY:
+			return "standby";
 	}
 	return "unknown";
 }
@@ -162,6 +164,54 @@ ws_shared_report_problem(WsWorkerState state, const char *message,
 		ws_shared_set_error(message);
 	}
 	ws_shared_set_state(state);
+}
+
+/* The same, with a detail for the log. */
+void
+ws_shared_report_problem_detail(WsWorkerState state, const char *message,
+								const char *detail, const char *hint)
+{
+	bool		changed;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	changed = ws_shared->state != state ||
+		strncmp(ws_shared->last_error, message, WS_MAX_ERROR_LEN - 1) != 0;
+	SpinLockRelease(&ws_shared->mutex);
+
+	if (changed)
+	{
+		ereport(WARNING,
+				(errmsg("walship: %s", message),
+				 detail ? errdetail("%s", detail) : 0,
+				 hint ? errhint("%s", hint) : 0));
+		ws_shared_set_error(message);
+	}
+	ws_shared_set_state(state);
+}
+
+/* The last gap and resync, for walship.status. */
+void
+ws_shared_set_gap(XLogRecPtr start_lsn, XLogRecPtr end_lsn,
+				  TimestampTz detected_at, int64 resyncs,
+				  const char *resync_state)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->gap_start_lsn = start_lsn;
+	ws_shared->gap_end_lsn = end_lsn;
+	ws_shared->gap_detected_at = detected_at;
+	ws_shared->resyncs = resyncs;
+	strlcpy(ws_shared->resync_state, resync_state,
+			sizeof(ws_shared->resync_state));
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+void
+ws_shared_set_resync_state(const char *resync_state)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	strlcpy(ws_shared->resync_state, resync_state,
+			sizeof(ws_shared->resync_state));
+	SpinLockRelease(&ws_shared->mutex);
 }
 
 /* The worker announces itself: it starts, and its latch can be set. */
@@ -532,4 +582,42 @@ ws_shared_backfill_requests(void)
 	requests = ws_shared->backfill_requests;
 	SpinLockRelease(&ws_shared->mutex);
 	return requests;
+}
+
+/* ---------------------------------------------------------------------
+ * The WAL budget
+ * ---------------------------------------------------------------------
+ */
+
+/* The worker gave its slot up over walship.max_retained_wal. */
+void
+ws_shared_note_slot_given_up(XLogRecPtr confirmed, XLogRecPtr end)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->slot_given_up = true;
+	ws_shared->slot_given_up_at = now;
+	ws_shared->given_up_confirmed = confirmed;
+	ws_shared->given_up_end = end;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+/*
+ * Whether a slot was given up and no new one streams since; if so, returns
+ * where the old one was confirmed and how far WAL went then, and forgets
+ * it (slot_given_up_at stays).
+ */
+bool
+ws_shared_take_slot_given_up(XLogRecPtr *confirmed, XLogRecPtr *end)
+{
+	bool		given_up;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	given_up = ws_shared->slot_given_up;
+	*confirmed = ws_shared->given_up_confirmed;
+	*end = ws_shared->given_up_end;
+	ws_shared->slot_given_up = false;
+	SpinLockRelease(&ws_shared->mutex);
+	return given_up;
 }

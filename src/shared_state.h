@@ -24,7 +24,8 @@ typedef enum WsWorkerState
 	WS_STATE_PAUSED,
 	WS_STATE_DISABLED,			/* walship.enabled = off */
 	WS_STATE_UNCONFIGURED,		/* walship.endpoint is empty */
-	WS_STATE_ERROR				/* stopped by an error; see last_error */
+	WS_STATE_ERROR,				/* stopped by an error; see last_error */
+	WS_STATE_STANDBY			/* the server is a standby: waits for promotion */
 } WsWorkerState;
 
 #define WS_MAX_ERROR_LEN	512
@@ -77,6 +78,19 @@ typedef struct WsSharedState
 	uint64		ack_latency_counts[WS_ACK_LATENCY_BUCKETS + 1];
 	uint64		ack_latency_count;
 	double		ack_latency_sum;	/* seconds */
+
+	/* the last lost slot's gap and resync, as walship.progress has them */
+	XLogRecPtr	gap_start_lsn;
+	XLogRecPtr	gap_end_lsn;
+	TimestampTz gap_detected_at;
+	int64		resyncs;
+	char		resync_state[16];
+
+	/* walship.max_retained_wal: the last slot the worker gave up */
+	bool		slot_given_up;	/* and no new slot since */
+	TimestampTz slot_given_up_at;	/* 0: never since the server started */
+	XLogRecPtr	given_up_confirmed; /* it was confirmed up to here */
+	XLogRecPtr	given_up_end;	/* WAL was written up to here then */
 } WsSharedState;
 
 extern WsSharedState *ws_shared;
@@ -95,6 +109,14 @@ extern WsWorkerState ws_shared_get_state(void);
 extern bool ws_shared_change_state(uint32 from, WsWorkerState to);
 extern void ws_shared_report_problem(WsWorkerState state, const char *message,
 									 const char *hint);
+extern void ws_shared_report_problem_detail(WsWorkerState state,
+											const char *message,
+											const char *detail,
+											const char *hint);
+extern void ws_shared_set_gap(XLogRecPtr start_lsn, XLogRecPtr end_lsn,
+							  TimestampTz detected_at, int64 resyncs,
+							  const char *resync_state);
+extern void ws_shared_set_resync_state(const char *resync_state);
 
 /* The worker's life and progress */
 extern void ws_shared_worker_started(int pid, Latch *latch);
@@ -154,6 +176,11 @@ extern void ws_shared_get_totals(WsSharedTotals *totals, char *last_error,
 extern void ws_shared_resolve_error(const char *message,
 									bool leave_error_state);
 extern void ws_shared_leave_error_state(void);
+
+/* The WAL budget (wal_budget.c) */
+extern void ws_shared_note_slot_given_up(XLogRecPtr confirmed, XLogRecPtr end);
+extern bool ws_shared_take_slot_given_up(XLogRecPtr *confirmed,
+										 XLogRecPtr *end);
 
 /* Requests from other backends; they wake the worker */
 extern void ws_shared_request_pause(bool paused);

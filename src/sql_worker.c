@@ -32,13 +32,14 @@
 #include "settings.h"
 #include "shared_state.h"
 #include "sql_worker.h"
+#include "wal_budget.h"
 
 PG_FUNCTION_INFO_V1(walship_status_internal);
 PG_FUNCTION_INFO_V1(walship_pause);
 PG_FUNCTION_INFO_V1(walship_resume);
 PG_FUNCTION_INFO_V1(walship_notify_backfill);
 
-#define STATUS_COLUMNS 27
+#define STATUS_COLUMNS 35
 
 void
 ws_require_worker(void)
@@ -176,6 +177,34 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	nulls[i++] = snap.started_at == 0;
 	values[i] = LSNGetDatum(snap.decoded_lsn);
 	nulls[i++] = XLogRecPtrIsInvalid(snap.decoded_lsn);
+	/* the last lost slot: gap and resync */
+	values[i] = LSNGetDatum(snap.gap_start_lsn);
+	nulls[i++] = XLogRecPtrIsInvalid(snap.gap_start_lsn);
+	values[i] = LSNGetDatum(snap.gap_end_lsn);
+	nulls[i++] = XLogRecPtrIsInvalid(snap.gap_end_lsn);
+	values[i] = TimestampTzGetDatum(snap.gap_detected_at);
+	nulls[i++] = snap.gap_detected_at == 0;
+	values[i++] = Int64GetDatum(snap.resyncs);
+	if (snap.resync_state[0] != '\0')
+		values[i] = CStringGetTextDatum(snap.resync_state);
+	nulls[i++] = snap.resync_state[0] == '\0';
+	/* walship.max_retained_wal (wal_budget.c) */
+	{
+		int64		budget = ws_wal_budget_bytes();
+		const char *budget_state;
+
+		values[i] = Int64GetDatum(budget);
+		nulls[i++] = budget < 0;
+		budget_state = ws_wal_budget_state(snap.slot_given_up,
+										   !XLogRecPtrIsInvalid(slot.restart_lsn),
+										   current > slot.restart_lsn ?
+										   (int64) (current - slot.restart_lsn) : 0);
+		if (budget_state != NULL)
+			values[i] = CStringGetTextDatum(budget_state);
+		nulls[i++] = budget_state == NULL;
+		values[i] = TimestampTzGetDatum(snap.slot_given_up_at);
+		nulls[i++] = snap.slot_given_up_at == 0;
+	}
 	Assert(i == STATUS_COLUMNS);
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));

@@ -30,6 +30,20 @@
  * happen only in the main loop, in short transactions, never inside
  * decoding callbacks.
  *
+ * On a hot standby the worker waits for promotion (state standby).  A slot
+ * that is missing (a failover on PostgreSQL 15/16) or invalidated while
+ * walship.progress has a row for it is a gap, never skipped: it is
+ * reported with its exact range, and under walship.on_slot_lost = resync
+ * the worker records it ('pending', committed before the new slot exists,
+ * so a worker that ends meanwhile takes it up again), creates a new slot
+ * and queues a backfill of every published table carrying the slot's start
+ * as the resync's version (backfill.c); under stop it is an error.
+ *
+ * walship.max_retained_wal is checked about once a second wherever the
+ * worker is, inside decoding included (wal_budget.c).  On PostgreSQL 17+
+ * the slot is a failover slot, and decoding goes no further than the
+ * standbys of synchronized_standby_slots confirmed (failover.c).
+ *
  * IDENTIFICATION
  *	  src/worker.c
  *
@@ -69,18 +83,22 @@
 #include "batch.h"
 #include "delivery.h"
 #include "encoder.h"
+#include "failover.h"
 #include "format.h"
 #include "http_transport.h"
 #include "progress.h"
 #include "secrets.h"
 #include "settings.h"
 #include "shared_state.h"
+#include "wal_budget.h"
 #include "walship.h"
 
 /* Longest slice of WAL reading between two looks at the HTTP side. */
 #define WS_DECODE_SLICE_MS		20
 /* Wait between polls when there is nothing to do. */
 #define WS_IDLE_POLL_MS			10
+/* How often a worker on a standby looks whether it was promoted. */
+#define WS_STANDBY_POLL_MS		500
 /* How often counters are written to walship.progress at most. */
 #define WS_PROGRESS_INTERVAL_MS 1000
 
@@ -208,6 +226,142 @@ walship_allowed_as_output_plugin(void)
 	return found;
 }
 
+/* Commits what the transaction did so far, and starts another. */
+static void
+restart_transaction(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+/* Where the worker's slot, just created, starts: the first version. */
+static XLogRecPtr
+slot_start_lsn(void)
+{
+	ReplicationSlot *slot;
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+
+	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+	slot = SearchNamedReplicationSlot(walship_slot_name, false);
+	if (slot != NULL)
+	{
+		SpinLockAcquire(&slot->mutex);
+		lsn = slot->data.confirmed_flush;
+		SpinLockRelease(&slot->mutex);
+	}
+	LWLockRelease(ReplicationSlotControlLock);
+	if (XLogRecPtrIsInvalid(lsn))
+		elog(ERROR, "replication slot \"%s\" just created has no start",
+			 walship_slot_name);
+	return lsn;
+}
+
+/*
+ * Starts the resync on the new slot: the gap [start_lsn, the slot's start)
+ * is recorded in walship.progress and reported, and every published table
+ * is queued for a backfill whose last chunk carries a RESYNC record.
+ */
+static void
+begin_resync(XLogRecPtr start_lsn, const char *reason, int64 resyncs)
+{
+	XLogRecPtr	version = slot_start_lsn();
+	int			tables = ws_progress_begin_resync(walship_slot_name,
+												  start_lsn, version);
+
+	ereport(WARNING,
+			(errmsg("walship replication slot \"%s\" was lost (%s): changes from %X/%X to %X/%X were not shipped",
+					walship_slot_name, reason, LSN_FORMAT_ARGS(start_lsn),
+					LSN_FORMAT_ARGS(version)),
+			 errdetail("walship.progress says the endpoint acknowledged the changes before %X/%X; the new slot starts at %X/%X. Changes committed in between, deletes included, may be missing at the endpoint.",
+					   LSN_FORMAT_ARGS(start_lsn), LSN_FORMAT_ARGS(version)),
+			 errhint("walship resyncs (walship.on_slot_lost = resync): it backfills every published table (%d queued), then tells the endpoint which rows the gap may have deleted. Follow it in walship.status (resync_state) and walship.backfills.",
+					 tables)));
+	ws_shared_set_gap(start_lsn, version, GetCurrentTimestamp(), resyncs + 1,
+					  "running");
+}
+
+/*
+ * The slot exists: a resync whose new slot was created by a worker that
+ * ended before it recorded the resync is started now.  Nothing has
+ * confirmed the slot since: its start is still the resync's version.
+ */
+static void
+resume_pending_resync(void)
+{
+	WsGap		gap;
+
+	ws_progress_read_gap(walship_slot_name, &gap);
+	if (strcmp(gap.resync_state, "pending") == 0)
+		begin_resync(gap.start_lsn, "found again after a restart", gap.resyncs);
+}
+
+/*
+ * The slot is missing, or invalidated.  Without a walship.progress row
+ * (and not invalidated), this is a new pipeline: the slot is created, with
+ * the initial backfills.  Otherwise the changes after the last confirmed
+ * position are a gap: under walship.on_slot_lost = stop that is an error
+ * (returns false with message, detail and hint); under resync the gap is
+ * recorded ('pending', committed, so that a worker that ends now takes up
+ * the resync again), an invalidated slot is dropped, a new slot is created
+ * and the resync begins.
+ */
+static bool
+slot_lost(bool invalidated, XLogRecPtr slot_confirmed,
+		  char **message, char **detail, char **hint)
+{
+	WsGap		gap;
+	XLogRecPtr	start_lsn;
+	const char *reason = invalidated ? "invalidated" : "missing";
+
+	ws_progress_read_gap(walship_slot_name, &gap);
+	if (!invalidated && !gap.has_row)
+	{
+		ws_progress_create_slot(walship_slot_name);
+		ereport(LOG,
+				(errmsg("walship created logical replication slot \"%s\"",
+						walship_slot_name)));
+		/* a new pipeline starts with the rows the tables hold */
+		if (walship_initial_backfill)
+			ws_progress_queue_initial_backfills();
+		return true;
+	}
+
+	if (strcmp(gap.resync_state, "pending") == 0)
+		start_lsn = gap.start_lsn;
+	else
+		start_lsn = Max(gap.confirmed_lsn, slot_confirmed);
+
+	if (walship_on_slot_lost == WS_ON_SLOT_LOST_STOP)
+	{
+		XLogRecPtr	now_lsn = GetFlushRecPtr(NULL);
+
+		*message = psprintf("replication slot \"%s\" is %s: changes from %X/%X on were not shipped",
+							walship_slot_name, reason, LSN_FORMAT_ARGS(start_lsn));
+		*detail = psprintf("walship.progress says the endpoint acknowledged the changes before %X/%X, and no slot keeps the WAL after it: changes committed from %X/%X to the current position %X/%X, deletes included, may be missing at the endpoint. walship.on_slot_lost = stop: nothing is created or shipped.",
+						   LSN_FORMAT_ARGS(start_lsn), LSN_FORMAT_ARGS(start_lsn),
+						   LSN_FORMAT_ARGS(now_lsn));
+		*hint = pstrdup("Set walship.on_slot_lost = resync and reload to send every published table again and tell the endpoint which rows are gone; or reload the target yourself, drop any invalidated slot and delete the slot's row of walship.progress to start a new pipeline.");
+		ws_shared_set_gap(start_lsn, InvalidXLogRecPtr, GetCurrentTimestamp(),
+						  gap.resyncs, "stopped");
+		return false;
+	}
+
+	if (invalidated)
+		ws_progress_drop_slot(walship_slot_name);
+	if (strcmp(gap.resync_state, "pending") != 0)
+		ws_progress_mark_gap(walship_slot_name, start_lsn, "pending");
+	/* the gap is recorded before the slot exists; a slot needs no writes before */
+	restart_transaction();
+	ws_progress_create_slot(walship_slot_name);
+	ereport(LOG,
+			(errmsg("walship created logical replication slot \"%s\"",
+					walship_slot_name)));
+	begin_resync(start_lsn, reason, gap.resyncs);
+	return true;
+}
+
 /*
  * Whether everything the pipeline needs exists; if not, the problem is
  * reported and the caller waits and checks again.
@@ -217,6 +371,7 @@ pipeline_prerequisites(void)
 {
 	bool		ok = true;
 	char	   *message = NULL;
+	char	   *detail = NULL;
 	char	   *hint = NULL;
 	ReplicationSlot *slot;
 
@@ -274,6 +429,7 @@ pipeline_prerequisites(void)
 			bool		ours = strcmp(NameStr(slot->data.plugin), "walship") == 0;
 			bool		same_db = slot->data.database == MyDatabaseId;
 			int			active_pid = slot->active_pid;
+			XLogRecPtr	slot_confirmed = slot->data.confirmed_flush;
 #if PG_VERSION_NUM >= 160000
 			bool		invalidated = slot->data.invalidated != RS_INVAL_NONE;
 #else
@@ -289,13 +445,6 @@ pipeline_prerequisites(void)
 								   walship_slot_name, walship_database);
 				hint = pstrdup("Set walship.slot_name to another name, or drop that slot.");
 			}
-			else if (invalidated)
-			{
-				ok = false;
-				message = psprintf("replication slot \"%s\" was invalidated: WAL it needed was removed, and changes made since were lost for shipping",
-								   walship_slot_name);
-				hint = pstrdup("Drop the slot with pg_drop_replication_slot(), reload the target from a fresh copy (it is recreated on the next start), and consider raising max_slot_wal_keep_size.");
-			}
 			else if (active_pid != 0 && active_pid != MyProcPid)
 			{
 				ok = false;
@@ -303,22 +452,22 @@ pipeline_prerequisites(void)
 								   walship_slot_name, active_pid);
 				hint = pstrdup("Stop the other consumer of the slot.");
 			}
+			else if (invalidated)
+				ok = slot_lost(true, slot_confirmed, &message, &detail, &hint);
+			else
+				resume_pending_resync();
 		}
 		else
 		{
 			LWLockRelease(ReplicationSlotControlLock);
-			ws_progress_create_slot(walship_slot_name);
-			ereport(LOG,
-					(errmsg("walship created logical replication slot \"%s\"",
-							walship_slot_name)));
-			/* a new pipeline starts with the rows the tables hold */
-			if (walship_initial_backfill)
-				ws_progress_queue_initial_backfills();
+			ok = slot_lost(false, InvalidXLogRecPtr, &message, &detail, &hint);
 		}
 	}
 
-	/* message and hint live in the transaction's memory */
-	if (!ok)
+	/* message, detail and hint live in the transaction's memory */
+	if (!ok && detail != NULL)
+		ws_shared_report_problem_detail(WS_STATE_ERROR, message, detail, hint);
+	else if (!ok)
 		report_problem(WS_STATE_ERROR, message, hint);
 
 	PopActiveSnapshot();
@@ -393,6 +542,8 @@ add_record(void *arg, const char *record, int len)
 	while (ws_batcher_pending_bytes(worker->batcher) > max_pending_bytes(worker))
 	{
 		CHECK_FOR_INTERRUPTS();
+		/* an endpoint that stays down must not fill the disk meanwhile */
+		ws_wal_budget_check();
 		pump(worker, WS_IDLE_POLL_MS);
 
 		/*
@@ -438,6 +589,7 @@ start_decoding(WsWorker *worker)
 	List	   *options;
 	MemoryContext old;
 
+	ws_failover_prepare_slot(walship_slot_name);
 #if PG_VERSION_NUM >= 180000
 	ReplicationSlotAcquire(walship_slot_name, true, true);
 #else
@@ -471,6 +623,8 @@ start_decoding(WsWorker *worker)
 	ereport(LOG,
 			(errmsg("walship started shipping slot \"%s\" from %X/%X",
 					walship_slot_name, LSN_FORMAT_ARGS(worker->confirmed_lsn))));
+	/* a new slot in place of one given up: say what was not shipped */
+	ws_wal_budget_started(worker->confirmed_lsn);
 }
 
 static void
@@ -491,7 +645,8 @@ static bool
 decode_slice(WsWorker *worker)
 {
 	XLogReaderState *reader = worker->decoding->reader;
-	XLogRecPtr	flush = GetFlushRecPtr(NULL);
+	/* on 17+, only what the standbys of synchronized_standby_slots have */
+	XLogRecPtr	flush = ws_failover_read_limit(GetFlushRecPtr(NULL));
 	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 													   WS_DECODE_SLICE_MS);
 
@@ -684,14 +839,42 @@ start_encoders(WsWorker *worker)
 											 walship_encoder_workers);
 }
 
+/*
+ * On a standby the worker only waits: it may neither create a slot nor
+ * write its catalog, and the primary's walship ships the changes.  It
+ * starts shipping once the server is promoted.
+ */
+static void
+wait_for_promotion(WsWorker *worker)
+{
+	if (!RecoveryInProgress())
+		return;
+	ereport(LOG,
+			(errmsg("walship worker waits: the server is a standby"),
+			 errdetail("The walship worker starts shipping when the server is promoted.")));
+	ws_shared_set_state(WS_STATE_STANDBY);
+	pgstat_report_activity(STATE_IDLE, "walship: waiting for promotion");
+	while (RecoveryInProgress())
+	{
+		process_interrupts(worker);
+		wait_for_work(WS_STANDBY_POLL_MS);
+	}
+	ws_shared_set_state(WS_STATE_STARTING);
+	ereport(LOG,
+			(errmsg("walship worker starts: the server was promoted")));
+}
+
 /* Waits for the prerequisites, then ships until the process ends. */
 static void
 run_pipeline(WsWorker *worker)
 {
+	wait_for_promotion(worker);
+
 	/* wait until the extension, publications and slot are in order */
 	for (;;)
 	{
 		process_interrupts(worker);
+		ws_wal_budget_check();
 		if (may_ship(worker) && pipeline_prerequisites())
 			break;
 		wait_for_work(5000);
@@ -708,6 +891,7 @@ run_pipeline(WsWorker *worker)
 		bool		shipping;
 
 		process_interrupts(worker);
+		ws_wal_budget_check();
 		shipping = may_ship(worker);
 
 		/* another number of encoder workers, once nothing is pending */
@@ -738,6 +922,7 @@ run_pipeline(WsWorker *worker)
 			{
 				wait_for_work(5000);
 				process_interrupts(worker);
+				ws_wal_budget_check();
 			}
 			start_decoding(worker);
 		}
@@ -785,7 +970,8 @@ ws_register_worker(void)
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	/* on a hot standby it starts, and waits for promotion */
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = 5;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "walship");
 	snprintf(worker.bgw_function_name, BGW_MAXLEN, "walship_worker_main");

@@ -82,6 +82,9 @@ shared_buffers = 128MB
 # kill -9 of the worker makes the postmaster reinitialize; keep it running
 restart_after_crash = on
 walship.database = 'postgres'
+# the rows that predate the pipeline must come from the backfill this
+# test queues (and are checked to be missing before it)
+walship.initial_backfill = off
 walship.publication = 'wpub'
 walship.endpoint = '${\ $ch->insert_url('analytics.{table}') }'
 walship.format = 'ndjson'
