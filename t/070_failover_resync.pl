@@ -20,6 +20,11 @@
 #	     its resync version removed) gives exactly the new primary's
 #	     tables, the rows deleted during the gap included.
 #
+#	  Checked against the code before the lost-slot work (5e99a78): the
+#	  worker never ran on the standby, created a new slot silently after the
+#	  promotion, and the replay differed from the new primary by 242 rows of
+#	  items and the deleted rows of small (the gap's deletes and updates).
+#
 # IDENTIFICATION
 #	  t/070_failover_resync.pl
 

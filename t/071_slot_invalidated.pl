@@ -19,6 +19,10 @@
 #	     the new slot, before recording the resync) is taken up by the next
 #	     worker.
 #
+#	  Checked against the code before the lost-slot work (5e99a78): no
+#	  resync, and the replay differed from the table; and with the call
+#	  that takes a pending resync up disabled, part 4 failed.
+#
 # IDENTIFICATION
 #	  t/071_slot_invalidated.pl
 
