@@ -1,6 +1,6 @@
 # Copyright (c) walship developers
 #
-# t/072_clickhouse_failover.pl
+# t/073_clickhouse_failover.pl
 #	  The failover of t/070_failover_resync.pl against a real ClickHouse
 #	  (Debian's clickhouse-server 18.16, t/WalshipClickHouse.pm): flat
 #	  shape, clickhouse dialect, gzip, tables made by
