@@ -705,6 +705,14 @@ advance(WsWorker *worker)
 		List	   *tags = ws_batcher_take_released(worker->batcher);
 
 		ws_backfill_acknowledged(worker->backfill, tags);
+
+		/*
+		 * Backfill rows acknowledged: walship.progress is written (which
+		 * also finishes a resync whose last table is done) even when no
+		 * commit moved the slot, and whichever process sent them.
+		 */
+		if (tags != NIL)
+			worker->progress_dirty = true;
 		list_free_deep(tags);
 	}
 	if (worker->pending_confirm > lsn)

@@ -72,8 +72,8 @@ CREATE PUBLICATION wpub FOR TABLE items, small;
 CREATE EXTENSION walship;
 });
 # the ClickHouse tables first, then the worker (and its initial backfill)
-$ch->query($primary->safe_psql('postgres', q{SELECT walship.clickhouse_ddl('items', 'shop')}));
-$ch->query($primary->safe_psql('postgres', q{SELECT walship.clickhouse_ddl('small', 'shop')}));
+$ch->query($primary->safe_psql('postgres', q{SELECT walship.clickhouse_ddl('items', 'shop', 'clickhouse_18')}));
+$ch->query($primary->safe_psql('postgres', q{SELECT walship.clickhouse_ddl('small', 'shop', 'clickhouse_18')}));
 $primary->safe_psql('postgres', q{ALTER SYSTEM SET walship.enabled = on; SELECT pg_reload_conf();});
 
 # PostgreSQL's rows and ClickHouse's FINAL rows of a table, as sorted lines
