@@ -516,3 +516,11 @@ LANGUAGE C STABLE STRICT;
 
 COMMENT ON FUNCTION clickhouse_ddl(regclass, text) IS
 'Suggested ClickHouse 18.16 CREATE TABLE (ReplacingMergeTree) for a published table, for the flat NDJSON shape in the clickhouse dialect';
+
+CREATE FUNCTION encode_rowbinary(records bytea, database text DEFAULT 'default')
+RETURNS TABLE (statement text, body bytea, rows integer)
+AS 'MODULE_PATHNAME', 'walship_encode_rowbinary'
+LANGUAGE C STRICT STABLE;
+
+COMMENT ON FUNCTION encode_rowbinary(bytea, text) IS
+'Encodes concatenated walship binary change records as the ClickHouse RowBinary requests the shipping worker sends with walship.format = ''rowbinary'': one row per table and relation shape, with its INSERT statement';

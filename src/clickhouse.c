@@ -58,12 +58,6 @@ static const char *const metadata_names[] = {
 	"_unchanged", "_schema", "_table"
 };
 
-/* ... and their ClickHouse columns, after the table's own. */
-static const char *const metadata_columns[] = {
-	"`_op` String", "`_lsn` UInt64", "`_seq` UInt64", "`_version` UInt64",
-	"`_commit_ts` Int64", "`_deleted` UInt8"
-};
-
 /* ---------------------------------------------------------------------
  * The NDJSON 'clickhouse' dialect
  * ---------------------------------------------------------------------
@@ -345,6 +339,45 @@ ws_clickhouse_type(Oid type_oid, int32 typmod)
 	return clickhouse_type(type_oid, typmod, &ignored);
 }
 
+char *
+ws_clickhouse_column_type(const WsColumn *col)
+{
+	bool		domain_not_null;
+	char	   *type = clickhouse_type(col->type_oid, col->typmod,
+									   &domain_not_null);
+
+	/* ClickHouse has no Nullable(Array(...)): a NULL array cannot be stored */
+	if ((col->flags & WS_COL_NOT_NULL) || domain_not_null ||
+		strncmp(type, "Array(", 6) == 0)
+		return type;
+	return psprintf("Nullable(%s)", type);
+}
+
+bool
+ws_clickhouse_is_metadata_name(const char *name)
+{
+	for (int m = 0; m < (int) lengthof(metadata_names); m++)
+		if (strcmp(name, metadata_names[m]) == 0)
+			return true;
+	return false;
+}
+
+int
+ws_clickhouse_metadata_columns(const char *const **names,
+							   const char *const **types)
+{
+	static const char *const meta_names[] = {
+		"_op", "_lsn", "_seq", "_version", "_commit_ts", "_deleted"
+	};
+	static const char *const meta_types[] = {
+		"String", "UInt64", "UInt64", "UInt64", "Int64", "UInt8"
+	};
+
+	*names = meta_names;
+	*types = meta_types;
+	return lengthof(meta_names);
+}
+
 void
 ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 						   const char *database,
@@ -383,11 +416,7 @@ ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
 		const WsColumn *col = &rel->columns[i];
-		bool		domain_not_null;
-		char	   *type;
-
-		for (int m = 0; m < (int) lengthof(metadata_names); m++)
-			if (strcmp(col->name, metadata_names[m]) == 0)
+		if (ws_clickhouse_is_metadata_name(col->name))
 				ereport(ERROR,
 						(errcode(ERRCODE_DUPLICATE_COLUMN),
 						 errmsg("column \"%s\" of table %s has the name of a walship metadata column",
@@ -395,19 +424,21 @@ ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 						 errdetail("The flat NDJSON shape adds _op, _lsn, _seq, _version, _commit_ts and _deleted to every row."),
 						 errhint("Rename the column, or leave it out of the publication with a column list.")));
 
-		type = clickhouse_type(col->type_oid, col->typmod, &domain_not_null);
-		appendStringInfo(out, "%s\n    %s ", i > 0 ? "," : "",
-						 ws_clickhouse_quote_ident(col->name));
-		/* ClickHouse has no Nullable(Array(...)): a NULL array cannot be stored */
-		if ((col->flags & WS_COL_NOT_NULL) || domain_not_null ||
-			strncmp(type, "Array(", 6) == 0)
-			appendStringInfoString(out, type);
-		else
-			appendStringInfo(out, "Nullable(%s)", type);
+		appendStringInfo(out, "%s\n    %s %s", i > 0 ? "," : "",
+						 ws_clickhouse_quote_ident(col->name),
+						 ws_clickhouse_column_type(col));
 	}
-	for (int m = 0; m < (int) lengthof(metadata_columns); m++)
-		appendStringInfo(out, "%s\n    %s", rel->ncolumns + m > 0 ? "," : "",
-						 metadata_columns[m]);
+	{
+		const char *const *meta_names;
+		const char *const *meta_types;
+		int			nmeta = ws_clickhouse_metadata_columns(&meta_names,
+														   &meta_types);
+
+		for (int m = 0; m < nmeta; m++)
+			appendStringInfo(out, "%s\n    `%s` %s",
+							 rel->ncolumns + m > 0 ? "," : "",
+							 meta_names[m], meta_types[m]);
+	}
 	appendStringInfoString(out, "\n)\nENGINE = ReplacingMergeTree(_version)\nORDER BY (");
 	foreach(lc, keys)
 	{

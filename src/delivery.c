@@ -55,12 +55,14 @@
 #include "ndjson.h"
 #include "progress.h"
 #include "record_json.h"
+#include "rowbinary.h"
 #include "secrets.h"
 #include "settings.h"
 #include "shared_state.h"
 
 #define WS_CONTENT_TYPE_BINARY	"application/vnd.walship.v2"
 #define WS_CONTENT_TYPE_NDJSON	"application/x-ndjson"
+#define WS_CONTENT_TYPE_ROWBINARY	"application/octet-stream"
 
 static void free_dead_letter(WsRejectedBatch *rejected);
 
@@ -247,7 +249,8 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 			char	   *end = strchr(line, '\n');
 
 			if (rel == NULL ||
-				!ws_batch_table_done(batch, rel->schema_name, rel->table_name))
+				!ws_batch_table_done(batch, rel->schema_name, rel->table_name,
+									 NULL))
 			{
 				WsPartBuilder *builder = builder_for(&builders,
 													 per_table ? rel : NULL);
@@ -266,7 +269,7 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
  * walship.endpoint for schema.table, or for the whole batch when they are
  * NULL).
  */
-static void
+static WsBatchPart *
 add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 		 const char *schema, const char *table,
 		 const char *payload, int payload_len, int nlines,
@@ -294,6 +297,119 @@ add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 	part->status = nlines > 0 ? WS_BATCH_READY : WS_BATCH_DONE;
 	batch->parts = lappend(batch->parts, part);
 	MemoryContextSwitchTo(old);
+	return part;
+}
+
+/* The rows of one table and relation shape: one RowBinary request. */
+typedef struct WsRowBinaryGroup
+{
+	const WsRowBinaryShape *shape;
+	StringInfoData rows;
+	int			nrows;
+	char	   *problem;		/* the first row that cannot be written */
+} WsRowBinaryGroup;
+
+/*
+ * Prepares a batch as RowBinary requests: one per table and relation
+ * shape, in order of first appearance, each an INSERT with the shape's
+ * column list into walship.clickhouse_database.  Rows of tables and shapes
+ * done before a split are left out.  A group with a row that cannot be
+ * written gets no body but the problem, and is rejected without a
+ * request (start_or_reject).
+ */
+static void
+prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
+{
+	List	   *groups = NIL;
+	WsStreamContext stream;
+	WsReader	reader;
+	ListCell   *lc;
+	WsRowBinaryGroup *last = NULL;
+
+	ws_stream_context_init(&stream);
+	stream.json_trusted = true;
+	ws_reader_init(&reader, batch->records.data, batch->records.len);
+	while (!ws_reader_done(&reader))
+	{
+		WsRecord	record;
+		const WsRelation *rel;
+		const WsRowBinaryShape *shape;
+		WsRowBinaryGroup *group = NULL;
+		char	   *problem;
+		int			n;
+
+		ws_read_record(&reader, &record);
+		ws_stream_context_track(&stream, &record);
+		if (record.kind == WS_REC_TRUNCATE)
+		{
+			/* the flat shape has no row that empties a ClickHouse table */
+			for (uint64 i = 0; i < record.nrelations; i++)
+				if ((rel = ws_stream_relation(&stream, record.rel_ids[i])) != NULL)
+					ws_clickhouse_report_truncate(rel);
+			continue;
+		}
+		if (record.kind != WS_REC_INSERT && record.kind != WS_REC_UPDATE &&
+			record.kind != WS_REC_DELETE && record.kind != WS_REC_READ)
+			continue;
+		rel = ws_stream_relation(&stream, record.rel_id);
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
+							ws_record_kind_name(record.kind), record.rel_id)));
+		shape = ws_rowbinary_shape(rel);
+
+		/* consecutive rows of one table are the common case */
+		if (last != NULL && last->shape == shape)
+			group = last;
+		else
+		{
+			foreach(lc, groups)
+				if (((WsRowBinaryGroup *) lfirst(lc))->shape == shape)
+					group = lfirst(lc);
+		}
+		if (group == NULL)
+		{
+			if (ws_batch_table_done(batch, shape->schema_name,
+									shape->table_name, shape))
+				continue;
+			group = palloc0(sizeof(WsRowBinaryGroup));
+			group->shape = shape;
+			initStringInfo(&group->rows);
+			groups = lappend(groups, group);
+		}
+		last = group;
+		if (group->problem)
+			continue;
+		n = ws_rowbinary_append(&group->rows, &record, &stream, rel, shape,
+								&problem);
+		if (n < 0)
+			group->problem = problem;
+		else
+			group->nrows += n;
+	}
+
+	foreach(lc, groups)
+	{
+		WsRowBinaryGroup *group = lfirst(lc);
+		char	   *statement = ws_rowbinary_insert_statement(group->shape,
+															  walship_clickhouse_database);
+		WsBatchPart *part;
+		MemoryContext old;
+
+		part = add_part(delivery, batch, ws_clickhouse_statement_url(statement),
+						group->shape->schema_name, group->shape->table_name,
+						group->problem ? "" : group->rows.data,
+						group->problem ? 0 : group->rows.len,
+						Max(group->nrows, group->problem ? 1 : 0),
+						WS_CONTENT_TYPE_ROWBINARY);
+		old = MemoryContextSwitchTo(delivery->batcher->context);
+		part->statement = pstrdup(statement);
+		part->shape = group->shape;
+		if (group->problem)
+			part->local_error = pstrdup(group->problem);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -311,7 +427,26 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 	MemoryContext old = MemoryContextSwitchTo(encode_context);
 	bool		per_table = endpoint_per_table(walship_endpoint);
 
-	if (walship_format == WS_FORMAT_BINARY)
+	if (walship_format == WS_FORMAT_ROWBINARY)
+	{
+		const char *problem = NULL;
+
+		if (walship_ndjson_dialect != WS_NDJSON_CLICKHOUSE)
+			problem = "walship.format = rowbinary needs walship.ndjson_dialect = clickhouse";
+		else if (walship_clickhouse_database[0] == '\0')
+			problem = "walship.format = rowbinary needs walship.clickhouse_database";
+		if (problem)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(encode_context);
+			delivery->settings_problem = true;
+			ws_shared_report_problem(WS_STATE_ERROR, problem,
+									 "RowBinary rows are written for the ClickHouse table walship.clickhouse_ddl() declares: set walship.ndjson_dialect = 'clickhouse' and walship.clickhouse_database to the ClickHouse database of the tables, set walship.endpoint to ClickHouse's HTTP interface (http://host:8123/), and reload.");
+			return false;
+		}
+		prepare_rowbinary_parts(delivery, batch);
+	}
+	else if (walship_format == WS_FORMAT_BINARY)
 	{
 		if (per_table)
 		{
@@ -554,6 +689,7 @@ retarget_batch(WsBatch *batch, TimestampTz now)
 		if (part->status == WS_BATCH_SENDING)
 			sending = true;
 		if (strcmp(part->endpoint, walship_endpoint) != 0 &&
+			part->statement == NULL &&
 			endpoint_per_table(part->endpoint) != endpoint_per_table(walship_endpoint))
 			regroup = true;
 	}
@@ -577,7 +713,9 @@ retarget_batch(WsBatch *batch, TimestampTz now)
 		old = MemoryContextSwitchTo(GetMemoryChunkContext(part->url));
 		pfree(part->url);
 		pfree(part->endpoint);
-		part->url = part->table ?
+		part->url = part->statement ?
+			ws_clickhouse_statement_url(part->statement) :
+			part->table ?
 			endpoint_for(walship_endpoint, part->schema, part->table) :
 			pstrdup(walship_endpoint);
 		part->endpoint = pstrdup(walship_endpoint);
@@ -796,6 +934,28 @@ handle_result(WsDelivery *delivery, const WsHttpResult *given)
 	}
 }
 
+/*
+ * A RowBinary request whose rows cannot be written as the table declares
+ * them (rowbinary.c) is rejected without being sent, as ClickHouse rejects
+ * the NDJSON line: walship.on_rejected decides what happens to it.
+ */
+static void
+reject_locally(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part)
+{
+	WsHttpResult result;
+
+	memset(&result, 0, sizeof(result));
+	part->request_id = ++delivery->last_request_id;
+	part->status = WS_BATCH_SENDING;
+	part->attempts++;
+	result.request_id = part->request_id;
+	result.outcome = WS_HTTP_REJECTED;
+	result.retry_after_ms = -1;
+	snprintf(result.error, sizeof(result.error), "not sent: %s",
+			 part->local_error);
+	handle_result(delivery, &result);
+}
+
 /* Starts requests for due batches, in order, and collects results. */
 void
 ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
@@ -845,8 +1005,12 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 
 				if (ws_http_inflight(delivery->http) >= walship_max_inflight)
 					break;
-				if (part->status == WS_BATCH_READY ||
-					(part->status == WS_BATCH_WAITING && part->retry_at <= now))
+				if ((part->status == WS_BATCH_READY ||
+					 (part->status == WS_BATCH_WAITING && part->retry_at <= now)) &&
+					part->local_error != NULL)
+					reject_locally(delivery, batch, part);
+				else if (part->status == WS_BATCH_READY ||
+						 (part->status == WS_BATCH_WAITING && part->retry_at <= now))
 					start_part(delivery, batch, part);
 
 				/* under on_rejected = stop nothing after a rejected batch goes */

@@ -60,6 +60,7 @@ char	   *walship_clickhouse_database = NULL;
 static const struct config_enum_entry format_options[] = {
 	{"binary", WS_FORMAT_BINARY, false},
 	{"ndjson", WS_FORMAT_NDJSON, false},
+	{"rowbinary", WS_FORMAT_ROWBINARY, false},
 	{NULL, 0, false}
 };
 
@@ -378,7 +379,7 @@ ws_define_settings(void)
 							   check_endpoint, NULL, NULL);
 
 	DefineCustomEnumVariable("walship.format",
-							 "Body format of the requests: binary or ndjson.",
+							 "Body format of the requests: binary, ndjson or rowbinary.",
 							 NULL,
 							 &walship_format, WS_FORMAT_NDJSON, format_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);

@@ -20,7 +20,8 @@
 typedef enum WsFormat
 {
 	WS_FORMAT_BINARY,
-	WS_FORMAT_NDJSON
+	WS_FORMAT_NDJSON,
+	WS_FORMAT_ROWBINARY			/* ClickHouse INSERT ... FORMAT RowBinary */
 } WsFormat;
 
 typedef enum WsOnRejected
