@@ -52,6 +52,7 @@
 #include "delivery.h"
 #include "format.h"
 #include "http_transport.h"
+#include "managed_tables.h"
 #include "ndjson.h"
 #include "progress.h"
 #include "record_json.h"
@@ -75,6 +76,8 @@ ws_delivery_create(MemoryContext context, WsHttpClient *http,
 	delivery->context = context;
 	delivery->http = http;
 	delivery->batcher = batcher;
+	delivery->tables = ws_managed_tables_create(context, http,
+												&delivery->last_request_id);
 	return delivery;
 }
 
@@ -956,6 +959,56 @@ reject_locally(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part)
 	handle_result(delivery, &result);
 }
 
+static bool
+list_has_string(List *list, const char *str)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+		if (strcmp((char *) lfirst(lc), str) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a RowBinary request, not yet done, may be started now as far as
+ * its ClickHouse table goes (managed_tables.c).  Requests of a table go in
+ * queue order across shape changes: once one must wait, later ones of the
+ * table wait too (*blocked), and a table is checked or altered only when
+ * no earlier request of it is unfinished (*unfinished), so no row of an
+ * old shape is in flight while the table changes.  A table that refuses
+ * the shape makes the request a local rejection.
+ */
+static bool
+rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
+					  TimestampTz now, List **unfinished, List **blocked)
+{
+	bool		startable = part->status == WS_BATCH_READY ||
+		(part->status == WS_BATCH_WAITING && part->retry_at <= now);
+	char	   *why;
+	WsTableReadiness readiness;
+
+	if (list_has_string(*blocked, part->table))
+		return false;
+	if (!startable || part->local_error != NULL)
+	{
+		*unfinished = lappend(*unfinished, part->table);
+		return true;			/* in flight, waiting, or rejected anyway */
+	}
+	readiness = ws_managed_tables_ready(delivery->tables, part->shape,
+										!list_has_string(*unfinished, part->table),
+										now, &why);
+	*unfinished = lappend(*unfinished, part->table);
+	if (readiness == WS_TABLE_WAIT)
+	{
+		*blocked = lappend(*blocked, part->table);
+		return false;
+	}
+	if (readiness == WS_TABLE_REFUSED)
+		part->local_error = MemoryContextStrdup(GetMemoryChunkContext(part), why);
+	return true;
+}
+
 /* Starts requests for due batches, in order, and collects results. */
 void
 ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
@@ -966,6 +1019,8 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 	ListCell   *lc;
 	bool		paused;
 	bool		stop_here = false;
+	List	   *unfinished = NIL;	/* RowBinary tables with rows not done */
+	List	   *blocked = NIL;	/* ... whose later rows must wait */
 
 	paused = ws_shared_pause_requested();
 
@@ -1005,6 +1060,10 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 
 				if (ws_http_inflight(delivery->http) >= walship_max_inflight)
 					break;
+				if (part->shape != NULL && part->status != WS_BATCH_DONE &&
+					!rowbinary_table_ready(delivery, part, now, &unfinished,
+										   &blocked))
+					continue;
 				if ((part->status == WS_BATCH_READY ||
 					 (part->status == WS_BATCH_WAITING && part->retry_at <= now)) &&
 					part->local_error != NULL)
@@ -1021,9 +1080,13 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 		}
 	}
 
+	list_free(unfinished);
+	list_free(blocked);
+
 	n = ws_http_poll(delivery->http, timeout_ms, results, lengthof(results));
 	for (int i = 0; i < n; i++)
-		handle_result(delivery, &results[i]);
+		if (!ws_managed_tables_handle_result(delivery->tables, &results[i]))
+			handle_result(delivery, &results[i]);
 
 	/* backoff while a batch waits for its retry, or the endpoint is held */
 	if (ws_delivery_state(delivery) == WS_STATE_BACKOFF)

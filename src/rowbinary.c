@@ -245,6 +245,16 @@ make_shape(WsRowBinaryShape *shape, const WsRelation *rel)
 
 	shape->schema_name = pstrdup(rel->schema_name);
 	shape->table_name = pstrdup(rel->table_name);
+	shape->relation = *rel;
+	shape->relation.schema_name = shape->schema_name;
+	shape->relation.table_name = shape->table_name;
+	shape->relation.columns = palloc(sizeof(WsColumn) * Max(rel->ncolumns, 1));
+	for (int i = 0; i < rel->ncolumns; i++)
+	{
+		shape->relation.columns[i] = rel->columns[i];
+		shape->relation.columns[i].name = pstrdup(rel->columns[i].name);
+		shape->relation.columns[i].type_name = pstrdup(rel->columns[i].type_name);
+	}
 	shape->ncolumns = rel->ncolumns;
 	shape->nall = rel->ncolumns + nmeta;
 	shape->names = palloc(sizeof(char *) * shape->nall);
@@ -297,7 +307,7 @@ ws_rowbinary_shape(const WsRelation *rel)
 	char	   *key = relation_key(rel);
 	ListCell   *lc;
 	ShapeEntry *entry;
-	MemoryContext old;
+	MemoryContext caller = CurrentMemoryContext;
 	bool		started = false;
 
 	foreach(lc, shapes)
@@ -320,16 +330,69 @@ ws_rowbinary_shape(const WsRelation *rel)
 		StartTransactionCommand();
 		started = true;
 	}
-	old = MemoryContextSwitchTo(shape_context);
+	MemoryContextSwitchTo(shape_context);
 	entry = palloc0(sizeof(ShapeEntry));
 	entry->key = pstrdup(key);
 	make_shape(&entry->shape, rel);
 	shapes = lappend(shapes, entry);
-	MemoryContextSwitchTo(old);
+	MemoryContextSwitchTo(caller);
 	if (started)
 		CommitTransactionCommand();
+	/* committing leaves TopMemoryContext current */
+	MemoryContextSwitchTo(caller);
 	pfree(key);
 	return &entry->shape;
+}
+
+char *
+ws_rowbinary_create_table(const WsRowBinaryShape *shape, const char *database,
+						  char **problem)
+{
+	const WsRelation *rel = &shape->relation;
+	uint8		key_flag = rel->replica_identity == 'i' ?
+		WS_COL_KEY : WS_COL_PRIMARY_KEY;
+	bool		has_key = false;
+	bool		started = false;
+	StringInfoData ddl;
+	char	   *result;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext temp;
+
+	*problem = NULL;
+	if (shape->problem)
+	{
+		*problem = pstrdup(shape->problem);
+		return NULL;
+	}
+	for (int i = 0; i < rel->ncolumns; i++)
+		if (rel->columns[i].flags & key_flag)
+			has_key = true;
+	if (!has_key)
+	{
+		*problem = psprintf("table \"%s.%s\" has no primary key or replica identity index, which the ClickHouse table needs as its ORDER BY",
+							rel->schema_name, rel->table_name);
+		return NULL;
+	}
+	if (!IsTransactionState())
+	{
+		StartTransactionCommand();
+		started = true;
+	}
+	/* outlives the transaction, if one is started here */
+	temp = AllocSetContextCreate(TopMemoryContext, "walship CREATE TABLE",
+								 ALLOCSET_SMALL_SIZES);
+	MemoryContextSwitchTo(temp);
+	initStringInfo(&ddl);
+	ws_clickhouse_create_table(&ddl, rel, database, NULL, 0);
+	MemoryContextSwitchTo(caller);
+	if (started)
+		CommitTransactionCommand();
+	MemoryContextSwitchTo(caller);
+	/* "CREATE TABLE db.t" */
+	Assert(strncmp(ddl.data, "CREATE TABLE ", 13) == 0);
+	result = psprintf("CREATE TABLE IF NOT EXISTS %s", ddl.data + 13);
+	MemoryContextDelete(temp);
+	return result;
 }
 
 char *

@@ -38,6 +38,7 @@ typedef struct WsRowBinaryShape
 								 * signatures need the same table */
 	char	   *column_list;	/* "(`a`, `b`, ..., `_deleted`)" */
 	char	   *problem;		/* why no row can be encoded, or NULL */
+	WsRelation	relation;		/* a copy of the relation it was made from */
 } WsRowBinaryShape;
 
 /*
@@ -46,6 +47,15 @@ typedef struct WsRowBinaryShape
  * in progress); cached afterwards.
  */
 extern const WsRowBinaryShape *ws_rowbinary_shape(const WsRelation *rel);
+
+/*
+ * The CREATE TABLE IF NOT EXISTS of the shape's table in database, as
+ * walship.clickhouse_ddl() prints it (the key in column order); NULL with
+ * *problem set when the relation has no key.  Needs catalog access, and
+ * starts a transaction when none is in progress.  palloc'd.
+ */
+extern char *ws_rowbinary_create_table(const WsRowBinaryShape *shape,
+									   const char *database, char **problem);
 
 /* "INSERT INTO `database`.`table` (columns) FORMAT RowBinary"; palloc'd */
 extern char *ws_rowbinary_insert_statement(const WsRowBinaryShape *shape,

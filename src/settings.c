@@ -56,6 +56,7 @@ int			walship_backfill_max_rate = 0;
 int			walship_backfill_chunk_timeout = 1000;
 bool		walship_initial_backfill = false;
 char	   *walship_clickhouse_database = NULL;
+bool		walship_clickhouse_manage_tables = false;
 
 static const struct config_enum_entry format_options[] = {
 	{"binary", WS_FORMAT_BINARY, false},
@@ -521,6 +522,12 @@ ws_define_settings(void)
 							   "Empty means not set.  The RowBinary format and managed tables insert into and create tables of this database.",
 							   &walship_clickhouse_database, "",
 							   PGC_SIGHUP, 0, check_clickhouse_database, NULL, NULL);
+
+	DefineCustomBoolVariable("walship.clickhouse_manage_tables",
+							 "Whether the worker creates and alters its ClickHouse tables (walship.format = rowbinary).",
+							 "Missing tables are created as walship.clickhouse_ddl() prints them, and columns are added, dropped or widened as the published tables change, before rows of the new shape are sent.",
+							 &walship_clickhouse_manage_tables, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("walship");
 }

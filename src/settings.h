@@ -61,6 +61,7 @@ extern int	walship_backfill_max_rate;	/* rows per second, 0: no limit */
 extern int	walship_backfill_chunk_timeout;	/* ms, 0: no limit */
 extern bool walship_initial_backfill;
 extern char *walship_clickhouse_database;	/* "": not set */
+extern bool walship_clickhouse_manage_tables;
 
 extern void ws_define_settings(void);
 
