@@ -116,7 +116,7 @@ AS 'MODULE_PATHNAME', 'walship_encode_ndjson'
 LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION encode_ndjson(bytea, text, text) IS
-'Encodes concatenated walship binary change records as NDJSON as the shipping worker sends them: shape ''envelope'' or ''flat'', dialect ''standard'' or ''clickhouse''';
+'Encodes concatenated walship binary change records as NDJSON as the shipping worker sends them: shape ''envelope'' or ''flat'', dialect ''standard'', ''clickhouse'' (ClickHouse 22.x and later) or ''clickhouse_18'' (ClickHouse 18.16)';
 
 -- The shipping worker's durable progress, one row per slot.
 CREATE TABLE progress (
@@ -488,11 +488,12 @@ REVOKE ALL ON FUNCTION backfill(regclass, integer, text), cancel_backfill(bigint
 GRANT EXECUTE ON FUNCTION backfill(regclass, integer, text), cancel_backfill(bigint),
     backfill_publication(integer) TO walship_admin;
 
--- ClickHouse target tables for the flat NDJSON shape in the 'clickhouse'
+-- ClickHouse target tables for the flat NDJSON shape in a ClickHouse
 -- dialect (docs/clickhouse.md), from src/clickhouse.c, which owns every
 -- ClickHouse rule: clickhouse_type() maps a PostgreSQL type to the
--- ClickHouse 18.16 column type that takes the JSON value walship writes for
--- it; clickhouse_ddl() prints a CREATE TABLE.
+-- ClickHouse column type that takes the value walship writes for it in the
+-- dialect ('clickhouse': 22.x and later, 'clickhouse_18': 18.16);
+-- clickhouse_ddl() prints a CREATE TABLE.
 CREATE FUNCTION clickhouse_ident(name text)
 RETURNS text
 AS 'MODULE_PATHNAME', 'walship_clickhouse_ident'
@@ -501,26 +502,29 @@ LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
 COMMENT ON FUNCTION clickhouse_ident(text) IS
 'A ClickHouse identifier quoted with backticks';
 
-CREATE FUNCTION clickhouse_type(typid regtype, typmod integer DEFAULT -1)
+CREATE FUNCTION clickhouse_type(typid regtype, typmod integer DEFAULT -1,
+                                dialect text DEFAULT 'clickhouse')
 RETURNS text
 AS 'MODULE_PATHNAME', 'walship_clickhouse_type'
 LANGUAGE C STABLE STRICT PARALLEL SAFE;
 
-COMMENT ON FUNCTION clickhouse_type(regtype, integer) IS
-'ClickHouse 18.16 column type (without Nullable) for a PostgreSQL type and modifier, as walship''s clickhouse NDJSON dialect writes it';
+COMMENT ON FUNCTION clickhouse_type(regtype, integer, text) IS
+'ClickHouse column type (without Nullable) for a PostgreSQL type and modifier, as walship writes it in the dialect (''clickhouse'' or ''clickhouse_18'')';
 
-CREATE FUNCTION clickhouse_ddl(rel regclass, database text DEFAULT 'default')
+CREATE FUNCTION clickhouse_ddl(rel regclass, database text DEFAULT 'default',
+                               dialect text DEFAULT 'clickhouse')
 RETURNS text
 AS 'MODULE_PATHNAME', 'walship_clickhouse_ddl'
 LANGUAGE C STABLE STRICT;
 
-COMMENT ON FUNCTION clickhouse_ddl(regclass, text) IS
-'Suggested ClickHouse 18.16 CREATE TABLE (ReplacingMergeTree) for a published table, for the flat NDJSON shape in the clickhouse dialect';
+COMMENT ON FUNCTION clickhouse_ddl(regclass, text, text) IS
+'Suggested ClickHouse CREATE TABLE (ReplacingMergeTree) for a published table, for the flat NDJSON shape in the dialect (''clickhouse'' or ''clickhouse_18'')';
 
-CREATE FUNCTION encode_rowbinary(records bytea, database text DEFAULT 'default')
+CREATE FUNCTION encode_rowbinary(records bytea, database text DEFAULT 'default',
+                                 dialect text DEFAULT 'clickhouse')
 RETURNS TABLE (statement text, body bytea, rows integer)
 AS 'MODULE_PATHNAME', 'walship_encode_rowbinary'
 LANGUAGE C STRICT STABLE;
 
-COMMENT ON FUNCTION encode_rowbinary(bytea, text) IS
-'Encodes concatenated walship binary change records as the ClickHouse RowBinary requests the shipping worker sends with walship.format = ''rowbinary'': one row per table and relation shape, with its INSERT statement';
+COMMENT ON FUNCTION encode_rowbinary(bytea, text, text) IS
+'Encodes concatenated walship binary change records as the ClickHouse RowBinary requests the shipping worker sends with walship.format = ''rowbinary'': one row per table and relation shape, with its INSERT statement; dialect ''clickhouse'' or ''clickhouse_18''';

@@ -9,7 +9,7 @@
 # (nginx answering 204), and measures:
 #
 #   1. Throughput into ClickHouse.  The worker ships with the settings the
-#      README gives for ClickHouse (ndjson, flat shape, clickhouse dialect,
+#      README gives for ClickHouse 18.16 (ndjson, flat shape, clickhouse_18 dialect,
 #      gzip, an endpoint "INSERT INTO shop.{table} FORMAT JSONEachRow") into
 #      ReplacingMergeTree tables created from walship.clickhouse_ddl().
 #      With the worker paused (walship.pause()), a backlog of CHANGES row
@@ -221,12 +221,12 @@ start_cluster 'pgoutput, test_decoding, walship' <<EOF
 shared_preload_libraries = 'walship'
 walship.database = 'postgres'
 walship.publication = 'bench_pub'
-# README, "ClickHouse": flat shape, clickhouse dialect, gzip, {table} endpoint
+# README, "ClickHouse" (18.16): flat shape, clickhouse_18 dialect, gzip, {table} endpoint
 # (the throwaway ClickHouse has a password-less default user: no headers)
 walship.endpoint = '$CH_ENDPOINT'
 walship.format = 'ndjson'
 walship.ndjson_shape = 'flat'
-walship.ndjson_dialect = 'clickhouse'
+walship.dialect = 'clickhouse_18'
 walship.compression = 'gzip'
 EOF
 
@@ -333,7 +333,7 @@ SQL
 
 # The ClickHouse tables, as walship suggests them
 for t in orders orders_null events; do
-	ddl=$(psql_cmd -c "SELECT walship.clickhouse_ddl('public.$t', 'shop')")
+	ddl=$(psql_cmd -c "SELECT walship.clickhouse_ddl('public.$t', 'shop', 'clickhouse_18')")
 	chq "$ddl" >/dev/null
 	echo "$ddl" >"$TMP/clickhouse-$t.sql"
 done
@@ -344,7 +344,7 @@ CH_INSERTED0=$(ch_inserted_rows)
 wait_worker_streaming
 log "worker streaming (pid $WORKER_PID) to ClickHouse"
 set_walship "clickhouse_database=shop"
-SETTINGS=$(walship_settings ndjson_shape ndjson_dialect clickhouse_database compression batch_max_changes \
+SETTINGS=$(walship_settings ndjson_shape dialect clickhouse_database compression batch_max_changes \
 	batch_max_bytes batch_max_delay max_inflight)
 LOAD_START=$(load_avg)
 

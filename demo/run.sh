@@ -270,7 +270,7 @@ walship.publication = 'shop'
 walship.endpoint = '$endpoint'
 walship.format = 'ndjson'
 walship.ndjson_shape = 'flat'
-walship.ndjson_dialect = 'clickhouse'
+walship.dialect = 'clickhouse_18'
 walship.compression = 'gzip'
 EOF
 # PostgreSQL 15.19 and later only use output plugins listed here (older
@@ -314,8 +314,8 @@ psql_shop -f "$tmp/setup.sql" >/dev/null || die "setup failed"
 
 # The ClickHouse table, as walship suggests it for orders (the flat shape:
 # the row, then _op, _lsn, _seq, _version, _commit_ts, _deleted).
-step "Creating the ClickHouse table: SELECT walship.clickhouse_ddl('orders', 'shop')"
-ch_ddl=$(pgv "SELECT walship.clickhouse_ddl('orders', 'shop')") || die "walship.clickhouse_ddl failed"
+step "Creating the ClickHouse table: SELECT walship.clickhouse_ddl('orders', 'shop', 'clickhouse_18')"
+ch_ddl=$(pgv "SELECT walship.clickhouse_ddl('orders', 'shop', 'clickhouse_18')") || die "walship.clickhouse_ddl failed"
 grep -v '^--' <<<"$ch_ddl" | sed 's/^/  /'
 chq "$ch_ddl" >/dev/null || die "ClickHouse: CREATE TABLE failed"
 

@@ -369,7 +369,7 @@ SELECT r FROM bf_stream, walship.decode_stream(s) AS r;
 -- as the shipping worker sends them
 SELECT walship.encode_ndjson(s) FROM bf_stream;
 SELECT walship.encode_ndjson(s, 'flat') FROM bf_stream;
-SELECT walship.encode_ndjson(s, 'flat', 'clickhouse') FROM bf_stream;
+SELECT walship.encode_ndjson(s, 'flat', 'clickhouse_18') FROM bf_stream;
 -- _lsn is the position, _version the version
 SELECT (line::jsonb->>'_lsn')::numeric = x'3000028'::bigint AS lsn_is_position,
        (line::jsonb->>'_version')::numeric = x'3000000'::bigint AS version_is_version

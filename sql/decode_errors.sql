@@ -84,7 +84,7 @@ BEGIN
         PERFORM count(*) FROM walship.decode_stream(data);
     ELSE
         FOREACH shape IN ARRAY '{envelope,flat}'::text[] LOOP
-            FOREACH dialect IN ARRAY '{standard,clickhouse}'::text[] LOOP
+            FOREACH dialect IN ARRAY '{standard,clickhouse,clickhouse_18}'::text[] LOOP
                 PERFORM walship.encode_ndjson(data, shape, dialect);
             END LOOP;
         END LOOP;

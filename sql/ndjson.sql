@@ -105,7 +105,7 @@ SELECT regexp_replace(regexp_replace(regexp_replace(regexp_replace(
          ELSE
            (l.j->>'_lsn')::numeric = (b.lsn::pg_lsn - '0/0'::pg_lsn)::numeric
            AND (l.j->>'_seq')::bigint = c.ordinal
-           AND CASE WHEN dialect = 'clickhouse'  -- integer microseconds
+           AND CASE WHEN dialect = 'clickhouse_18'  -- integer microseconds
                     THEN (l.j->>'_commit_ts')::numeric
                          = extract(epoch FROM b.ts::timestamptz) * 1000000
                     ELSE l.j->>'_commit_ts' = b.ts END
@@ -252,7 +252,7 @@ SELECT e.n, e.line::jsonb->'after' = d.r->'new' AS envelope_same,
          WHERE r->>'kind' = 'insert') AS d USING (n)
  ORDER BY n;
 
--- The clickhouse dialect: timestamps and timestamptz as integer
+-- The clickhouse_18 dialect: timestamps and timestamptz as integer
 -- microseconds since 1970, their infinities as the int64 extremes, infinite
 -- dates as the ends of ClickHouse's Date range, bytea as bare lowercase
 -- hex, json and jsonb as a string holding the JSON text, numeric NaN and
@@ -278,13 +278,13 @@ INSERT INTO ndjson_ch VALUES
      NULL, NULL, NULL, NULL);
 UPDATE ndjson_ch SET id = 5 WHERE id = 4;
 SELECT ndjson_take('clickhouse');
-SELECT * FROM ndjson_show('clickhouse', 'flat', 'clickhouse');
-SELECT * FROM ndjson_show('clickhouse', 'envelope', 'clickhouse');
+SELECT * FROM ndjson_show('clickhouse', 'flat', 'clickhouse_18');
+SELECT * FROM ndjson_show('clickhouse', 'envelope', 'clickhouse_18');
 -- TRUNCATE gives no flat ClickHouse line (ClickHouse has no row that
 -- empties a table), but a warning per table; the envelope has its lines.
-SELECT * FROM ndjson_show('truncate', 'flat', 'clickhouse');
+SELECT * FROM ndjson_show('truncate', 'flat', 'clickhouse_18');
 SELECT count(*) AS truncate_lines
-  FROM ndjson_show('truncate', 'envelope', 'clickhouse') WHERE line LIKE '{"op": "t"%';
+  FROM ndjson_show('truncate', 'envelope', 'clickhouse_18') WHERE line LIKE '{"op": "t"%';
 -- the standard dialect is the default, for both shapes
 SELECT walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat')
        = walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat', 'standard') AS flat_same,
@@ -297,9 +297,34 @@ SELECT count(*) AS lines,
        AS same_keys
   FROM regexp_split_to_table(walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat'), E'\n')
        WITH ORDINALITY AS s(line, n)
+  JOIN regexp_split_to_table(walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat', 'clickhouse_18'), E'\n')
+       WITH ORDINALITY AS c(line, n) USING (n)
+ WHERE s.line <> '';
+
+-- The clickhouse dialect (ClickHouse 22.x and later): timestamps as
+-- DateTime64(6) strings and dates as Date32 strings, within 1900-01-01 ..
+-- 2299-12-31 (infinity and -infinity at its ends), numeric NaN and
+-- infinities as strings, _commit_ts as a DateTime64(6) string; bytea, json
+-- and NULL arrays as in clickhouse_18; everything else as in standard.
+SELECT regexp_replace(regexp_replace(regexp_replace(line,
+         '"_commit_ts": "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}"', '"_commit_ts": TS'),
+         '"_lsn": [0-9]+', '"_lsn": LSN'), '"_version": [0-9]+', '"_version": V') AS line
+  FROM regexp_split_to_table(walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat', 'clickhouse'), E'\n')
+       AS line
+ WHERE line <> '';
+-- _commit_ts is the commit time, in UTC, to the microsecond
+SELECT count(*) AS lines,
+       bool_and((c.line::jsonb->>'_commit_ts')::timestamp
+                = (s.line::jsonb->>'_commit_ts')::timestamptz AT TIME ZONE 'UTC') AS same_commit_ts
+  FROM regexp_split_to_table(walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat'), E'\n')
+       WITH ORDINALITY AS s(line, n)
   JOIN regexp_split_to_table(walship.encode_ndjson(ndjson_batch('clickhouse'), 'flat', 'clickhouse'), E'\n')
        WITH ORDINALITY AS c(line, n) USING (n)
  WHERE s.line <> '';
+-- no TRUNCATE lines in the flat shape either
+SELECT count(*) AS truncate_lines
+  FROM regexp_split_to_table(walship.encode_ndjson(ndjson_batch('truncate'), 'flat', 'clickhouse'), E'\n') AS line
+ WHERE line LIKE '%"_op": "t"%';
 
 -- Nothing in, nothing out; BEGIN, COMMIT and RELATION give no lines.
 SELECT walship.encode_ndjson(''::bytea) = '' AS empty,

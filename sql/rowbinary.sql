@@ -30,18 +30,26 @@ SELECT string_agg(data, ''::bytea ORDER BY n) AS records
 
 -- one request per table and shape, with the INSERT's column list
 SELECT statement, rows, length(body) AS bytes
-  FROM rb_records, walship.encode_rowbinary(records, 'shop');
+  FROM rb_records, walship.encode_rowbinary(records, 'shop', 'clickhouse_18');
 
 -- The rows of the first request.  Each row ends with _op (String: length
 -- 1, the letter), _lsn, _seq, _version (UInt64), _commit_ts (Int64) and
 -- _deleted (UInt8): 36 bytes; the table's columns come before.
 WITH req AS (
-  SELECT body FROM rb_records, walship.encode_rowbinary(records, 'shop')
+  SELECT body FROM rb_records, walship.encode_rowbinary(records, 'shop', 'clickhouse_18')
    WHERE rows = 5)
 SELECT encode(substr(body, 1, 83), 'hex') AS row1_columns,
        encode(substr(body, 84, 2), 'hex') AS row1_op,
        get_byte(body, 83 + 34) AS row1_deleted,
        get_byte(body, length(body) - 1) AS last_deleted
+  FROM req;
+
+-- The clickhouse dialect (current ClickHouse): Bool, Date32, DateTime64(6)
+-- as Int64 microseconds, _op LowCardinality(String).  Row 1's columns.
+WITH req AS (
+  SELECT statement, body FROM rb_records, walship.encode_rowbinary(records, 'shop', 'clickhouse')
+   WHERE rows = 5)
+SELECT statement, encode(substr(body, 1, 85), 'hex') AS row1_columns
   FROM req;
 
 -- An UPDATE that leaves a TOASTed value unchanged does not carry it: no
@@ -52,7 +60,8 @@ UPDATE rb_toast SET id = id;
 SELECT statement, rows FROM walship.encode_rowbinary(
   (SELECT string_agg(data, ''::bytea ORDER BY n)
      FROM pg_logical_slot_get_binary_changes('rb_slot', NULL, NULL,
-          'publication_names', 'rb_pub') WITH ORDINALITY AS c(lsn, xid, data, n)), 'shop');
+          'publication_names', 'rb_pub') WITH ORDINALITY AS c(lsn, xid, data, n)), 'shop',
+  'clickhouse_18');
 \set VERBOSITY default
 
 SELECT pg_drop_replication_slot('rb_slot');

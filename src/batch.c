@@ -360,6 +360,8 @@ ws_batch_free_parts(WsBatch *batch)
 			pfree(part->local_error);
 		if (part->body)
 			pfree(part->body);
+		if (part->dedup_token)
+			pfree(part->dedup_token);
 		pfree(part);
 	}
 	list_free(batch->parts);

@@ -51,6 +51,8 @@ typedef struct WsBatchPart
 	int			attempts;
 	TimestampTz retry_at;
 	uint64		request_id;		/* of its latest request, unique per worker */
+	char	   *dedup_token;	/* insert_deduplication_token sent with it
+								 * (clickhouse dialect), or NULL */
 } WsBatchPart;
 
 typedef struct WsBatch

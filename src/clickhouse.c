@@ -7,13 +7,17 @@
  *	  walship.clickhouse_ddl(), walship.clickhouse_ident()), which
  *	  ClickHouse errors are permanent, and the URL that runs a statement.
  *
- * The dialect targets ClickHouse 18.16, whose JSONEachRow has no
- * DateTime64, no Nullable(Array) and a strict Decimal; newer versions take
- * the same lines.  ws_clickhouse_type() is the one place that says which
- * ClickHouse column type takes the JSON value ws_clickhouse_append_value()
- * writes for a PostgreSQL type: keep them in step (t/045_clickhouse_types.pl
- * feeds every type into a real ClickHouse).  docs/clickhouse.md describes
- * both.
+ * Two dialects (dialect.h): 'clickhouse' for current ClickHouse (22.x and
+ * later, ClickHouse Cloud; tested against 26.7): DateTime64(6, 'UTC'),
+ * Date32, Bool, Decimal up to 76 digits, Nullable, ReplacingMergeTree
+ * (_version, _deleted) with a deduplication window; and 'clickhouse_18'
+ * for ClickHouse 18.16, whose JSONEachRow has no DateTime64, no
+ * Nullable(Array) and a strict Decimal.  ws_clickhouse_type() is the one
+ * place that says which ClickHouse column type takes the JSON value
+ * ws_clickhouse_append_value() writes for a PostgreSQL type in a dialect:
+ * keep them in step (t/045_clickhouse_types.pl feeds every type into a real
+ * ClickHouse 18.16, t/046_clickhouse26_types.pl into ClickHouse 26).
+ * docs/clickhouse.md describes both.
  *
  * ws_clickhouse_create_table() builds the DDL from a relation description
  * (a WsRelation, as a RELATION record gives it), so that the worker can
@@ -57,6 +61,12 @@ static const char *const metadata_names[] = {
 	"_op", "_lsn", "_seq", "_version", "_commit_ts", "_deleted",
 	"_unchanged", "_schema", "_table"
 };
+
+#define CH_MIN_DAYS		WS_CLICKHOUSE_MIN_DAYS
+#define CH_MAX_DAYS		WS_CLICKHOUSE_MAX_DAYS
+#define CH_USECS_PER_DAY	INT64CONST(86400000000)
+#define CH_MIN_USECS	WS_CLICKHOUSE_MIN_USECS
+#define CH_MAX_USECS	WS_CLICKHOUSE_MAX_USECS
 
 /* ---------------------------------------------------------------------
  * The NDJSON 'clickhouse' dialect
@@ -155,19 +165,185 @@ append_value(StringInfo out, const WsValue *value, Oid type_oid,
 	}
 }
 
-void
-ws_clickhouse_append_value(StringInfo out, const WsValue *value,
-						   const WsColumn *column, bool json_trusted)
+/* Appends n as exactly width digits (n >= 0, n < 10^width). */
+static char *
+put_digits(char *p, int64 n, int width)
 {
-	append_value(out, value, column->type_oid, column_is_array(column),
-				 json_trusted);
+	for (int i = width - 1; i >= 0; i--)
+	{
+		p[i] = '0' + (char) (n % 10);
+		n /= 10;
+	}
+	return p + width;
 }
 
-/* Int64 microseconds, as timestamps: there is no DateTime64 in 18.16. */
-void
-ws_clickhouse_append_commit_ts(StringInfo out, int64 commit_time)
+/*
+ * Writes the day days since 1970-01-01 (proleptic Gregorian) as
+ * YYYY-MM-DD; the year must have four digits.  Returns the end.
+ */
+static char *
+put_date(char *p, int64 days)
 {
-	ws_append_int64(out, commit_time);
+	/* days to civil date, by 400-year eras counted from 0000-03-01 */
+	int64		z = days + 719468;
+	int64		era = (z >= 0 ? z : z - 146096) / 146097;
+	int64		doe = z - era * 146097;
+	int64		yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	int64		doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	int64		mp = (5 * doy + 2) / 153;
+	int64		day = doy - (153 * mp + 2) / 5 + 1;
+	int64		month = mp < 10 ? mp + 3 : mp - 9;
+	int64		year = yoe + era * 400 + (month <= 2 ? 1 : 0);
+
+	p = put_digits(p, year, 4);
+	*p++ = '-';
+	p = put_digits(p, month, 2);
+	*p++ = '-';
+	return put_digits(p, day, 2);
+}
+
+/* A date (days since 1970) as a Date32 string, within Date32's range. */
+static void
+append_date32(StringInfo out, int64 days)
+{
+	char		buf[16];
+	char	   *p = buf;
+
+	days = Max(CH_MIN_DAYS, Min(CH_MAX_DAYS, days));
+	*p++ = '"';
+	p = put_date(p, days);
+	*p++ = '"';
+	appendBinaryStringInfo(out, buf, p - buf);
+}
+
+/*
+ * A timestamp (us since 1970, UTC or wall clock) as a DateTime64(6) string
+ * "YYYY-MM-DD hh:mm:ss.ffffff" (what date_time_input_format 'basic'
+ * reads), within DateTime64's range.
+ */
+static void
+append_datetime64(StringInfo out, int64 usecs)
+{
+	char		buf[40];
+	char	   *p = buf;
+	int64		days;
+	int64		rest;
+
+	usecs = Max(CH_MIN_USECS, Min(CH_MAX_USECS, usecs));
+	days = usecs / CH_USECS_PER_DAY;
+	rest = usecs % CH_USECS_PER_DAY;
+	if (rest < 0)
+	{
+		days--;
+		rest += CH_USECS_PER_DAY;
+	}
+	*p++ = '"';
+	p = put_date(p, days);
+	*p++ = ' ';
+	p = put_digits(p, rest / INT64CONST(3600000000), 2);
+	*p++ = ':';
+	p = put_digits(p, rest / 60000000 % 60, 2);
+	*p++ = ':';
+	p = put_digits(p, rest / 1000000 % 60, 2);
+	*p++ = '.';
+	p = put_digits(p, rest % 1000000, 6);
+	*p++ = '"';
+	appendBinaryStringInfo(out, buf, p - buf);
+}
+
+/*
+ * Values as current ClickHouse's JSONEachRow reads them into the types of
+ * ws_clickhouse_type() (docs/clickhouse.md): timestamps as DateTime64(6)
+ * strings and dates as Date32 strings, clamped to their range 1900-01-01
+ * ... 2299-12-31 (infinity and -infinity are its ends); bytea as lowercase
+ * hex for unhex(), json as a JSON string, a NULL array as [].  numeric
+ * NaN and infinities stay the strings "NaN", "Infinity", "-Infinity":
+ * exact in the String column of an unbounded numeric, refused by a
+ * Decimal (never stored as 0 or NULL).  Everything else as in the
+ * standard dialect.
+ */
+static void
+append_value_modern(StringInfo out, const WsValue *value, Oid type_oid,
+					bool is_array, bool json_trusted)
+{
+	bool		is_date = (type_oid == DATEOID || type_oid == DATEARRAYOID);
+
+	switch (value->tag)
+	{
+		case WS_VAL_TIMESTAMP:
+		case WS_VAL_TIMESTAMPTZ:
+			append_datetime64(out, value->int_value);
+			break;
+		case WS_VAL_DATE:
+			append_date32(out, value->int_value);
+			break;
+		case WS_VAL_POS_INFINITY:
+		case WS_VAL_NEG_INFINITY:
+			if (is_date)
+				append_date32(out, value->tag == WS_VAL_POS_INFINITY ?
+							  CH_MAX_DAYS : CH_MIN_DAYS);
+			else
+				append_datetime64(out, value->tag == WS_VAL_POS_INFINITY ?
+								  CH_MAX_USECS : CH_MIN_USECS);
+			break;
+		case WS_VAL_NULL:
+			/* ClickHouse has no Nullable(Array): a NULL array is empty */
+			appendStringInfoString(out, is_array ? "[]" : "null");
+			break;
+		case WS_VAL_ARRAY:
+			{
+				WsReader	elements = value->elements;
+				WsValue		element;
+
+				appendStringInfoChar(out, '[');
+				for (uint64 i = 0; i < value->nelements; i++)
+				{
+					if (i > 0)
+						appendStringInfoString(out, ", ");
+					ws_read_value(&elements, &element);
+					append_value_modern(out, &element, type_oid, false,
+										json_trusted);
+				}
+				appendStringInfoChar(out, ']');
+			}
+			break;
+		case WS_VAL_BYTES:
+		case WS_VAL_JSON:
+			/* as in 18.16: hex, and JSON text as a string */
+			append_value(out, value, type_oid, is_array, json_trusted);
+			break;
+		default:
+			/* numeric NaN and infinities included: see above */
+			ws_value_to_json(out, value, json_trusted);
+			break;
+	}
+}
+
+void
+ws_clickhouse_append_value(StringInfo out, const WsValue *value,
+						   const WsColumn *column, WsDialect dialect,
+						   bool json_trusted)
+{
+	if (dialect == WS_DIALECT_CLICKHOUSE_18)
+		append_value(out, value, column->type_oid, column_is_array(column),
+					 json_trusted);
+	else
+		append_value_modern(out, value, column->type_oid,
+							column_is_array(column), json_trusted);
+}
+
+/*
+ * The commit time (us since 1970): DateTime64(6, 'UTC'), or Int64
+ * microseconds in 18.16, which has no DateTime64.
+ */
+void
+ws_clickhouse_append_commit_ts(StringInfo out, int64 commit_time,
+							   WsDialect dialect)
+{
+	if (dialect == WS_DIALECT_CLICKHOUSE_18)
+		ws_append_int64(out, commit_time);
+	else
+		append_datetime64(out, commit_time);
 }
 
 /*
@@ -226,12 +402,13 @@ ws_clickhouse_quote_ident(const char *name)
 
 /*
  * The ClickHouse type of numeric(p,s): a bare JSON number with exactly the
- * scale's fraction digits, which 18.16's Decimal takes (and nothing else, no
- * NaN); String takes no number at all.  Without a fitting numeric(p,s),
- * Float64 (lossy).
+ * scale's fraction digits, which Decimal takes (and nothing else, no NaN).
+ * Without a fitting numeric(p,s): in 18.16, whose String takes no number
+ * at all, Float64 (lossy); in current ClickHouse (Decimal up to 76 digits),
+ * String, which keeps the number's text exactly.
  */
 static char *
-numeric_type(int32 typmod)
+numeric_type(int32 typmod, WsDialect dialect)
 {
 	if (typmod >= (int32) VARHDRSZ)
 	{
@@ -244,10 +421,11 @@ numeric_type(int32 typmod)
 			scale = 0;
 		}
 		prec = Max(prec, scale);
-		if (prec >= 1 && prec <= 38)
+		if (prec >= 1 && prec <= (dialect == WS_DIALECT_CLICKHOUSE_18 ? 38 : 76))
 			return psprintf("Decimal(%d, %d)", prec, scale);
 	}
-	return pstrdup("Float64");
+	/* current ClickHouse: the exact text, NaN and infinities included */
+	return pstrdup(dialect == WS_DIALECT_CLICKHOUSE_18 ? "Float64" : "String");
 }
 
 /*
@@ -255,8 +433,11 @@ numeric_type(int32 typmod)
  * (or over one) in *domain_not_null.
  */
 static char *
-clickhouse_type(Oid type_oid, int32 typmod, bool *domain_not_null)
+clickhouse_type(Oid type_oid, int32 typmod, WsDialect dialect,
+				bool *domain_not_null)
 {
+	bool		modern = (dialect != WS_DIALECT_CLICKHOUSE_18);
+
 	HeapTuple	tuple;
 	Form_pg_type typ;
 	Oid			element = InvalidOid;
@@ -292,13 +473,13 @@ clickhouse_type(Oid type_oid, int32 typmod, bool *domain_not_null)
 		bool		ignored;
 
 		return psprintf("Array(Nullable(%s))",
-						clickhouse_type(element, typmod, &ignored));
+						clickhouse_type(element, typmod, dialect, &ignored));
 	}
 
 	switch (type_oid)
 	{
 		case BOOLOID:
-			return pstrdup("UInt8");	/* true / false */
+			return pstrdup(modern ? "Bool" : "UInt8");	/* true / false */
 		case INT2OID:
 			return pstrdup("Int16");
 		case INT4OID:
@@ -312,12 +493,13 @@ clickhouse_type(Oid type_oid, int32 typmod, bool *domain_not_null)
 		case FLOAT8OID:
 			return pstrdup("Float64");
 		case NUMERICOID:
-			return numeric_type(typmod);
+			return numeric_type(typmod, dialect);
 		case DATEOID:
-			return pstrdup("Date");	/* "YYYY-MM-DD" */
+			return pstrdup(modern ? "Date32" : "Date");	/* "YYYY-MM-DD" */
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
-			return pstrdup("Int64");	/* microseconds since 1970 */
+			/* 18.16: microseconds since 1970 */
+			return pstrdup(modern ? "DateTime64(6, 'UTC')" : "Int64");
 		case UUIDOID:
 			return pstrdup("UUID");
 		default:
@@ -332,18 +514,18 @@ clickhouse_type(Oid type_oid, int32 typmod, bool *domain_not_null)
 }
 
 char *
-ws_clickhouse_type(Oid type_oid, int32 typmod)
+ws_clickhouse_type(Oid type_oid, int32 typmod, WsDialect dialect)
 {
 	bool		ignored;
 
-	return clickhouse_type(type_oid, typmod, &ignored);
+	return clickhouse_type(type_oid, typmod, dialect, &ignored);
 }
 
 char *
-ws_clickhouse_column_type(const WsColumn *col)
+ws_clickhouse_column_type(const WsColumn *col, WsDialect dialect)
 {
 	bool		domain_not_null;
-	char	   *type = clickhouse_type(col->type_oid, col->typmod,
+	char	   *type = clickhouse_type(col->type_oid, col->typmod, dialect,
 									   &domain_not_null);
 
 	/* ClickHouse has no Nullable(Array(...)): a NULL array cannot be stored */
@@ -364,24 +546,31 @@ ws_clickhouse_is_metadata_name(const char *name)
 
 int
 ws_clickhouse_metadata_columns(const char *const **names,
-							   const char *const **types)
+							   const char *const **types, WsDialect dialect)
 {
 	static const char *const meta_names[] = {
 		"_op", "_lsn", "_seq", "_version", "_commit_ts", "_deleted"
 	};
-	static const char *const meta_types[] = {
+	/* 18.16 ... */
+	static const char *const meta_types_18[] = {
 		"String", "UInt64", "UInt64", "UInt64", "Int64", "UInt8"
+	};
+	/* ... and current ClickHouse */
+	static const char *const meta_types[] = {
+		"LowCardinality(String)", "UInt64", "UInt64", "UInt64",
+		"DateTime64(6, 'UTC')", "UInt8"
 	};
 
 	*names = meta_names;
-	*types = meta_types;
+	*types = dialect == WS_DIALECT_CLICKHOUSE_18 ? meta_types_18 : meta_types;
 	return lengthof(meta_names);
 }
 
 void
 ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 						   const char *database,
-						   const char *const *key_names, int nkey_names)
+						   const char *const *key_names, int nkey_names,
+						   WsDialect dialect)
 {
 	char	   *relname = quote_qualified_identifier(rel->schema_name,
 													 rel->table_name);
@@ -416,30 +605,40 @@ ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
 		const WsColumn *col = &rel->columns[i];
+
 		if (ws_clickhouse_is_metadata_name(col->name))
-				ereport(ERROR,
-						(errcode(ERRCODE_DUPLICATE_COLUMN),
-						 errmsg("column \"%s\" of table %s has the name of a walship metadata column",
-								col->name, relname),
-						 errdetail("The flat NDJSON shape adds _op, _lsn, _seq, _version, _commit_ts and _deleted to every row."),
-						 errhint("Rename the column, or leave it out of the publication with a column list.")));
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_COLUMN),
+					 errmsg("column \"%s\" of table %s has the name of a walship metadata column",
+							col->name, relname),
+					 errdetail("The flat NDJSON shape adds _op, _lsn, _seq, _version, _commit_ts and _deleted to every row."),
+					 errhint("Rename the column, or leave it out of the publication with a column list.")));
 
 		appendStringInfo(out, "%s\n    %s %s", i > 0 ? "," : "",
 						 ws_clickhouse_quote_ident(col->name),
-						 ws_clickhouse_column_type(col));
+						 ws_clickhouse_column_type(col, dialect));
 	}
 	{
 		const char *const *meta_names;
 		const char *const *meta_types;
 		int			nmeta = ws_clickhouse_metadata_columns(&meta_names,
-														   &meta_types);
+														   &meta_types,
+														   dialect);
 
 		for (int m = 0; m < nmeta; m++)
 			appendStringInfo(out, "%s\n    `%s` %s",
 							 rel->ncolumns + m > 0 ? "," : "",
 							 meta_names[m], meta_types[m]);
 	}
-	appendStringInfoString(out, "\n)\nENGINE = ReplacingMergeTree(_version)\nORDER BY (");
+
+	/*
+	 * Current ClickHouse: FINAL leaves out the rows whose newest version is
+	 * a delete, and a retried request (same insert_deduplication_token) is
+	 * dropped by a plain MergeTree only with a deduplication window.
+	 */
+	appendStringInfoString(out, dialect == WS_DIALECT_CLICKHOUSE_18 ?
+						   "\n)\nENGINE = ReplacingMergeTree(_version)\nORDER BY (" :
+						   "\n)\nENGINE = ReplacingMergeTree(_version, _deleted)\nORDER BY (");
 	foreach(lc, keys)
 	{
 		if (foreach_current_index(lc) > 0)
@@ -447,6 +646,9 @@ ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 		appendStringInfoString(out, ws_clickhouse_quote_ident(lfirst(lc)));
 	}
 	appendStringInfoChar(out, ')');
+	if (dialect != WS_DIALECT_CLICKHOUSE_18)
+		appendStringInfo(out, "\nSETTINGS non_replicated_deduplication_window = %d",
+						 WS_CLICKHOUSE_DEDUP_WINDOW);
 	list_free(keys);
 }
 
@@ -464,12 +666,29 @@ walship_clickhouse_ident(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(ws_clickhouse_quote_ident(name)));
 }
 
-/* walship.clickhouse_type(typid regtype, typmod integer) -> text */
+WsDialect
+ws_clickhouse_dialect_from_name(const char *name)
+{
+	WsDialect	dialect;
+
+	if (!ws_dialect_from_name(name, &dialect) || dialect == WS_DIALECT_STANDARD)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized ClickHouse dialect \"%s\"", name),
+				 errhint("Valid ClickHouse dialects are \"clickhouse\" (ClickHouse 22.x and later) and \"clickhouse_18\" (ClickHouse 18.16).")));
+	return dialect;
+}
+
+/* walship.clickhouse_type(typid regtype, typmod integer, dialect text) -> text */
 Datum
 walship_clickhouse_type(PG_FUNCTION_ARGS)
 {
+	WsDialect	dialect =
+		ws_clickhouse_dialect_from_name(text_to_cstring(PG_GETARG_TEXT_PP(2)));
+
 	PG_RETURN_TEXT_P(cstring_to_text(ws_clickhouse_type(PG_GETARG_OID(0),
-														PG_GETARG_INT32(1))));
+														PG_GETARG_INT32(1),
+														dialect)));
 }
 
 /* A comment line: a name with a line break must not end the comment. */
@@ -525,15 +744,17 @@ key_column_names(Relation rel)
 }
 
 /*
- * walship.clickhouse_ddl(rel regclass, database text) -> text: comments
- * for people, then ws_clickhouse_create_table() for the table's columns
- * as walship sends them (not dropped, not generated).
+ * walship.clickhouse_ddl(rel regclass, database text, dialect text) ->
+ * text: comments for people, then ws_clickhouse_create_table() for the
+ * table's columns as walship sends them (not dropped, not generated).
  */
 Datum
 walship_clickhouse_ddl(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	char	   *database = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	WsDialect	dialect =
+		ws_clickhouse_dialect_from_name(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	Relation	rel = relation_open(relid, AccessShareLock);
 	TupleDesc	desc = RelationGetDescr(rel);
 	WsRelation	wsrel = {0};
@@ -596,8 +817,12 @@ walship_clickhouse_ddl(PG_FUNCTION_ARGS)
 						 relname);
 		append_comment(&ddl, comment.data);
 		resetStringInfo(&comment);
-		appendStringInfo(&comment, "Current rows: SELECT ... FROM %s FINAL WHERE NOT _deleted",
-						 target);
+		if (dialect == WS_DIALECT_CLICKHOUSE_18)
+			appendStringInfo(&comment, "Current rows: SELECT ... FROM %s FINAL WHERE NOT _deleted",
+							 target);
+		else
+			appendStringInfo(&comment, "Current rows: SELECT ... FROM %s FINAL (deleted rows are left out)",
+							 target);
 		append_comment(&ddl, comment.data);
 		if (wsrel.replica_identity != REPLICA_IDENTITY_FULL && toasted.len > 0)
 		{
@@ -610,7 +835,7 @@ walship_clickhouse_ddl(PG_FUNCTION_ARGS)
 
 	/* the key is checked first: a table without one fails on that alone */
 	ws_clickhouse_create_table(&ddl, &wsrel, database,
-							   nkeys > 0 ? key_names : NULL, nkeys);
+							   nkeys > 0 ? key_names : NULL, nkeys, dialect);
 	relation_close(rel, AccessShareLock);
 	PG_RETURN_TEXT_P(cstring_to_text_with_len(ddl.data, ddl.len));
 }

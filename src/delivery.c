@@ -29,6 +29,11 @@
  * afterwards; dead letters are written by the worker's main loop
  * (ws_delivery_write_dead_letters), never inside decoding.
  *
+ * In the clickhouse dialect every request carries an
+ * insert_deduplication_token in its URL, the same on every retry of the
+ * request (dedup_token): ClickHouse drops a retried insert that it had
+ * stored already, whose acknowledgement was lost.
+ *
  * Status and counters go to shared memory through shared_state.c; the
  * state is backoff, not streaming, while a request waits to be retried.
  *
@@ -42,7 +47,9 @@
 #include <ctype.h>
 #include <math.h>
 
+#include "access/xlog.h"
 #include "common/pg_prng.h"
+#include "port/pg_crc32c.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -210,7 +217,7 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 	WsNdjsonOptions options;
 
 	options.shape = (WsNdjsonShape) walship_ndjson_shape;
-	options.dialect = (WsNdjsonDialect) walship_ndjson_dialect;
+	options.dialect = (WsDialect) walship_dialect;
 
 	initStringInfo(&lines);
 	ws_stream_context_init(&stream);
@@ -268,6 +275,31 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 }
 
 /*
+ * The insert_deduplication_token of a request: what it carries, named so
+ * that no other request has the same (docs/clickhouse.md, "Redelivery").
+ * The system identifier and slot tell pipelines apart (two PostgreSQL
+ * servers may ship the same LSNs into one table), the batch's first and
+ * last change ids and the table the rows, and the CRC-32C of the payload
+ * its content, should the same rows be encoded otherwise after a reload.
+ */
+static char *
+make_dedup_token(const WsBatch *batch, const char *schema, const char *table,
+				 const char *payload, int payload_len)
+{
+	pg_crc32c	crc;
+
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, payload, payload_len);
+	FIN_CRC32C(crc);
+	return psprintf("walship-" UINT64_FORMAT "-%s-%s..%s%s%s%s%s-%08x",
+					GetSystemIdentifier(),
+					walship_slot_name ? walship_slot_name : "",
+					batch->first_change, batch->last_change,
+					table ? "-" : "", schema ? schema : "",
+					table ? "." : "", table ? table : "", crc);
+}
+
+/*
  * Adds a request to the batch: payload, compressed, to url (made from
  * walship.endpoint for schema.table, or for the whole batch when they are
  * NULL).
@@ -298,6 +330,9 @@ add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 	part->body_len = compressed.len;
 	part->nlines = nlines;
 	part->status = nlines > 0 ? WS_BATCH_READY : WS_BATCH_DONE;
+	if ((WsDialect) walship_dialect == WS_DIALECT_CLICKHOUSE)
+		part->dedup_token = make_dedup_token(batch, schema, table, payload,
+											 payload_len);
 	batch->parts = lappend(batch->parts, part);
 	MemoryContextSwitchTo(old);
 	return part;
@@ -360,7 +395,7 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
 							ws_record_kind_name(record.kind), record.rel_id)));
-		shape = ws_rowbinary_shape(rel);
+		shape = ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
 
 		/* consecutive rows of one table are the common case */
 		if (last != NULL && last->shape == shape)
@@ -434,8 +469,8 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 	{
 		const char *problem = NULL;
 
-		if (walship_ndjson_dialect != WS_NDJSON_CLICKHOUSE)
-			problem = "walship.format = rowbinary needs walship.ndjson_dialect = clickhouse";
+		if ((WsDialect) walship_dialect == WS_DIALECT_STANDARD)
+			problem = "walship.format = rowbinary needs walship.dialect = clickhouse or clickhouse_18";
 		else if (walship_clickhouse_database[0] == '\0')
 			problem = "walship.format = rowbinary needs walship.clickhouse_database";
 		if (problem)
@@ -444,7 +479,7 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 			MemoryContextDelete(encode_context);
 			delivery->settings_problem = true;
 			ws_shared_report_problem(WS_STATE_ERROR, problem,
-									 "RowBinary rows are written for the ClickHouse table walship.clickhouse_ddl() declares: set walship.ndjson_dialect = 'clickhouse' and walship.clickhouse_database to the ClickHouse database of the tables, set walship.endpoint to ClickHouse's HTTP interface (http://host:8123/), and reload.");
+									 "RowBinary rows are written for the ClickHouse table walship.clickhouse_ddl() declares: set walship.dialect = 'clickhouse' (or 'clickhouse_18' for ClickHouse 18.16) and walship.clickhouse_database to the ClickHouse database of the tables, set walship.endpoint to ClickHouse's HTTP interface (http://host:8123/), and reload.");
 			return false;
 		}
 		prepare_rowbinary_parts(delivery, batch);
@@ -505,12 +540,25 @@ start_part(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part)
 	part->request_id = ++delivery->last_request_id;
 	request.request_id = part->request_id;
 	request.url = part->url;
+	if (part->dedup_token != NULL)
+	{
+		StringInfoData url;
+
+		/* libcurl copies the URL */
+		initStringInfo(&url);
+		appendStringInfo(&url, "%s%cinsert_deduplication_token=", part->url,
+						 strchr(part->url, '?') ? '&' : '?');
+		append_url_escaped(&url, part->dedup_token);
+		request.url = url.data;
+	}
 	request.content_type = part->content_type;
 	request.content_encoding = part->content_encoding;
 	request.batch_id = batch_id;
 	request.body = part->body;
 	request.body_len = part->body_len;
 	ws_http_start(delivery->http, &request);
+	if (request.url != part->url)
+		pfree((char *) request.url);
 	part->status = WS_BATCH_SENDING;
 	part->attempts++;
 }

@@ -212,12 +212,12 @@ read_row(NdjsonRow *row, const WsTuple *tuple, const WsRelation *rel,
  */
 static void
 append_value(StringInfo out, const WsValue *value, const WsColumn *column,
-			 WsNdjsonDialect dialect, bool json_trusted)
+			 WsDialect dialect, bool json_trusted)
 {
 	int			start = out->len;
 
-	if (dialect == WS_NDJSON_CLICKHOUSE)
-		ws_clickhouse_append_value(out, value, column, json_trusted);
+	if (dialect != WS_DIALECT_STANDARD)
+		ws_clickhouse_append_value(out, value, column, dialect, json_trusted);
 	else
 		ws_value_to_json(out, value, json_trusted);
 
@@ -237,7 +237,7 @@ static void
 append_row_members(StringInfo out, bool *first, const NdjsonRow *row,
 				   const WsRelation *rel, WsRelationJson *names,
 				   const WsStreamContext *stream, bool *unchanged,
-				   WsNdjsonDialect dialect)
+				   WsDialect dialect)
 {
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
@@ -257,7 +257,7 @@ append_row_members(StringInfo out, bool *first, const NdjsonRow *row,
 static void
 append_row_object(StringInfo out, const NdjsonRow *row, const WsRelation *rel,
 				  WsRelationJson *names, const WsStreamContext *stream,
-				  bool *unchanged, WsNdjsonDialect dialect)
+				  bool *unchanged, WsDialect dialect)
 {
 	bool		first = true;
 
@@ -356,7 +356,7 @@ append_id(StringInfo out, bool *first, const WsRecord *record,
 static void
 append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
 				 const WsStreamContext *stream, char kind,
-				 WsNdjsonDialect dialect)
+				 WsDialect dialect)
 {
 	XLogRecPtr	version = XLogRecPtrIsInvalid(record->change_lsn) ?
 		stream->commit_lsn : record->change_lsn;
@@ -370,8 +370,8 @@ append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
 	append_literal_key(out, first, "_version");
 	ws_append_uint64(out, (uint64) version);
 	append_literal_key(out, first, "_commit_ts");
-	if (dialect == WS_NDJSON_CLICKHOUSE)
-		ws_clickhouse_append_commit_ts(out, stream->commit_time);
+	if (dialect != WS_DIALECT_STANDARD)
+		ws_clickhouse_append_commit_ts(out, stream->commit_time, dialect);
 	else
 		append_commit_ts(out, stream);
 	append_literal_key(out, first, "_deleted");
@@ -517,7 +517,7 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 	if (record->kind == WS_REC_TRUNCATE)
 	{
 		/* the flat shape has no line that empties a ClickHouse table */
-		if (options->dialect == WS_NDJSON_CLICKHOUSE && shape == WS_NDJSON_FLAT)
+		if (options->dialect != WS_DIALECT_STANDARD && shape == WS_NDJSON_FLAT)
 		{
 			for (uint64 i = 0; i < record->nrelations; i++)
 				ws_clickhouse_report_truncate(lookup_relation(stream, record,

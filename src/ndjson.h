@@ -12,6 +12,7 @@
 #ifndef WALSHIP_NDJSON_H
 #define WALSHIP_NDJSON_H
 
+#include "dialect.h"
 #include "format.h"
 #include "record_json.h"
 
@@ -21,17 +22,10 @@ typedef enum WsNdjsonShape
 	WS_NDJSON_FLAT				/* the row plus _op, _lsn, _seq, ... */
 } WsNdjsonShape;
 
-/* How values are written. */
-typedef enum WsNdjsonDialect
-{
-	WS_NDJSON_STANDARD,			/* as walship.decode() renders them */
-	WS_NDJSON_CLICKHOUSE		/* what ClickHouse's JSONEachRow parses */
-} WsNdjsonDialect;
-
 typedef struct WsNdjsonOptions
 {
 	WsNdjsonShape shape;
-	WsNdjsonDialect dialect;
+	WsDialect	dialect;		/* how values are written */
 } WsNdjsonOptions;
 
 /*

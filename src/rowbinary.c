@@ -55,10 +55,6 @@
 #include "record_json.h"
 #include "rowbinary.h"
 
-#ifndef HAVE_INT128
-#error "walship's RowBinary encoder needs a 128-bit integer type"
-#endif
-
 PG_FUNCTION_INFO_V1(walship_encode_rowbinary);
 
 /* The ClickHouse types RowBinary rows are written for. */
@@ -74,9 +70,12 @@ typedef enum WsRbKind
 	RB_INT64,
 	RB_FLOAT32,
 	RB_FLOAT64,
-	RB_DECIMAL,					/* width 4, 8 or 16 bytes by precision */
+	RB_DECIMAL,					/* width 4, 8, 16 or 32 bytes by precision */
 	RB_STRING,
-	RB_DATE,					/* UInt16 days since 1970 */
+	RB_DATE,					/* UInt16 days since 1970 (18.16's Date) */
+	RB_DATE32,					/* Int32 days since 1970 */
+	RB_DATETIME64,				/* Int64 ticks since 1970: DateTime64(6) */
+	RB_BOOL,
 	RB_UUID,
 	RB_NULLABLE,
 	RB_ARRAY
@@ -151,6 +150,7 @@ parse_type(const char **p)
 		{"Int32", RB_INT32, 4}, {"Int64", RB_INT64, 8},
 		{"Float32", RB_FLOAT32, 4}, {"Float64", RB_FLOAT64, 8},
 		{"String", RB_STRING, 0}, {"Date", RB_DATE, 2},
+		{"Date32", RB_DATE32, 4}, {"Bool", RB_BOOL, 1},
 		{"UUID", RB_UUID, 16}
 	};
 	WsRbType   *type = palloc0(sizeof(WsRbType));
@@ -175,6 +175,46 @@ parse_type(const char **p)
 		(*p)++;
 		return type;
 	}
+	/* LowCardinality changes how ClickHouse stores, not how RowBinary reads */
+	if (len == 14 && strncmp(start, "LowCardinality", 14) == 0)
+	{
+		if (**p != '(')
+			return NULL;
+		(*p)++;
+		type = parse_type(p);
+		if (type == NULL || **p != ')')
+			return NULL;
+		(*p)++;
+		return type;
+	}
+	/* DateTime64(6[, 'time zone']): microseconds, whatever the zone */
+	if (len == 10 && strncmp(start, "DateTime64", 10) == 0)
+	{
+		type->kind = RB_DATETIME64;
+		type->width = 8;
+		if (**p != '(')
+			return NULL;
+		(*p)++;
+		if (parse_int_arg(p) != 6)
+			return NULL;
+		if (**p == ',')
+		{
+			(*p)++;
+			skip_spaces(p);
+			if (**p != '\'')
+				return NULL;
+			for ((*p)++; **p && **p != '\''; (*p)++)
+				;
+			if (**p != '\'')
+				return NULL;
+			(*p)++;
+			skip_spaces(p);
+		}
+		if (**p != ')')
+			return NULL;
+		(*p)++;
+		return type;
+	}
 	if (len == 7 && strncmp(start, "Decimal", 7) == 0)
 	{
 		type->kind = RB_DECIMAL;
@@ -186,11 +226,12 @@ parse_type(const char **p)
 			return NULL;
 		(*p)++;
 		type->scale = parse_int_arg(p);
-		if (**p != ')' || type->precision < 1 || type->precision > 38 ||
+		if (**p != ')' || type->precision < 1 || type->precision > 76 ||
 			type->scale < 0 || type->scale > type->precision)
 			return NULL;
 		(*p)++;
-		type->width = type->precision <= 9 ? 4 : type->precision <= 18 ? 8 : 16;
+		type->width = type->precision <= 9 ? 4 : type->precision <= 18 ? 8 :
+			type->precision <= 38 ? 16 : 32;
 		return type;
 	}
 	for (int i = 0; i < (int) lengthof(simple); i++)
@@ -216,12 +257,13 @@ parse_type(const char **p)
  * NOT NULL of the columns, and the table's names.
  */
 static char *
-relation_key(const WsRelation *rel)
+relation_key(const WsRelation *rel, WsDialect dialect)
 {
 	StringInfoData key;
 
 	initStringInfo(&key);
-	appendStringInfo(&key, "%s%c%s", rel->schema_name, '\x01', rel->table_name);
+	appendStringInfo(&key, "%d%c%s%c%s", (int) dialect, '\x01',
+					 rel->schema_name, '\x01', rel->table_name);
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
 		const WsColumn *col = &rel->columns[i];
@@ -235,14 +277,16 @@ relation_key(const WsRelation *rel)
 
 /* Fills shape for rel; needs catalog access. */
 static void
-make_shape(WsRowBinaryShape *shape, const WsRelation *rel)
+make_shape(WsRowBinaryShape *shape, const WsRelation *rel, WsDialect dialect)
 {
 	const char *const *meta_names;
 	const char *const *meta_types;
-	int			nmeta = ws_clickhouse_metadata_columns(&meta_names, &meta_types);
+	int			nmeta = ws_clickhouse_metadata_columns(&meta_names, &meta_types,
+													   dialect);
 	StringInfoData signature;
 	StringInfoData list;
 
+	shape->dialect = dialect;
 	shape->schema_name = pstrdup(rel->schema_name);
 	shape->table_name = pstrdup(rel->table_name);
 	shape->relation = *rel;
@@ -267,7 +311,8 @@ make_shape(WsRowBinaryShape *shape, const WsRelation *rel)
 		if (i < rel->ncolumns)
 		{
 			shape->names[i] = pstrdup(rel->columns[i].name);
-			shape->types[i] = ws_clickhouse_column_type(&rel->columns[i]);
+			shape->types[i] = ws_clickhouse_column_type(&rel->columns[i],
+														dialect);
 			if (ws_clickhouse_is_metadata_name(shape->names[i]) &&
 				shape->problem == NULL)
 				shape->problem = psprintf("column \"%s\" of \"%s.%s\" has the name of a walship metadata column",
@@ -302,9 +347,9 @@ make_shape(WsRowBinaryShape *shape, const WsRelation *rel)
 }
 
 const WsRowBinaryShape *
-ws_rowbinary_shape(const WsRelation *rel)
+ws_rowbinary_shape(const WsRelation *rel, WsDialect dialect)
 {
-	char	   *key = relation_key(rel);
+	char	   *key = relation_key(rel, dialect);
 	ListCell   *lc;
 	ShapeEntry *entry;
 	MemoryContext caller = CurrentMemoryContext;
@@ -333,7 +378,7 @@ ws_rowbinary_shape(const WsRelation *rel)
 	MemoryContextSwitchTo(shape_context);
 	entry = palloc0(sizeof(ShapeEntry));
 	entry->key = pstrdup(key);
-	make_shape(&entry->shape, rel);
+	make_shape(&entry->shape, rel, dialect);
 	shapes = lappend(shapes, entry);
 	MemoryContextSwitchTo(caller);
 	if (started)
@@ -383,7 +428,7 @@ ws_rowbinary_create_table(const WsRowBinaryShape *shape, const char *database,
 								 ALLOCSET_SMALL_SIZES);
 	MemoryContextSwitchTo(temp);
 	initStringInfo(&ddl);
-	ws_clickhouse_create_table(&ddl, rel, database, NULL, 0);
+	ws_clickhouse_create_table(&ddl, rel, database, NULL, 0, shape->dialect);
 	MemoryContextSwitchTo(caller);
 	if (started)
 		CommitTransactionCommand();
@@ -510,16 +555,19 @@ tag_name(char tag)
 }
 
 /*
- * A finite numeric's decimal text as an integer scaled by 10^scale; false
- * if it has more fraction digits than scale or does not fit 38 digits.
+ * A finite numeric's decimal text as an integer scaled by 10^scale, in
+ * bytes little-endian two's complement (what RowBinary's Decimal32 ...
+ * Decimal256 are); false if it has more fraction digits than scale or more
+ * than 76 digits.
  */
 static bool
-numeric_scaled(const char *data, Size len, int scale, int128 *result)
+numeric_scaled(const char *data, Size len, int scale, uint8 result[32])
 {
-	int128		value = 0;
+	uint32		limbs[8] = {0};	/* 256 bits, least significant first */
 	int			digits = 0;
 	int			frac = -1;		/* fraction digits seen, -1 before '.' */
 	bool		negative = false;
+	bool		nonzero = false;
 	Size		i = 0;
 
 	if (i < len && data[i] == '-')
@@ -527,50 +575,91 @@ numeric_scaled(const char *data, Size len, int scale, int128 *result)
 		negative = true;
 		i++;
 	}
-	for (; i < len; i++)
+	for (int pass = 0;; pass++)
 	{
-		char		c = data[i];
+		int			d;
 
-		if (c == '.' && frac < 0)
+		if (i < len)
 		{
-			frac = 0;
-			continue;
+			char		c = data[i++];
+
+			if (c == '.' && frac < 0)
+			{
+				frac = 0;
+				continue;
+			}
+			if (c < '0' || c > '9')
+				return false;
+			if (frac >= 0 && ++frac > scale)
+			{
+				if (c != '0')
+					return false;	/* would be rounded */
+				continue;
+			}
+			d = c - '0';
 		}
-		if (c < '0' || c > '9')
-			return false;
-		if (frac >= 0 && ++frac > scale)
+		else if (Max(frac, 0) < scale)
 		{
-			if (c != '0')
-				return false;	/* would be rounded */
-			continue;
+			/* pad to the scale */
+			frac = Max(frac, 0) + 1;
+			d = 0;
 		}
-		if (value != 0 || c != '0')
-			digits++;
-		if (digits > 38)
-			return false;
-		value = value * 10 + (c - '0');
+		else
+			break;
+		if (nonzero || d != 0)
+		{
+			nonzero = true;
+			if (++digits > 76)
+				return false;
+		}
+		/* limbs = limbs * 10 + d */
+		{
+			uint64		carry = d;
+
+			for (int l = 0; l < 8; l++)
+			{
+				uint64		v = (uint64) limbs[l] * 10 + carry;
+
+				limbs[l] = (uint32) v;
+				carry = v >> 32;
+			}
+		}
 	}
-	for (int f = Max(frac, 0); f < scale; f++)
+	if (negative)
 	{
-		if (value != 0 && ++digits > 38)
-			return false;
-		value *= 10;
+		uint64		carry = 1;
+
+		for (int l = 0; l < 8; l++)
+		{
+			uint64		v = (uint64) (uint32) ~limbs[l] + carry;
+
+			limbs[l] = (uint32) v;
+			carry = v >> 32;
+		}
 	}
-	*result = negative ? -value : value;
+	for (int l = 0; l < 8; l++)
+		for (int b = 0; b < 4; b++)
+			result[4 * l + b] = (uint8) (limbs[l] >> (8 * b));
 	return true;
 }
 
 static char *put_value(StringInfo out, const WsRbType *type,
-					   const WsValue *value, bool json_trusted);
+					   const WsValue *value, bool json_trusted,
+					   WsDialect dialect);
 
 /* Whether a value is written as NULL (into a Nullable column). */
 static bool
-value_is_null(const WsRbType *inner, const WsValue *value)
+value_is_null(const WsRbType *inner, const WsValue *value, WsDialect dialect)
 {
 	if (value->tag == WS_VAL_NULL)
 		return true;
-	/* NaN and the infinities: numeric has no such Decimal or Float64 value */
-	if (value->tag == WS_VAL_NUMERIC &&
+
+	/*
+	 * 18.16: NaN and the infinities, which numeric's Decimal and Float64 have
+	 * not, are NULL.  Current ClickHouse: a Decimal refuses them (never NULL
+	 * or 0), the String of an unbounded numeric keeps them.
+	 */
+	if (dialect == WS_DIALECT_CLICKHOUSE_18 && value->tag == WS_VAL_NUMERIC &&
 		!ws_numeric_is_finite(value->data, value->len))
 		return true;
 	return false;
@@ -645,24 +734,39 @@ put_json_text(StringInfo out, const WsValue *value, bool json_trusted)
 }
 
 /*
+ * A timestamp as DateTime64(6): microseconds clamped to its range, the
+ * infinities its ends.
+ */
+static int64
+datetime64_usecs(const WsValue *value)
+{
+	if (value->tag == WS_VAL_POS_INFINITY)
+		return WS_CLICKHOUSE_MAX_USECS;
+	if (value->tag == WS_VAL_NEG_INFINITY)
+		return WS_CLICKHOUSE_MIN_USECS;
+	return Max(WS_CLICKHOUSE_MIN_USECS,
+			   Min(WS_CLICKHOUSE_MAX_USECS, value->int_value));
+}
+
+/*
  * Appends value as the ClickHouse type declares it; returns NULL, or a
  * problem (palloc'd) when the type cannot hold it.
  */
 static char *
 put_value(StringInfo out, const WsRbType *type, const WsValue *value,
-		  bool json_trusted)
+		  bool json_trusted, WsDialect dialect)
 {
 	char		tag = value->tag;
 
 	if (type->kind == RB_NULLABLE)
 	{
-		if (value_is_null(type->inner, value))
+		if (value_is_null(type->inner, value, dialect))
 		{
 			appendStringInfoChar(out, 1);
 			return NULL;
 		}
 		appendStringInfoChar(out, 0);
-		return put_value(out, type->inner, value, json_trusted);
+		return put_value(out, type->inner, value, json_trusted, dialect);
 	}
 
 	/* ClickHouse has no Nullable(Array): a NULL array is empty */
@@ -686,7 +790,8 @@ put_value(StringInfo out, const WsRbType *type, const WsValue *value,
 					char	   *problem;
 
 					ws_read_value(&elements, &element);
-					problem = put_value(out, type->inner, &element, json_trusted);
+					problem = put_value(out, type->inner, &element, json_trusted,
+										dialect);
 					if (problem)
 						return problem;
 				}
@@ -809,15 +914,47 @@ put_value(StringInfo out, const WsRbType *type, const WsValue *value,
 			if (tag == WS_VAL_NUMERIC &&
 				ws_numeric_is_finite(value->data, value->len))
 			{
-				int128		scaled;
+				uint8		scaled[32];
 
 				if (!numeric_scaled(value->data, value->len, type->scale,
-									&scaled))
+									scaled))
 					return psprintf("a numeric value does not fit Decimal(%d, %d)",
 									type->precision, type->scale);
-				put_le(out, (uint64) scaled, Min(type->width, 8));
-				if (type->width == 16)
-					put_le(out, (uint64) (scaled >> 64), 8);
+				appendBinaryStringInfo(out, (char *) scaled, type->width);
+				return NULL;
+			}
+			break;
+
+		case RB_BOOL:
+			if (tag == WS_VAL_TRUE || tag == WS_VAL_FALSE)
+			{
+				appendStringInfoChar(out, tag == WS_VAL_TRUE ? 1 : 0);
+				return NULL;
+			}
+			break;
+
+		case RB_DATE32:
+			if (tag == WS_VAL_DATE || tag == WS_VAL_POS_INFINITY ||
+				tag == WS_VAL_NEG_INFINITY)
+			{
+				int64		days = value->int_value;
+
+				/* clamped to Date32's range; infinities are its ends */
+				if (tag == WS_VAL_POS_INFINITY)
+					days = WS_CLICKHOUSE_MAX_DAYS;
+				else if (tag == WS_VAL_NEG_INFINITY)
+					days = WS_CLICKHOUSE_MIN_DAYS;
+				days = Max(WS_CLICKHOUSE_MIN_DAYS, Min(WS_CLICKHOUSE_MAX_DAYS, days));
+				put_le(out, (uint64) days, 4);
+				return NULL;
+			}
+			break;
+
+		case RB_DATETIME64:
+			if (tag == WS_VAL_TIMESTAMP || tag == WS_VAL_TIMESTAMPTZ ||
+				tag == WS_VAL_POS_INFINITY || tag == WS_VAL_NEG_INFINITY)
+			{
+				put_le(out, (uint64) datetime64_usecs(value), 8);
 				return NULL;
 			}
 			break;
@@ -862,8 +999,8 @@ put_value(StringInfo out, const WsRbType *type, const WsValue *value,
 
 	if (tag == WS_VAL_NULL)
 		return pstrdup("NULL in a column that is not Nullable");
-	if (tag == WS_VAL_NUMERIC)
-		return pstrdup("numeric NaN or infinity in a column that is not Nullable");
+	if (tag == WS_VAL_NUMERIC && !ws_numeric_is_finite(value->data, value->len))
+		return pstrdup("a numeric NaN or infinity, which the column's type cannot hold");
 	return psprintf("a %s value (tag '%c') does not fit the column's ClickHouse type",
 					tag_name(tag), tag);
 }
@@ -911,18 +1048,29 @@ put_row(StringInfo out, const WsFlatRow *row, const WsRecord *record,
 		{
 			char	   *problem = put_value(out, shape->parsed[i],
 											&row->values[i],
-											stream->json_trusted);
+											stream->json_trusted,
+											shape->dialect);
 
 			if (problem)
 				return psprintf("column \"%s\": %s", shape->names[i], problem);
 		}
 	}
-	/* _op String, _lsn, _seq, _version UInt64, _commit_ts Int64, _deleted UInt8 */
+	/*
+	 * _op String, _lsn, _seq, _version UInt64, _commit_ts Int64 (18.16) or
+	 * DateTime64(6), _deleted UInt8
+	 */
 	put_string(out, op_name(kind), 1);
 	put_le(out, (uint64) stream->commit_lsn, 8);
 	put_le(out, record->ordinal, 8);
 	put_le(out, (uint64) version, 8);
-	put_le(out, (uint64) stream->commit_time, 8);
+	if (shape->dialect == WS_DIALECT_CLICKHOUSE_18)
+		put_le(out, (uint64) stream->commit_time, 8);
+	else
+	{
+		WsValue		ts = {.tag = WS_VAL_TIMESTAMPTZ,.int_value = stream->commit_time};
+
+		put_le(out, (uint64) datetime64_usecs(&ts), 8);
+	}
 	appendStringInfoChar(out, kind == WS_REC_DELETE ? 1 : 0);
 	return NULL;
 }
@@ -1008,7 +1156,7 @@ ws_rowbinary_append(StringInfo out, const WsRecord *record,
 }
 
 /* ---------------------------------------------------------------------
- * walship.encode_rowbinary(records bytea, database text)
+ * walship.encode_rowbinary(records bytea, database text, dialect text)
  *	  -> setof (statement text, body bytea, rows integer)
  * ---------------------------------------------------------------------
  */
@@ -1027,6 +1175,7 @@ walship_encode_rowbinary(PG_FUNCTION_ARGS)
 {
 	bytea	   *input = PG_GETARG_BYTEA_PP(0);
 	char	   *database = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	WsDialect	dialect = ws_clickhouse_dialect_from_name(text_to_cstring(PG_GETARG_TEXT_PP(2)));
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	WsStreamContext stream;
 	WsReader	reader;
@@ -1065,7 +1214,7 @@ walship_encode_rowbinary(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
 							ws_record_kind_name(record.kind), record.rel_id)));
-		shape = ws_rowbinary_shape(rel);
+		shape = ws_rowbinary_shape(rel, dialect);
 		foreach(lc, groups)
 		{
 			RbGroup    *candidate = lfirst(lc);

@@ -14,6 +14,7 @@
 
 #include "lib/stringinfo.h"
 
+#include "dialect.h"
 #include "format.h"
 #include "record_json.h"
 
@@ -27,6 +28,7 @@ typedef struct WsRbType WsRbType;
  */
 typedef struct WsRowBinaryShape
 {
+	WsDialect	dialect;		/* clickhouse or clickhouse_18 */
 	char	   *schema_name;	/* the PostgreSQL table's */
 	char	   *table_name;		/* also the ClickHouse table's name */
 	int			ncolumns;		/* the table's columns, metadata excluded */
@@ -42,11 +44,12 @@ typedef struct WsRowBinaryShape
 } WsRowBinaryShape;
 
 /*
- * The shape of rel's rows.  Looks the types up in the catalog the first
+ * The shape of rel's rows in dialect (clickhouse or clickhouse_18).  Looks the types up in the catalog the first
  * time a relation definition is seen (starting a transaction when none is
  * in progress); cached afterwards.
  */
-extern const WsRowBinaryShape *ws_rowbinary_shape(const WsRelation *rel);
+extern const WsRowBinaryShape *ws_rowbinary_shape(const WsRelation *rel,
+												  WsDialect dialect);
 
 /*
  * The CREATE TABLE IF NOT EXISTS of the shape's table in database, as

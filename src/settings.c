@@ -35,7 +35,7 @@ char	   *walship_publication = NULL;
 char	   *walship_endpoint = NULL;
 int			walship_format = WS_FORMAT_NDJSON;
 int			walship_ndjson_shape = WS_NDJSON_ENVELOPE;
-int			walship_ndjson_dialect = WS_NDJSON_STANDARD;
+int			walship_dialect = WS_DIALECT_STANDARD;
 int			walship_compression = WS_COMPRESSION_NONE;
 int			walship_batch_max_changes = 10000;
 int			walship_batch_max_bytes = 4096;
@@ -72,8 +72,9 @@ static const struct config_enum_entry shape_options[] = {
 };
 
 static const struct config_enum_entry dialect_options[] = {
-	{"standard", WS_NDJSON_STANDARD, false},
-	{"clickhouse", WS_NDJSON_CLICKHOUSE, false},
+	{"standard", WS_DIALECT_STANDARD, false},
+	{"clickhouse", WS_DIALECT_CLICKHOUSE, false},
+	{"clickhouse_18", WS_DIALECT_CLICKHOUSE_18, false},
 	{NULL, 0, false}
 };
 
@@ -391,10 +392,10 @@ ws_define_settings(void)
 							 &walship_ndjson_shape, WS_NDJSON_ENVELOPE, shape_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
-	DefineCustomEnumVariable("walship.ndjson_dialect",
-							 "How NDJSON values are written: standard or clickhouse.",
-							 "clickhouse writes timestamps as integer microseconds, bytea as hex and json as strings, as ClickHouse's JSONEachRow takes them.",
-							 &walship_ndjson_dialect, WS_NDJSON_STANDARD, dialect_options,
+	DefineCustomEnumVariable("walship.dialect",
+							 "How values are written: standard, clickhouse or clickhouse_18.",
+							 "clickhouse writes values as current ClickHouse (22.x and later) reads them into the types walship.clickhouse_ddl() gives, clickhouse_18 as ClickHouse 18.16 reads them.",
+							 &walship_dialect, WS_DIALECT_STANDARD, dialect_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	DefineCustomEnumVariable("walship.compression",

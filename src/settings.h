@@ -40,7 +40,7 @@ extern char *walship_publication;
 extern char *walship_endpoint;
 extern int	walship_format;
 extern int	walship_ndjson_shape;
-extern int	walship_ndjson_dialect;
+extern int	walship_dialect;	/* WsDialect */
 extern int	walship_compression;
 extern int	walship_batch_max_changes;
 extern int	walship_batch_max_bytes;	/* kB */

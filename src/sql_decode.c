@@ -177,15 +177,11 @@ walship_encode_ndjson(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unrecognized NDJSON shape \"%s\"", shape),
 				 errhint("Valid shapes are \"envelope\" and \"flat\".")));
-	if (strcmp(dialect, "standard") == 0)
-		state.options.dialect = WS_NDJSON_STANDARD;
-	else if (strcmp(dialect, "clickhouse") == 0)
-		state.options.dialect = WS_NDJSON_CLICKHOUSE;
-	else
+	if (!ws_dialect_from_name(dialect, &state.options.dialect))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("unrecognized NDJSON dialect \"%s\"", dialect),
-				 errhint("Valid dialects are \"standard\" and \"clickhouse\".")));
+				 errmsg("unrecognized dialect \"%s\"", dialect),
+				 errhint(WS_DIALECT_NAMES_HINT)));
 
 	initStringInfo(&state.out);
 	for_each_record(input, encode_ndjson_record, &state);

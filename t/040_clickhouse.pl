@@ -55,7 +55,7 @@ walship.publication = 'shop'
 walship.endpoint = '${\ $ch->insert_url('shop.{table}') }'
 walship.format = 'ndjson'
 walship.ndjson_shape = 'flat'
-walship.ndjson_dialect = 'clickhouse'
+walship.dialect = 'clickhouse_18'
 walship.compression = 'gzip'
 walship.batch_max_changes = 100
 walship.batch_max_delay = 20ms
@@ -79,7 +79,7 @@ CREATE EXTENSION walship;
 # the ClickHouse table as walship.clickhouse_ddl() suggests it (no change
 # is written before it exists)
 my $ddl = $node->safe_psql('postgres',
-	q{SELECT walship.clickhouse_ddl('orders', 'shop')});
+	q{SELECT walship.clickhouse_ddl('orders', 'shop', 'clickhouse_18')});
 like($ddl, qr/ENGINE = ReplacingMergeTree\(_version\)/, 'ClickHouse DDL: ReplacingMergeTree(_version)');
 $ch->query($ddl);
 

@@ -95,7 +95,7 @@ for my $t (@tables)
 # ---------------------------------------------------------------------------
 for my $t (@tables)
 {
-	my $ddl = psql("SELECT walship.clickhouse_ddl('$t', 'analytics')");
+	my $ddl = psql("SELECT walship.clickhouse_ddl('$t', 'analytics', 'clickhouse_18')");
 	like($ddl, qr/ENGINE = ReplacingMergeTree\(_version\)\nORDER BY \(/, "$t: DDL printed");
 	my $r = $ch->request('POST', '/', $ddl);
 	is($r->{status}, 200, "$t: ClickHouse accepts the CREATE TABLE")
@@ -190,7 +190,7 @@ SQL
 sub ndjson_of
 {
 	my ($t) = @_;
-	return slot_ndjson($node, "s_$t", "p_$t", 'flat', 'clickhouse') . "\n";
+	return slot_ndjson($node, "s_$t", "p_$t", 'flat', 'clickhouse_18') . "\n";
 }
 
 my %body;

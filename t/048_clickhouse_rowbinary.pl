@@ -2,14 +2,16 @@
 #
 # t/048_clickhouse_rowbinary.pl
 #	  walship.format = 'rowbinary' into a real ClickHouse 18.16
-#	  (t/WalshipClickHouse.pm).
+#	  (t/WalshipClickHouse.pm, dialect clickhouse_18) and into ClickHouse 26
+#	  (chdb behind t/chdb_http.js, t/WalshipChdb.pm, dialect clickhouse).
 #
 #	  1. Every type of t/045_clickhouse_types.pl, through RowBinary, gives
-#	     ClickHouse the same rows as the NDJSON path: the records of a
-#	     workload are encoded both ways (walship.encode_ndjson(..., 'flat',
-#	     'clickhouse') and walship.encode_rowbinary(), which the worker's
-#	     encoder is), inserted into two databases with the same DDL, and
-#	     every stored row, tombstones and old versions included, is equal.
+#	     ClickHouse the same rows as the NDJSON path, in both dialects: the
+#	     records of a workload are encoded both ways
+#	     (walship.encode_ndjson(..., 'flat', dialect) and
+#	     walship.encode_rowbinary(), which the worker's encoder is),
+#	     inserted into two databases with the same DDL, and every stored
+#	     row, tombstones and old versions included, is equal.
 #	     Rows that RowBinary cannot write as declared (an unchanged TOAST
 #	     value) are refused with a clear error instead of being written.
 #	  2. The worker: the orders workload shipped as RowBinary (gzip) while
@@ -36,6 +38,7 @@ use Cwd qw(abs_path);
 use IO::Compress::Gzip qw(gzip $GzipError);
 use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
+use WalshipChdb;
 use WalshipClickHouse;
 use WalshipTest;
 
@@ -45,6 +48,10 @@ plan skip_all => "clickhouse-server is not installed: $why" unless $available;
 my $tmp = abs_path(PostgreSQL::Test::Utils::tempdir('clickhouse_rb'));
 my $ch = WalshipClickHouse->new(dir => "$tmp/ch", no_tcp => 1);
 $ch->query("CREATE DATABASE $_") for qw(nd rb shop);
+my ($chdb_ok, $chdb_why) = WalshipChdb->available;
+my $ch26 = $chdb_ok ? WalshipChdb->new(dir => "$tmp/chdb") : undef;
+if ($ch26) { $ch26->query("CREATE DATABASE $_") for qw(nd rb); }
+else { diag("ClickHouse 26 (chdb) is not available, its part is skipped: $chdb_why"); }
 
 # ===========================================================================
 # 1. Types: RowBinary equals the NDJSON path
@@ -57,7 +64,7 @@ walship.enabled = off
 walship.database = 'postgres'
 walship.publication = 'shop'
 walship.format = 'rowbinary'
-walship.ndjson_dialect = 'clickhouse'
+walship.dialect = 'clickhouse_18'
 walship.compression = 'gzip'
 walship.batch_max_changes = 100
 walship.batch_max_delay = 20ms
@@ -110,7 +117,8 @@ for my $t (@tables)
 	psql("SELECT 'x' FROM pg_create_logical_replication_slot('s_$t', 'walship')");
 	for my $db (qw(nd rb))
 	{
-		$ch->query(psql("SELECT walship.clickhouse_ddl('$t', '$db')"));
+		$ch->query(psql("SELECT walship.clickhouse_ddl('$t', '$db', 'clickhouse_18')"));
+		$ch26->query(psql("SELECT walship.clickhouse_ddl('$t', '$db', 'clickhouse')")) if $ch26;
 	}
 }
 
@@ -151,7 +159,7 @@ INSERT INTO types (id, qty, amount, big, anyn, neg, m, ts, tz, d, b, j, jb, u,
   '-Infinity', false, 0, -9223372036854775808, '', '', '', '24:00:00',
   '-1 mon', '::1', '{}', '{}', '{}', '{}', '{2120-01-01,1960-01-01,2149-06-06}', '{}', '{}',
   0.5, -0.0001, 0),
- (4, 3, 'NaN', 0, '1e-20', 0, 'ok', '1969-07-20 20:17:40',
+ (4, 3, 0.5, 0, '1e-20', 0, 'ok', '1969-07-20 20:17:40',
   '1900-01-01 00:00:00+00', '2105-12-31', '\x00', '"s"', '1.5', NULL,
   'Infinity', 'NaN', NULL, 1, 0, 'x', NULL, NULL, NULL, NULL, NULL,
   '{7}', '{x}', '{0.5}', '{t}', '{2000-01-01}', '{}', '{}', 1, 1, 1),
@@ -208,20 +216,20 @@ sub gzipped
 	return $z;
 }
 
-# inserts the RowBinary requests of recs_$t into database rb
+# inserts the RowBinary requests of recs_$t into database rb of $ch
 sub insert_rowbinary
 {
-	my ($t) = @_;
+	my ($ch, $dialect, $t) = @_;
 	my @requests = split /\n/, psql(qq{
 SELECT statement || ' ' || rows || ' ' || translate(encode(body, 'base64'), E'\\n', '')
-  FROM recs_$t, walship.encode_rowbinary(records, 'rb')});
+  FROM recs_$t, walship.encode_rowbinary(records, 'rb', '$dialect')});
 	my $rows = 0;
 	for my $request (@requests)
 	{
 		my ($statement, $n, $b64) = $request =~ /^(.*) (\d+) (\S*)$/ or die "bad line $request";
 		my $r = $ch->request('POST', '/?query=' . WalshipClickHouse::uri_escape($statement),
 			gzipped(decode_base64($b64)), { 'Content-Encoding' => 'gzip' });
-		is($r->{status}, 200, "$t: ClickHouse accepts the RowBinary body ($n rows)")
+		is($r->{status}, 200, "$dialect $t: ClickHouse accepts the RowBinary body ($n rows)")
 		  or diag("$statement\n$r->{content}");
 		$rows += $n;
 	}
@@ -229,26 +237,35 @@ SELECT statement || ' ' || rows || ' ' || translate(encode(body, 'base64'), E'\\
 }
 
 my %key = (events => 'source, seq', lines => 'order_id, line');
-for my $t (@tables)
+
+# NDJSON and RowBinary of recs_$t into nd and rb of $ch: every row equal
+sub compare_paths
 {
-	take_records($t);
-	my $ndjson = psql("SELECT walship.encode_ndjson(records, 'flat', 'clickhouse') FROM recs_$t") . "\n";
+	my ($ch, $dialect, $t) = @_;
+	my $ndjson = psql("SELECT walship.encode_ndjson(records, 'flat', '$dialect') FROM recs_$t") . "\n";
 	my $r = $ch->insert(table => "nd.$t", body => $ndjson, gzip => 1);
-	is($r->{status}, 200, "$t: ClickHouse accepts the NDJSON body") or diag($r->{content});
+	is($r->{status}, 200, "$dialect $t: ClickHouse accepts the NDJSON body") or diag($r->{content});
 	my $lines = grep { $_ ne '' } split /\n/, $ndjson;
-	my $rows = insert_rowbinary($t);
-	is($rows, $lines, "$t: as many RowBinary rows as NDJSON lines ($lines)");
+	my $rows = insert_rowbinary($ch, $dialect, $t);
+	is($rows, $lines, "$dialect $t: as many RowBinary rows as NDJSON lines ($lines)");
 
 	# every stored row, every column, old versions and tombstones included
 	my $all = "ORDER BY _lsn, _seq, _deleted DESC FORMAT TSV";
 	my $nd = $ch->query("SELECT * FROM nd.$t $all");
 	my $rb = $ch->query("SELECT * FROM rb.$t $all");
-	cmp_ok(length($nd), '>', 0, "$t: rows stored");
-	is($rb, $nd, "$t: RowBinary stored exactly the rows NDJSON stored");
+	cmp_ok(length($nd), '>', 0, "$dialect $t: rows stored");
+	is($rb, $nd, "$dialect $t: RowBinary stored exactly the rows NDJSON stored");
 	my $order = $key{$t} // 'id';
 	is($ch->query("SELECT * FROM rb.$t FINAL WHERE NOT _deleted ORDER BY $order FORMAT TSV"),
 		$ch->query("SELECT * FROM nd.$t FINAL WHERE NOT _deleted ORDER BY $order FORMAT TSV"),
-		"$t: FINAL WHERE NOT _deleted equal");
+		"$dialect $t: FINAL WHERE NOT _deleted equal");
+}
+
+for my $t (@tables)
+{
+	take_records($t);
+	compare_paths($ch, 'clickhouse_18', $t);
+	compare_paths($ch26, 'clickhouse', $t) if $ch26;
 }
 # the values the dialect maps specially, seen through RowBinary
 is($ch->query("SELECT toString(d), toString(da), toString(u) FROM rb.types FINAL WHERE id IN (1, 4, 7) ORDER BY id FORMAT TSV"),
@@ -256,8 +273,28 @@ is($ch->query("SELECT toString(d), toString(da), toString(u) FROM rb.types FINAL
 	  . "2105-12-31\t[\\'2000-01-01\\']\t\\N\n"
 	  . "2105-12-31\t[]\tffffffff-0000-1111-2222-333344445555\n",
 	'types: dates (infinity in an array, the Date range) and UUIDs as ClickHouse shows them');
-is($ch->query("SELECT isNull(amount), length(ta) FROM rb.types FINAL WHERE id IN (2, 4) ORDER BY id FORMAT TSV"),
-	"1\t0\n1\t1\n", 'types: numeric NaN into Nullable(Decimal) is NULL; a NULL array is []');
+is($ch->query("SELECT length(ta) FROM rb.types FINAL WHERE id IN (2, 4) ORDER BY id FORMAT TSV"),
+	"0\n1\n", 'types: a NULL array is []');
+if ($ch26)
+{
+	is($ch26->query("SELECT toString(big), toString(d), toString(ts), toString(bo), toString(dec38) FROM rb.types FINAL WHERE id IN (1, 3) ORDER BY id FORMAT TSV"),
+		"123456789012345678901234567890.12\t2024-02-29\t2024-03-05 12:34:56.123456\ttrue\t-1234567890123456789012345678.0123456789\n"
+		  . "-1.00\t1970-01-02\t2299-12-31 23:59:59.999999\tfalse\t0.5000000000\n",
+		'clickhouse: Decimal256, Date32, DateTime64 (infinity: the end of its range) and Bool through RowBinary');
+}
+
+# numeric NaN into a Decimal: NULL in clickhouse_18 (as the NDJSON line's
+# null), refused in clickhouse (a Decimal has no NaN; the NDJSON line is
+# refused by ClickHouse too)
+psql(q{UPDATE types SET amount = 'NaN' WHERE id = 4});
+take_records('types');
+is(insert_rowbinary($ch, 'clickhouse_18', 'types'), 1, 'clickhouse_18: numeric NaN encoded');
+is($ch->query_value("SELECT isNull(amount) FROM rb.types FINAL WHERE id = 4"), '1',
+	'... as NULL in the Nullable(Decimal)');
+my ($nret, $nout, $nerr) = $node->psql('postgres',
+	q{SELECT count(*) FROM recs_types, walship.encode_rowbinary(records, 'rb', 'clickhouse')});
+like($nerr, qr/update of "public.types" cannot be written as RowBinary: column "amount": a numeric NaN or infinity/,
+	'clickhouse: numeric NaN into a Decimal is refused, not made up');
 
 # An unchanged TOAST value under the default replica identity: the NDJSON
 # line leaves the column out (ClickHouse then rejects it); RowBinary has no
@@ -267,7 +304,7 @@ psql(q{INSERT INTO orders (id, customer, total, note)
 psql('UPDATE orders SET total = 2 WHERE id = 300');
 take_records('orders');
 my ($ret, $out, $err) = $node->psql('postgres',
-	q{SELECT count(*) FROM recs_orders, walship.encode_rowbinary(records, 'rb')});
+	q{SELECT count(*) FROM recs_orders, walship.encode_rowbinary(records, 'rb', 'clickhouse_18')});
 like($err, qr/update of "public.orders" cannot be written as RowBinary: column "note" has an unchanged TOAST value/,
 	'unchanged TOAST value: refused, naming the column');
 
@@ -284,7 +321,7 @@ CREATE TABLE shop_orders (
 );
 CREATE PUBLICATION shop FOR TABLE shop_orders;
 });
-$ch->query(psql(q{SELECT walship.clickhouse_ddl('shop_orders', 'shop')}));
+$ch->query(psql(q{SELECT walship.clickhouse_ddl('shop_orders', 'shop', 'clickhouse_18')}));
 
 # misconfigured first: no walship.clickhouse_database
 my $endpoint = $ch->url('/?query=SELECT%201&input_format_allow_errors_num=0');
@@ -403,4 +440,5 @@ is(join("\n", worker_errors($log)), '', 'the worker logged no ERROR, FATAL or PA
 
 $node->stop;
 $ch->stop;
+$ch26->stop if $ch26;
 done_testing();

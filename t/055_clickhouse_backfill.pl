@@ -86,7 +86,7 @@ walship.publication = 'wpub'
 walship.endpoint = '${\ $ch->insert_url('analytics.{table}') }'
 walship.format = 'ndjson'
 walship.ndjson_shape = 'flat'
-walship.ndjson_dialect = 'clickhouse'
+walship.dialect = 'clickhouse_18'
 walship.compression = 'gzip'
 walship.batch_max_changes = 5000
 walship.batch_max_delay = 50ms
@@ -109,7 +109,7 @@ CREATE EXTENSION walship;
 });
 
 my $ddl = $node->safe_psql('postgres',
-	q{SELECT walship.clickhouse_ddl('items', 'analytics')});
+	q{SELECT walship.clickhouse_ddl('items', 'analytics', 'clickhouse_18')});
 like($ddl, qr/ENGINE = ReplacingMergeTree\(_version\)\nORDER BY \(`id`\)/,
 	'ClickHouse DDL: ReplacingMergeTree(_version) ordered by the key');
 $ch->query($ddl);

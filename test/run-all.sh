@@ -33,6 +33,12 @@
 #	                       (default postgres)
 #	  WALSHIP_KEEP_TMP=1   keep the temporary directory even on success
 #	                       (it is always kept on failure)
+#	  WALSHIP_CHDB_CACHE   where the ClickHouse 26 engine for the tests (npm
+#	                       chdb, t/chdb/package-lock.json) is installed with
+#	                       npm and reused while the lock file is
+#	                       unchanged (default /var/cache/walship-test/chdb)
+#	  WALSHIP_REQUIRE_CHDB=1  fail, instead of skipping the ClickHouse 26
+#	                       tests, when chdb cannot be installed
 #
 # On failure it prints regression.diffs, the pg_regress server log and the
 # TAP logs (tmp_check/log), and exits non-zero.  The last line of output is
@@ -63,6 +69,7 @@ PACKAGES=(
 	curl
 	clickhouse-server
 	clickhouse-client
+	nodejs
 )
 
 SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -134,6 +141,74 @@ if [ "$(id -u)" -eq 0 ]; then
 		echo "run-all.sh: user \"$TEST_USER\" does not exist (set WALSHIP_TEST_USER)" >&2
 		failed=$((failed + 1))
 		finish
+	fi
+fi
+
+# -------------------------------------------------------------------------
+# 1b. ClickHouse 26 for the tests: chdb from npm (root only; needs the npm
+#     registry the first time and whenever t/chdb/package-lock.json changes)
+# -------------------------------------------------------------------------
+# The TAP files that use it say "use WalshipChdb"; t/chdb_http.js finds the
+# modules through WALSHIP_CHDB_MODULES.  When it cannot be installed, those
+# tests skip with WALSHIP_CHDB_UNAVAILABLE as the reason (or fail, with
+# WALSHIP_REQUIRE_CHDB=1).
+CHDB_CACHE=${WALSHIP_CHDB_CACHE:-/var/cache/walship-test/chdb}
+chdb_wanted=0
+if [ "$#" -eq 0 ]; then
+	chdb_wanted=1
+else
+	for test in "$@"; do
+		case "$test" in
+			t/*.pl) grep -q 'use WalshipChdb' "$SRC_DIR/$test" 2>/dev/null && chdb_wanted=1 ;;
+		esac
+	done
+fi
+chdb_warning=
+chdb_install()
+{
+	local lock="$SRC_DIR/t/chdb/package-lock.json" staging
+	if [ -f "$CHDB_CACHE/walship-package-lock.json" ] && [ -d "$CHDB_CACHE/node_modules/chdb" ] &&
+	   cmp -s "$lock" "$CHDB_CACHE/walship-package-lock.json"; then
+		return 0
+	fi
+	[ "$(id -u)" -eq 0 ] || { echo "chdb is not installed in $CHDB_CACHE (run test/run-all.sh as root once)"; return 1; }
+	if ! command -v npm >/dev/null 2>&1; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm >&2 ||
+			{ echo "npm could not be installed"; return 1; }
+	fi
+	mkdir -p "$(dirname "$CHDB_CACHE")" || { echo "cannot create $(dirname "$CHDB_CACHE")"; return 1; }
+	staging=$(mktemp -d "$(dirname "$CHDB_CACHE")/chdb.XXXXXX") || return 1
+	cp "$SRC_DIR/t/chdb/package.json" "$lock" "$staging/"
+	cp "$lock" "$staging/walship-package-lock.json"
+	# Not `npm ci`: chdb lists optional engine packages for other platforms
+	# that the registry does not have, which npm ci counts as a lock file
+	# out of sync.  npm install installs what the lock pins (versions and
+	# integrity) and skips the missing optional ones; the versions are
+	# checked below.
+	if ! (cd "$staging" && timeout 900 npm install --no-audit --no-fund --loglevel=error >&2) ||
+	   ! (cd "$staging" && node -e '
+			const lock = require("./walship-package-lock.json").packages;
+			for (const p of ["chdb", "@chdb/lib-linux-x64-gnu"])
+				if (require(p + "/package.json").version !== lock["node_modules/" + p].version)
+					throw new Error(p + " is not the version of t/chdb/package-lock.json");' >&2); then
+		rm -rf "$staging"
+		echo "npm install of t/chdb/package-lock.json failed (is the npm registry reachable?)"
+		return 1
+	fi
+	chmod -R a+rX "$staging"
+	rm -rf "$CHDB_CACHE"
+	mv "$staging" "$CHDB_CACHE"
+}
+if [ "$chdb_wanted" -eq 1 ]; then
+	section "chdb (ClickHouse 26) for the tests in $CHDB_CACHE"
+	if why=$(chdb_install); then
+		export WALSHIP_CHDB_MODULES="$CHDB_CACHE/node_modules"
+		echo "chdb: $(cd "$CHDB_CACHE" && node -p 'require("chdb/package.json").version') in $WALSHIP_CHDB_MODULES"
+	else
+		chdb_warning="ClickHouse 26 (chdb) is not available: $why"
+		export WALSHIP_CHDB_UNAVAILABLE="$why"
+		printf '\n!!!!! WARNING: %s\n!!!!! The ClickHouse 26 tests will %s.\n\n' "$chdb_warning" \
+			"$([ "${WALSHIP_REQUIRE_CHDB:-0}" = 1 ] && echo FAIL || echo be SKIPPED)"
 	fi
 fi
 
@@ -279,4 +354,6 @@ if [ "${#tap_files[@]}" -gt 0 ]; then
 fi
 
 section "summary"
+[ -n "$chdb_warning" ] && printf '!!!!! WARNING: %s: the ClickHouse 26 tests were %s\n' \
+	"$chdb_warning" "$([ "${WALSHIP_REQUIRE_CHDB:-0}" = 1 ] && echo failed || echo skipped)"
 finish
