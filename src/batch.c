@@ -400,11 +400,11 @@ ws_batch_note_done_tables(WsBatch *batch)
 		if (part->status == WS_BATCH_DONE && part->nlines > 0 &&
 			part->table != NULL &&
 			!ws_batch_table_done(batch, part->schema, part->table,
-								 part->shape))
+								 part->base_shape))
 			batch->done_tables = lappend(batch->done_tables,
 										 ws_batch_table_key(part->schema,
 															part->table,
-															part->shape));
+															part->base_shape));
 	}
 	MemoryContextSwitchTo(old);
 }

@@ -38,6 +38,9 @@ typedef struct WsBatchPart
 	char	   *table;			/* NULL for a request of the whole batch */
 	char	   *statement;		/* rowbinary: the INSERT its URL runs */
 	const struct WsRowBinaryShape *shape;	/* rowbinary: its rows' shape */
+	const struct WsRowBinaryShape *base_shape;	/* ... as the relation has
+												 * it (shape may be it in
+												 * the table's wider types) */
 	char	   *local_error;	/* rowbinary: why its rows cannot be sent
 								 * (a rejection without a request), or NULL */
 	const char *content_type;

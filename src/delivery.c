@@ -341,6 +341,7 @@ add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 /* The rows of one table and relation shape: one RowBinary request. */
 typedef struct WsRowBinaryGroup
 {
+	const WsRowBinaryShape *base;	/* the relation's */
 	const WsRowBinaryShape *shape;
 	StringInfoData rows;
 	int			nrows;
@@ -371,6 +372,7 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 	{
 		WsRecord	record;
 		const WsRelation *rel;
+		const WsRowBinaryShape *base;
 		const WsRowBinaryShape *shape;
 		WsRowBinaryGroup *group = NULL;
 		char	   *problem;
@@ -395,7 +397,9 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
 							ws_record_kind_name(record.kind), record.rel_id)));
-		shape = ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
+		base = ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
+		/* in the table's wider types, where it has them */
+		shape = ws_managed_tables_effective(delivery->tables, base);
 
 		/* consecutive rows of one table are the common case */
 		if (last != NULL && last->shape == shape)
@@ -408,10 +412,12 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 		}
 		if (group == NULL)
 		{
-			if (ws_batch_table_done(batch, shape->schema_name,
-									shape->table_name, shape))
+			/* done before a split or a new preparation: by relation shape */
+			if (ws_batch_table_done(batch, base->schema_name,
+									base->table_name, base))
 				continue;
 			group = palloc0(sizeof(WsRowBinaryGroup));
+			group->base = base;
 			group->shape = shape;
 			initStringInfo(&group->rows);
 			groups = lappend(groups, group);
@@ -444,6 +450,7 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 		old = MemoryContextSwitchTo(delivery->batcher->context);
 		part->statement = pstrdup(statement);
 		part->shape = group->shape;
+		part->base_shape = group->base;
 		if (group->problem)
 			part->local_error = pstrdup(group->problem);
 		MemoryContextSwitchTo(old);
@@ -1025,9 +1032,10 @@ list_has_string(List *list, const char *str)
  * table wait too (*blocked), and a table is checked or altered only when
  * no earlier request of it is unfinished (*unfinished), so no row of an
  * old shape is in flight while the table changes.  A table that refuses
- * the shape makes the request a local rejection.
+ * the shape makes the request a local rejection; one with wider types
+ * than the shape asks for the batch to be prepared again (REENCODE).
  */
-static bool
+static WsTableReadiness
 rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
 					  TimestampTz now, List **unfinished, List **blocked)
 {
@@ -1037,24 +1045,24 @@ rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
 	WsTableReadiness readiness;
 
 	if (list_has_string(*blocked, part->table))
-		return false;
+		return WS_TABLE_WAIT;
 	if (!startable || part->local_error != NULL)
 	{
 		*unfinished = lappend(*unfinished, part->table);
-		return true;			/* in flight, waiting, or rejected anyway */
+		return WS_TABLE_READY;	/* in flight, waiting, or rejected anyway */
 	}
 	readiness = ws_managed_tables_ready(delivery->tables, part->shape,
 										!list_has_string(*unfinished, part->table),
 										now, &why);
 	*unfinished = lappend(*unfinished, part->table);
-	if (readiness == WS_TABLE_WAIT)
-	{
+	if (readiness == WS_TABLE_WAIT || readiness == WS_TABLE_REENCODE)
 		*blocked = lappend(*blocked, part->table);
-		return false;
-	}
 	if (readiness == WS_TABLE_REFUSED)
+	{
 		part->local_error = MemoryContextStrdup(GetMemoryChunkContext(part), why);
-	return true;
+		readiness = WS_TABLE_READY;
+	}
+	return readiness;
 }
 
 /* Starts requests for due batches, in order, and collects results. */
@@ -1080,6 +1088,7 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 		{
 			WsBatch    *batch = lfirst(lc);
 			ListCell   *plc;
+			bool		reprepare = false;
 
 			if (ws_http_inflight(delivery->http) >= walship_max_inflight)
 				break;
@@ -1108,10 +1117,20 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 
 				if (ws_http_inflight(delivery->http) >= walship_max_inflight)
 					break;
-				if (part->shape != NULL && part->status != WS_BATCH_DONE &&
-					!rowbinary_table_ready(delivery, part, now, &unfinished,
-										   &blocked))
-					continue;
+				if (part->shape != NULL && part->status != WS_BATCH_DONE)
+				{
+					WsTableReadiness readiness =
+						rowbinary_table_ready(delivery, part, now,
+											  &unfinished, &blocked);
+
+					if (readiness == WS_TABLE_REENCODE)
+					{
+						reprepare = true;
+						break;
+					}
+					if (readiness != WS_TABLE_READY)
+						continue;
+				}
 				if ((part->status == WS_BATCH_READY ||
 					 (part->status == WS_BATCH_WAITING && part->retry_at <= now)) &&
 					part->local_error != NULL)
@@ -1124,6 +1143,27 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 				if (part->rejected && part->status != WS_BATCH_DONE &&
 					walship_on_rejected == WS_ON_REJECTED_STOP)
 					stop_here = true;
+			}
+
+			/*
+			 * A table has wider types than the batch's rows were written in:
+			 * the batch is prepared again (once none of its requests is in
+			 * flight), without what was done already.
+			 */
+			if (reprepare)
+			{
+				ListCell   *plc2;
+				bool		sending = false;
+
+				foreach(plc2, batch->parts)
+					if (((WsBatchPart *) lfirst(plc2))->status == WS_BATCH_SENDING)
+						sending = true;
+				if (!sending)
+				{
+					ws_batch_note_done_tables(batch);
+					ws_batch_free_parts(batch);
+				}
+				break;			/* later batches wait, keeping order */
 			}
 		}
 	}

@@ -20,6 +20,11 @@
  *   WARNING says so; rows shipped from then on fill the new column only.
  *   Columns that were never part of a shape this process saw (after a
  *   restart, or added by hand) are never dropped.
+ * - A column that is wider in ClickHouse than the shape writes it (Int64
+ *   for an integer: rows of an older shape, sent again after a restart,
+ *   once the table was widened) is not narrowed: the rows are written in
+ *   the table's type instead (ws_rowbinary_shape_with_types()), which
+ *   delivery.c does by preparing their batch again (WS_TABLE_REENCODE).
  * - A type change that ClickHouse cannot make without losing or changing
  *   values (anything but wider integers, Float32 to Float64, small
  *   integers to Float64, a Decimal of more precision with the same scale,
@@ -72,6 +77,10 @@ typedef struct MtTable
 	char	   *database;
 	char	   *table;
 	const WsRowBinaryShape *shape;	/* the table matches it; NULL: unknown */
+	const WsRowBinaryShape *base;	/* shape is base in the table's wider
+									 * types, or NULL */
+	char	  **types;			/* the step's: the table's types where they
+								 * hold wanted's values, else wanted's */
 	const WsRowBinaryShape *wanted; /* the step's goal, or NULL */
 	MtPhase		phase;
 	List	   *statements;		/* char *: DDL still to run */
@@ -210,6 +219,8 @@ ws_managed_tables_ready(WsManagedTables *tables, const WsRowBinaryShape *shape,
 	*why = NULL;
 	if (t->wanted == NULL && same_shape(t->shape, shape))
 		return WS_TABLE_READY;
+	if (t->wanted == NULL && t->base != NULL && same_shape(t->base, shape))
+		return WS_TABLE_REENCODE;
 	if (t->refused != NULL && same_shape(t->wanted, shape) &&
 		now < t->retry_at)
 	{
@@ -236,6 +247,24 @@ ws_managed_tables_ready(WsManagedTables *tables, const WsRowBinaryShape *shape,
 		(t->phase == MT_READ_DUE || t->phase == MT_ALTER_DUE))
 		start_request(tables, t);
 	return WS_TABLE_WAIT;
+}
+
+const WsRowBinaryShape *
+ws_managed_tables_effective(WsManagedTables *tables,
+							const WsRowBinaryShape *shape)
+{
+	ListCell   *lc;
+
+	foreach(lc, tables->tables)
+	{
+		MtTable    *t = lfirst(lc);
+
+		if (t->base != NULL && same_shape(t->base, shape) &&
+			strcmp(t->database, walship_clickhouse_database) == 0 &&
+			strcmp(t->table, shape->table_name) == 0)
+			return t->shape;
+	}
+	return shape;
 }
 
 bool
@@ -415,8 +444,34 @@ type_widens(const char *from, const char *to)
 }
 
 /*
+ * Whether a column of ClickHouse type ch holds every value of type ours,
+ * so rows can be written in ch instead (a table widened by an earlier
+ * shape, which a restart sends rows of again).
+ */
+static bool
+type_holds(const char *ch, const char *ours)
+{
+	char	   *ch_inner;
+	char	   *ours_inner;
+
+	if (strcmp(ch, ours) == 0)
+		return true;
+	ch_inner = strip_wrapper(ch, "Nullable");
+	ours_inner = strip_wrapper(ours, "Nullable");
+	if (ours_inner != NULL)
+		return ch_inner != NULL && type_holds(ch_inner, ours_inner);
+	if (ch_inner != NULL)
+		return type_holds(ch_inner, ours);
+	if ((ch_inner = strip_wrapper(ch, "Array")) != NULL &&
+		(ours_inner = strip_wrapper(ours, "Array")) != NULL)
+		return type_holds(ch_inner, ours_inner);
+	return type_widens(ours, ch);
+}
+
+/*
  * The statements that make the table match t->wanted, given its columns;
  * NULL with *problem when it cannot be made to (or may not be changed).
+ * Sets t->types: the types rows are to be written in.
  */
 static List *
 plan_statements(MtTable *t, List *columns, char **problem)
@@ -428,6 +483,9 @@ plan_statements(MtTable *t, List *columns, char **problem)
 	bool		added = false;
 
 	*problem = NULL;
+	t->types = palloc(sizeof(char *) * wanted->nall);
+	for (int i = 0; i < wanted->nall; i++)
+		t->types[i] = wanted->types[i];
 	if (columns == NIL)
 	{
 		char	   *ddl;
@@ -462,6 +520,12 @@ plan_statements(MtTable *t, List *columns, char **problem)
 										  table, name, wanted->types[i],
 										  ws_clickhouse_quote_ident(wanted->names[i - 1])));
 			added = true;
+		}
+		else if (strcmp(col->type, wanted->types[i]) != 0 &&
+				 type_holds(col->type, wanted->types[i]))
+		{
+			/* wider in ClickHouse: rows are written in its type */
+			t->types[i] = pstrdup(col->type);
 		}
 		else if (strcmp(col->type, wanted->types[i]) != 0)
 		{
@@ -515,7 +579,23 @@ plan_statements(MtTable *t, List *columns, char **problem)
 static void
 step_done(MtTable *t)
 {
-	t->shape = t->wanted;
+	bool		other_types = false;
+
+	for (int i = 0; t->types != NULL && i < t->wanted->nall; i++)
+		if (strcmp(t->types[i], t->wanted->types[i]) != 0)
+			other_types = true;
+	if (other_types)
+	{
+		t->shape = ws_rowbinary_shape_with_types(t->wanted,
+												 (const char *const *) t->types);
+		t->base = t->wanted;
+	}
+	else
+	{
+		t->shape = t->wanted;
+		t->base = NULL;
+	}
+	t->types = NULL;
 	t->wanted = NULL;
 	t->phase = MT_IDLE;
 	t->attempts = 0;

@@ -26,6 +26,8 @@ typedef enum WsTableReadiness
 {
 	WS_TABLE_READY,				/* the table has the shape's columns */
 	WS_TABLE_WAIT,				/* being checked or altered, or blocked */
+	WS_TABLE_REENCODE,			/* write the rows in the table's wider
+								 * types: ws_managed_tables_effective() */
 	WS_TABLE_REFUSED			/* cannot take the shape: reject its rows
 								 * (on_rejected = dead_letter) */
 } WsTableReadiness;
@@ -48,6 +50,13 @@ extern WsTableReadiness ws_managed_tables_ready(WsManagedTables *tables,
 												const WsRowBinaryShape *shape,
 												bool may_change,
 												TimestampTz now, char **why);
+
+/*
+ * The shape to write shape's rows in: shape, or shape in the wider types
+ * its table was found to have.
+ */
+extern const WsRowBinaryShape *ws_managed_tables_effective(WsManagedTables *tables,
+														   const WsRowBinaryShape *shape);
 
 /* Takes a result if it answers one of this module's requests. */
 extern bool ws_managed_tables_handle_result(WsManagedTables *tables,

@@ -275,6 +275,27 @@ relation_key(const WsRelation *rel, WsDialect dialect)
 	return key.data;
 }
 
+/* Sets the shape's signature and column list from its names and types. */
+static void
+finish_shape(WsRowBinaryShape *shape)
+{
+	StringInfoData signature;
+	StringInfoData list;
+
+	initStringInfo(&signature);
+	initStringInfo(&list);
+	appendStringInfoChar(&list, '(');
+	for (int i = 0; i < shape->nall; i++)
+	{
+		appendStringInfo(&signature, "%s %s\n", shape->names[i], shape->types[i]);
+		appendStringInfo(&list, "%s%s", i > 0 ? ", " : "",
+						 ws_clickhouse_quote_ident(shape->names[i]));
+	}
+	appendStringInfoChar(&list, ')');
+	shape->signature = signature.data;
+	shape->column_list = list.data;
+}
+
 /* Fills shape for rel; needs catalog access. */
 static void
 make_shape(WsRowBinaryShape *shape, const WsRelation *rel, WsDialect dialect)
@@ -283,9 +304,6 @@ make_shape(WsRowBinaryShape *shape, const WsRelation *rel, WsDialect dialect)
 	const char *const *meta_types;
 	int			nmeta = ws_clickhouse_metadata_columns(&meta_names, &meta_types,
 													   dialect);
-	StringInfoData signature;
-	StringInfoData list;
-
 	shape->dialect = dialect;
 	shape->schema_name = pstrdup(rel->schema_name);
 	shape->table_name = pstrdup(rel->table_name);
@@ -332,18 +350,7 @@ make_shape(WsRowBinaryShape *shape, const WsRelation *rel, WsDialect dialect)
 									  rel->schema_name, rel->table_name);
 	}
 
-	initStringInfo(&signature);
-	initStringInfo(&list);
-	appendStringInfoChar(&list, '(');
-	for (int i = 0; i < shape->nall; i++)
-	{
-		appendStringInfo(&signature, "%s %s\n", shape->names[i], shape->types[i]);
-		appendStringInfo(&list, "%s%s", i > 0 ? ", " : "",
-						 ws_clickhouse_quote_ident(shape->names[i]));
-	}
-	appendStringInfoChar(&list, ')');
-	shape->signature = signature.data;
-	shape->column_list = list.data;
+	finish_shape(shape);
 }
 
 const WsRowBinaryShape *
@@ -387,6 +394,56 @@ ws_rowbinary_shape(const WsRelation *rel, WsDialect dialect)
 	MemoryContextSwitchTo(caller);
 	pfree(key);
 	return &entry->shape;
+}
+
+const WsRowBinaryShape *
+ws_rowbinary_shape_with_types(const WsRowBinaryShape *base,
+							  const char *const *types)
+{
+	StringInfoData key;
+	ListCell   *lc;
+	ShapeEntry *entry;
+	WsRowBinaryShape *shape;
+	MemoryContext old;
+
+	initStringInfo(&key);
+	appendStringInfo(&key, "%s%c", base->signature, '\x03');
+	for (int i = 0; i < base->nall; i++)
+		appendStringInfo(&key, "%s%c", types[i], '\x02');
+	foreach(lc, shapes)
+	{
+		entry = lfirst(lc);
+		if (strcmp(entry->key, key.data) == 0)
+		{
+			pfree(key.data);
+			return &entry->shape;
+		}
+	}
+
+	old = MemoryContextSwitchTo(shape_context);
+	entry = palloc0(sizeof(ShapeEntry));
+	entry->key = pstrdup(key.data);
+	shape = &entry->shape;
+	*shape = *base;
+	shape->types = palloc(sizeof(char *) * base->nall);
+	shape->parsed = palloc(sizeof(WsRbType *) * base->nall);
+	for (int i = 0; i < base->nall; i++)
+	{
+		const char *p;
+
+		shape->types[i] = pstrdup(types[i]);
+		p = shape->types[i];
+		shape->parsed[i] = parse_type(&p);
+		if ((shape->parsed[i] == NULL || *p != '\0') && shape->problem == NULL)
+			shape->problem = psprintf("walship cannot write ClickHouse type %s (column \"%s\" of \"%s.%s\") in RowBinary",
+									  shape->types[i], shape->names[i],
+									  shape->schema_name, shape->table_name);
+	}
+	finish_shape(shape);
+	shapes = lappend(shapes, entry);
+	MemoryContextSwitchTo(old);
+	pfree(key.data);
+	return shape;
 }
 
 char *
@@ -875,6 +932,15 @@ put_value(StringInfo out, const WsRbType *type, const WsValue *value,
 			break;
 
 		case RB_FLOAT32:
+			if (tag == WS_VAL_INT)
+			{
+				float4		f = (float4) value->int_value;
+				uint32		bits;
+
+				memcpy(&bits, &f, 4);
+				put_le(out, bits, 4);
+				return NULL;
+			}
 			if (tag == WS_VAL_FLOAT4 || tag == WS_VAL_FLOAT8)
 			{
 				float4		f = (float4) value->float_value;
@@ -887,14 +953,16 @@ put_value(StringInfo out, const WsRbType *type, const WsValue *value,
 			break;
 
 		case RB_FLOAT64:
-			if (tag == WS_VAL_FLOAT4 || tag == WS_VAL_FLOAT8 ||
+			if (tag == WS_VAL_FLOAT4 || tag == WS_VAL_FLOAT8 || tag == WS_VAL_INT ||
 				(tag == WS_VAL_NUMERIC &&
 				 ws_numeric_is_finite(value->data, value->len)))
 			{
 				float8		f;
 				uint64		bits;
 
-				if (tag == WS_VAL_NUMERIC)
+				if (tag == WS_VAL_INT)
+					f = (float8) value->int_value;
+				else if (tag == WS_VAL_NUMERIC)
 				{
 					char	   *text = pnstrdup(value->data, value->len);
 

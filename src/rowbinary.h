@@ -60,6 +60,14 @@ extern const WsRowBinaryShape *ws_rowbinary_shape(const WsRelation *rel,
 extern char *ws_rowbinary_create_table(const WsRowBinaryShape *shape,
 									   const char *database, char **problem);
 
+/*
+ * base with other column types (types[base->nall]), each one that holds
+ * every value of base's (the ClickHouse table's own, wider ones): rows are
+ * then written in these types.  Cached like base.
+ */
+extern const WsRowBinaryShape *ws_rowbinary_shape_with_types(const WsRowBinaryShape *base,
+															 const char *const *types);
+
 /* "INSERT INTO `database`.`table` (columns) FORMAT RowBinary"; palloc'd */
 extern char *ws_rowbinary_insert_statement(const WsRowBinaryShape *shape,
 										   const char *database);

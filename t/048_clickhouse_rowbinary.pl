@@ -279,7 +279,7 @@ if ($ch26)
 {
 	is($ch26->query("SELECT toString(big), toString(d), toString(ts), toString(bo), toString(dec38) FROM rb.types FINAL WHERE id IN (1, 3) ORDER BY id FORMAT TSV"),
 		"123456789012345678901234567890.12\t2024-02-29\t2024-03-05 12:34:56.123456\ttrue\t-1234567890123456789012345678.0123456789\n"
-		  . "-1.00\t1970-01-02\t2299-12-31 23:59:59.999999\tfalse\t0.5000000000\n",
+		  . "-1\t1970-01-02\t2299-12-31 23:59:59.999999\tfalse\t0.5\n",
 		'clickhouse: Decimal256, Date32, DateTime64 (infinity: the end of its range) and Bool through RowBinary');
 }
 
@@ -422,12 +422,13 @@ $node->reload;
 psql(q{INSERT INTO shop_orders (id, country, total, note)
        SELECT 900000, 'DE', 1, string_agg(md5(i::text), '') FROM generate_series(1, 1000) i});
 psql(q{UPDATE shop_orders SET total = 2 WHERE id = 900000});
-psql(q{INSERT INTO shop_orders (id, country, total) VALUES (900001, 'FR', 3)});
 ok($node->poll_query_until('postgres', q{
 SELECT count(*) = 1 FROM walship.dead_letter
  WHERE error LIKE '%not sent: update of "public.shop_orders" cannot be written as RowBinary: column "note" has an unchanged TOAST value%'}),
 	'an unchanged TOAST value in the worker: its request is rejected unsent, a dead letter naming the column')
   or diag(psql('SELECT error FROM walship.dead_letter'));
+# (rows of the same request share its fate, as in an NDJSON body)
+psql(q{INSERT INTO shop_orders (id, country, total) VALUES (900001, 'FR', 3)});
 ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), '... and shipping goes on');
 is($ch->query_value('SELECT count() FROM shop.shop_orders FINAL WHERE id IN (900000, 900001) AND total = 2'),
 	'0', '... no made-up row of the update was stored');

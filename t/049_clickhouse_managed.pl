@@ -2,8 +2,10 @@
 #
 # t/049_clickhouse_managed.pl
 #	  Zero-touch ClickHouse tables (walship.clickhouse_manage_tables = on,
-#	  walship.format = 'rowbinary') on a real ClickHouse 18.16
-#	  (t/WalshipClickHouse.pm).
+#	  walship.format = 'rowbinary'), on a real ClickHouse 18.16
+#	  (t/WalshipClickHouse.pm, dialect clickhouse_18), then on ClickHouse 26
+#	  (chdb behind t/chdb_http.js, t/WalshipChdb.pm, dialect clickhouse,
+#	  gzip replaced by zstd), each with a PostgreSQL server of its own.
 #
 #	  The orders workload runs with no ClickHouse table at all: the worker
 #	  creates it from the relation description (the DDL of
@@ -20,7 +22,9 @@
 #	  changed in ClickHouse by hand; then the rows arrive.  A rename keeps
 #	  the old column (with its values) and adds the new one, with a WARNING.
 #	  Without clickhouse_manage_tables a missing table is reported, not
-#	  created, and nothing is sent.
+#	  created, and nothing is sent.  On ClickHouse 26, a request whose
+#	  acknowledgement is lost (the adapter stores it and answers 500) is
+#	  retried with the same insert_deduplication_token and stored once.
 #
 #	  Skipped only when clickhouse-server is not installed.
 
@@ -36,6 +40,7 @@ use Test::More;
 
 use Cwd qw(abs_path);
 use Time::HiRes qw(time sleep);
+use WalshipChdb;
 use WalshipClickHouse;
 use WalshipTest;
 
@@ -43,27 +48,16 @@ my ($available, $why) = WalshipClickHouse->available;
 plan skip_all => "clickhouse-server is not installed: $why" unless $available;
 
 my $tmp = abs_path(PostgreSQL::Test::Utils::tempdir('clickhouse_managed'));
-my $ch = WalshipClickHouse->new(dir => "$tmp/ch", no_tcp => 1);
-$ch->query('CREATE DATABASE shop');
+my ($ch, $node, $dialect);
 
-my $node = worker_node('managed', qq{
-max_connections = 30
-restart_after_crash = on
-walship.database = 'postgres'
-walship.publication = 'shop'
-walship.endpoint = '${\ $ch->url('/') }'
-walship.format = 'rowbinary'
-walship.dialect = 'clickhouse_18'
-walship.clickhouse_database = 'shop'
-walship.clickhouse_manage_tables = off
-walship.compression = 'gzip'
-walship.batch_max_changes = 100
-walship.batch_max_delay = 20ms
-walship.max_inflight = 4
-walship.retry_min_delay = 20ms
-walship.retry_max_delay = 500ms
-});
-$node->start;
+# What ClickHouse shows of the dialect's types
+my %types = (
+	clickhouse_18 => { ts => 'Int64', op => 'String', micros => 'toString(%s)',
+		engine => qr/^ReplacingMergeTree\(_version\) ORDER BY id/ },
+	# (TSV escapes the quotes)
+	clickhouse => { ts => "DateTime64(6, \\'UTC\\')", op => 'LowCardinality(String)',
+		micros => 'toString(toUnixTimestamp64Micro(%s))',
+		engine => qr/^ReplacingMergeTree\(_version, _deleted\) ORDER BY \(?id\)? SETTINGS .*non_replicated_deduplication_window = 1000/ },);
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
@@ -82,6 +76,33 @@ sub ch_poll
 	return 0;
 }
 
+sub scenario
+{
+	($ch, $dialect, my $compression) = @_;
+	my $t = $types{$dialect};
+	my $wdir = "$tmp/workload_$dialect";    # scripts, stop file
+	mkdir $wdir or die "mkdir $wdir: $!";
+	$ch->query('CREATE DATABASE shop');
+
+$node = worker_node("managed_$dialect", qq{
+max_connections = 30
+restart_after_crash = on
+walship.database = 'postgres'
+walship.publication = 'shop'
+walship.endpoint = '${\ $ch->url('/') }'
+walship.format = 'rowbinary'
+walship.dialect = '$dialect'
+walship.clickhouse_database = 'shop'
+walship.clickhouse_manage_tables = off
+walship.compression = '$compression'
+walship.batch_max_changes = 100
+walship.batch_max_delay = 20ms
+walship.max_inflight = 4
+walship.retry_min_delay = 20ms
+walship.retry_max_delay = 500ms
+});
+$node->start;
+
 psql(q{
 CREATE EXTENSION walship;
 CREATE TABLE orders (
@@ -92,7 +113,7 @@ CREATE TABLE orders (
     small      int,
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE items (id int PRIMARY KEY, v int, old_name text);
+CREATE TABLE items (id int PRIMARY KEY, v int, old_name text, qty int);
 CREATE PUBLICATION shop FOR TABLE orders, items;
 });
 # the slot exists once the worker runs: changes from then on are shipped
@@ -117,12 +138,12 @@ ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.orders}) // 0 },
 		sub { $_[0] >= 1 }), '... into the table it created');
 is($ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV}),
 	join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
-		"legacy\tNullable(Int32)", "small\tNullable(Int32)", "created_at\tInt64",
-		"_op\tString", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
-		"_commit_ts\tInt64", "_deleted\tUInt8"),
-	'the created table has the columns clickhouse_ddl() declares');
+		"legacy\tNullable(Int32)", "small\tNullable(Int32)", "created_at\t$t->{ts}",
+		"_op\t$t->{op}", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
+		"_commit_ts\t$t->{ts}", "_deleted\tUInt8"),
+	"$dialect: the created table has the columns clickhouse_ddl() declares");
 like($ch->query_value(q{SELECT engine_full FROM system.tables WHERE database = 'shop' AND name = 'orders'}),
-	qr/^ReplacingMergeTree\(_version\) ORDER BY id/, '... ReplacingMergeTree(_version) ORDER BY the key');
+	$t->{engine}, "$dialect: ... and its engine");
 
 # ---------------------------------------------------------------------------
 # The workload, with schema changes and SIGKILLs
@@ -149,10 +170,10 @@ my @files;
 foreach my $name (sort keys %scripts)
 {
 	my ($file) = $name =~ /^([^@]+)/;
-	PostgreSQL::Test::Utils::append_to_file("$tmp/$file", $scripts{$name});
-	push @files, '-f', "$tmp/$name";
+	PostgreSQL::Test::Utils::append_to_file("$wdir/$file", $scripts{$name});
+	push @files, '-f', "$wdir/$name";
 }
-my $workload = start_workload($node, $tmp, '-c', 3, '-R', 200, '-T', 3, '--max-tries=20', @files);
+my $workload = start_workload($node, $wdir, '-c', 3, '-R', 200, '-T', 3, '--max-tries=20', @files);
 
 sub worker_pid_mid_batch
 {
@@ -210,21 +231,21 @@ is(psql(q{SELECT rejected_batches || ' ' || coalesce(last_error, '') FROM walshi
 	'0 ', 'nothing rejected, no error');
 
 my $pg = psql(q{
-SELECT concat_ws(' ', id, country, total, coalesce(small::text, 'NULL'),
+SELECT concat_ws(' ', id, country, (total * 100)::bigint, coalesce(small::text, 'NULL'),
                  (extract(epoch FROM created_at) * 1000000)::bigint, coalesce(note, 'NULL'))
   FROM orders ORDER BY id});
 my $chrows = $ch->query(q{
-SELECT concat(toString(id), ' ', country, ' ', toString(total), ' ', ifNull(toString(small), 'NULL'), ' ',
-              toString(created_at), ' ', ifNull(note, 'NULL'))
+SELECT concat(toString(id), ' ', country, ' ', toString(toInt64(total * 100)), ' ', ifNull(toString(small), 'NULL'), ' ',
+              } . sprintf($t->{micros}, 'created_at') . q{, ' ', ifNull(note, 'NULL'))
   FROM shop.orders FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV});
 $chrows =~ s/\n\z//;
 cmp_ok(scalar(split /\n/, $pg), '>', 200, 'the workload left orders');
 is($chrows, $pg, 'every order, the added column and the widened one included: ClickHouse FINAL = PostgreSQL');
 is(ch_columns(),
 	join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
-		"small\tNullable(Int64)", "created_at\tInt64", "note\tNullable(String)",
-		"_op\tString", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
-		"_commit_ts\tInt64", "_deleted\tUInt8"),
+		"small\tNullable(Int64)", "created_at\t$t->{ts}", "note\tNullable(String)",
+		"_op\t$t->{op}", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
+		"_commit_ts\t$t->{ts}", "_deleted\tUInt8"),
 	'ClickHouse has the columns of the PostgreSQL table, in order (the dropped one gone)');
 
 # ---------------------------------------------------------------------------
@@ -262,10 +283,57 @@ ok(ch_poll(sub { $ch->query(q{SELECT id, old_name, new_name FROM shop.items FINA
 like(slurp_file($node->logfile), qr/WARNING:  walship keeps column `old_name` of ClickHouse table `shop`.`items`/,
 	'... with a WARNING');
 
+# A column wider in ClickHouse than the rows' type (what a restart meets
+# when it sends rows of a shape older than a widening again): not narrowed,
+# the rows are written in the table's type.
+$ch->query(q{ALTER TABLE shop.items MODIFY COLUMN qty Nullable(Int64)});
+psql(q{ALTER TABLE items ADD COLUMN extra int});
+psql(q{UPDATE items SET qty = 7, extra = 8 WHERE id = 1});
+ok(ch_poll(sub { $ch->query(q{SELECT id, qty, extra FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
+		sub { $_[0] eq "1\t7\t8\n2\t\\N\t\\N\n" }),
+	"$dialect: a column wider in ClickHouse (Int64 for integer): rows written in its type")
+  or diag($ch->query(q{SELECT * FROM shop.items FORMAT TSV}), psql('SELECT * FROM walship.status'));
+is($ch->query_value(q{SELECT type FROM system.columns WHERE database = 'shop' AND table = 'items' AND name = 'qty'}),
+	'Nullable(Int64)', "$dialect: ... and the column is not narrowed");
+
+# A lost acknowledgement (ClickHouse 26 adapter: stored, then answered
+# 500): the retry carries the same insert_deduplication_token and is not
+# stored again.
+if ($ch->can('lose_acks'))
+{
+	psql(q{CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL);
+	       ALTER PUBLICATION shop ADD TABLE ledger;
+	       INSERT INTO ledger VALUES (0, 0)});
+	ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.ledger}) }, sub { $_[0] eq '1' }),
+		"$dialect: ledger created and filled");
+	$ch->lose_acks(1);
+	psql(q{INSERT INTO ledger SELECT i, i FROM generate_series(1, 500) i});
+	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), "$dialect: the retried request acknowledged");
+	is($ch->query_value(q{SELECT count() FROM shop.ledger}), '501',
+		"$dialect: a request whose acknowledgement was lost is stored once (count() without FINAL)");
+	my @tokens = map { $_->{settings}{insert_deduplication_token} // '' }
+	  grep { $_->{query} =~ /INSERT INTO `shop`.`ledger` .*FORMAT RowBinary/ } @{ $ch->inserts };
+	my %seen;
+	$seen{$_}++ for @tokens;
+	ok((grep { $_ ne '' && $seen{$_} >= 2 } keys %seen) == 1,
+		"$dialect: the RowBinary request was sent twice with one insert_deduplication_token")
+	  or diag(join("\n", @tokens));
+}
+
 my $log = slurp_file($node->logfile);
-is(worker_sigkills($log), 2, 'the log shows the 2 SIGKILLs of the worker');
-is(join("\n", worker_errors($log)), '', 'the worker logged no ERROR, FATAL or PANIC');
+is(worker_sigkills($log), 2, "$dialect: the log shows the 2 SIGKILLs of the worker");
+is(join("\n", worker_errors($log)), '', "$dialect: the worker logged no ERROR, FATAL or PANIC");
 
 $node->stop;
 $ch->stop;
+}
+
+scenario(WalshipClickHouse->new(dir => "$tmp/ch", no_tcp => 1), 'clickhouse_18', 'gzip');
+
+my ($chdb_ok, $chdb_why) = WalshipChdb->available;
+SKIP:
+{
+	skip "ClickHouse 26 (chdb) is not available: $chdb_why", 1 unless $chdb_ok;
+	scenario(WalshipChdb->new(dir => "$tmp/chdb"), 'clickhouse', 'zstd');
+}
 done_testing();
