@@ -348,6 +348,13 @@ typedef struct WsRowBinaryGroup
 	char	   *problem;		/* the first row that cannot be written */
 } WsRowBinaryGroup;
 
+/* Which group a relation id's rows go to, while its description holds. */
+typedef struct RelGroup
+{
+	uint64		rel_id;
+	WsRowBinaryGroup *group;	/* NULL: done before, left out */
+} RelGroup;
+
 /*
  * Prepares a batch as RowBinary requests: one per table and relation
  * shape, in order of first appearance, each an INSERT with the shape's
@@ -363,7 +370,7 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 	WsStreamContext stream;
 	WsReader	reader;
 	ListCell   *lc;
-	WsRowBinaryGroup *last = NULL;
+	List	   *by_rel = NIL;	/* RelGroup *: each relation id's group */
 
 	ws_stream_context_init(&stream);
 	stream.json_trusted = true;
@@ -375,11 +382,19 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 		const WsRowBinaryShape *base;
 		const WsRowBinaryShape *shape;
 		WsRowBinaryGroup *group = NULL;
+		RelGroup   *known = NULL;
 		char	   *problem;
 		int			n;
 
 		ws_read_record(&reader, &record);
 		ws_stream_context_track(&stream, &record);
+		/* a relation described anew may have another shape */
+		if (record.kind == WS_REC_RELATION)
+		{
+			list_free_deep(by_rel);
+			by_rel = NIL;
+			continue;
+		}
 		if (record.kind == WS_REC_TRUNCATE)
 		{
 			/* the flat shape has no row that empties a ClickHouse table */
@@ -397,36 +412,40 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
 							ws_record_kind_name(record.kind), record.rel_id)));
-		base = ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
-		/* in the table's wider types, where it has them */
-		shape = ws_managed_tables_effective(delivery->tables, base);
 
-		/* consecutive rows of one table are the common case */
-		if (last != NULL && last->shape == shape)
-			group = last;
-		else
+		/* the relation's group, found once per relation description */
+		foreach(lc, by_rel)
+			if (((RelGroup *) lfirst(lc))->rel_id == record.rel_id)
+				known = lfirst(lc);
+		if (known == NULL)
 		{
+			base = ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
+			/* in the table's wider types, where it has them */
+			shape = ws_managed_tables_effective(delivery->tables, base);
 			foreach(lc, groups)
 				if (((WsRowBinaryGroup *) lfirst(lc))->shape == shape)
 					group = lfirst(lc);
-		}
-		if (group == NULL)
-		{
 			/* done before a split or a new preparation: by relation shape */
-			if (ws_batch_table_done(batch, base->schema_name,
-									base->table_name, base))
-				continue;
-			group = palloc0(sizeof(WsRowBinaryGroup));
-			group->base = base;
-			group->shape = shape;
-			initStringInfo(&group->rows);
-			groups = lappend(groups, group);
+			if (group == NULL &&
+				!ws_batch_table_done(batch, base->schema_name,
+									 base->table_name, base))
+			{
+				group = palloc0(sizeof(WsRowBinaryGroup));
+				group->base = base;
+				group->shape = shape;
+				initStringInfo(&group->rows);
+				groups = lappend(groups, group);
+			}
+			known = palloc(sizeof(RelGroup));
+			known->rel_id = record.rel_id;
+			known->group = group;	/* NULL: its rows are left out */
+			by_rel = lappend(by_rel, known);
 		}
-		last = group;
-		if (group->problem)
+		group = known->group;
+		if (group == NULL || group->problem)
 			continue;
-		n = ws_rowbinary_append(&group->rows, &record, &stream, rel, shape,
-								&problem);
+		n = ws_rowbinary_append(&group->rows, &record, &stream, rel,
+								group->shape, &problem);
 		if (n < 0)
 			group->problem = problem;
 		else
