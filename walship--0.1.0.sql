@@ -611,3 +611,12 @@ REVOKE ALL ON FUNCTION metrics(), metrics_values(), metrics_states(),
     metrics_backfills() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION metrics(), metrics_values(), metrics_states(),
     metrics_backfills() TO walship_admin, pg_monitor;
+
+CREATE FUNCTION encode_rowbinary(records bytea, database text DEFAULT 'default',
+                                 dialect text DEFAULT 'clickhouse')
+RETURNS TABLE (statement text, body bytea, rows integer)
+AS 'MODULE_PATHNAME', 'walship_encode_rowbinary'
+LANGUAGE C STRICT STABLE;
+
+COMMENT ON FUNCTION encode_rowbinary(bytea, text, text) IS
+'Encodes concatenated walship binary change records as the ClickHouse RowBinary requests the shipping worker sends with walship.format = ''rowbinary'': one row per table and relation shape, with its INSERT statement; dialect ''clickhouse'' or ''clickhouse_18''';

@@ -22,7 +22,15 @@
 #      the URL so that requests are split the same way), on "orders_null",
 #      a copy of "orders" with the same prefill: the null-sink figure for an
 #      identical backlog in the same run, while ClickHouse's "orders" stays
-#      complete.  ROUNDS backlogs per sink, in ABBA order.  At the end,
+#      complete.  ROUNDS backlogs per sink, in ABBA order.  Each sink is
+#      measured in every format of FORMATS: "ndjson" as above, "rowbinary"
+#      with walship.format = 'rowbinary' (walship.clickhouse_database =
+#      'shop', walship.endpoint ClickHouse's base URL, or nginx's, which
+#      answers the worker's column check with 204: unchecked), gzip too.
+#      The first null-sink backlog is also decoded once by the output plugin
+#      alone (a slot created before it, consumed with
+#      pg_logical_slot_get_binary_changes): the plugin decode rate of the
+#      same backlog, the ceiling of any sink.  At the end,
 #      ClickHouse's count() and sum(total) FINAL WHERE NOT _deleted must
 #      equal PostgreSQL's for "orders" (and the row counts of "events").
 #   2. Freshness at steady load.  pgbench inserts one small row per
@@ -50,6 +58,7 @@
 #
 # Environment (all optional):
 #     CHANGES=500000      row changes in each throughput backlog
+#     FORMATS="ndjson rowbinary"  throughput: the request formats compared
 #     ROUNDS=2            throughput: backlogs per sink, in ABBA order
 #     TXN_SIZE=1000       row changes per transaction of that backlog
 #     PREFILL=100000      orders inserted (and shipped into ClickHouse) first
@@ -71,6 +80,7 @@
 set -euo pipefail
 
 CHANGES=${CHANGES:-500000}
+FORMATS=${FORMATS:-ndjson rowbinary}
 ROUNDS=${ROUNDS:-2}
 TXN_SIZE=${TXN_SIZE:-1000}
 PREFILL=${PREFILL:-100000}
@@ -157,6 +167,8 @@ ch_keeper_pid=$!
 start_nginx
 # {table} kept, so that requests are split per table exactly as for ClickHouse
 NGINX_URL="http://127.0.0.1:$HTTP_PORT/ingest/{table}"
+# RowBinary: the base URL; the worker adds ?query=INSERT ... per table
+NGINX_BASE_URL="http://127.0.0.1:$HTTP_PORT/ingest/"
 
 # --- wait for ClickHouse ---------------------------------------------------------
 for _ in $(seq 1 1200); do
@@ -333,8 +345,9 @@ CH_INSERTED0=$(ch_inserted_rows)
 [ -n "$CH_INSERTED0" ] || CH_INSERTED0=0
 wait_worker_streaming
 log "worker streaming (pid $WORKER_PID) to ClickHouse"
-SETTINGS=$(walship_settings format ndjson_shape dialect compression batch_max_changes batch_max_bytes \
-	batch_max_delay max_inflight)
+set_walship "clickhouse_database=shop"
+SETTINGS=$(walship_settings ndjson_shape dialect clickhouse_database compression batch_max_changes \
+	batch_max_bytes batch_max_delay max_inflight)
 LOAD_START=$(load_avg)
 
 # "changes_shipped bytes_shipped batches_shipped retries" of walship.status
@@ -366,24 +379,41 @@ NGINX_CHANGES=0    # changes shipped to nginx, not into ClickHouse
 # 1. Throughput: identical backlogs into ClickHouse and into nginx.
 # ---------------------------------------------------------------------------
 TP_RESULTS=()
-# ship_case SINK: switch the endpoint, pause, commit a backlog on the sink's
-# table, resume, time it; appends to TP_RESULTS
+DECODE_RESULT=""
+# ship_case SINK ROUND FORMAT: switch the endpoint and format, pause, commit
+# a backlog on the sink's table, resume, time it; appends to TP_RESULTS.
+# The first nginx case also times the plugin decoding the same backlog.
 ship_case() {
-	local sink=$1 round=$2 table sink_pid url
-	local c0 b0 n0 r0 c1 b1 n1 r1 w0 w1 s0 s1 s2 merge_secs
+	local sink=$1 round=$2 format=$3 table sink_pid url
+	local c0 b0 n0 r0 c1 b1 n1 r1 w0 w1 s0 s1 s2 merge_secs d0 d1 decoded
 	if [ "$sink" = clickhouse ]; then
 		table=orders sink_pid=$CH_PID url=$CH_ENDPOINT
+		[ "$format" = rowbinary ] && url=$CH_URL
 	else
 		table=orders_null sink_pid=${NGINX_WORKER:-$nginx_pid} url=$NGINX_URL
+		[ "$format" = rowbinary ] && url=$NGINX_BASE_URL
 	fi
 	psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
 	# ClickHouse idle: no merge left over from what was inserted before
 	ch_wait_quiet 120 >/dev/null
-	set_walship "endpoint=$url"
+	set_walship "endpoint=$url" "format=$format"
 	psql_cmd -c "SELECT walship.pause()" >/dev/null
 	psql_cmd -c "SELECT bench_wait('state = ''paused'' AND inflight = 0', 60)" >/dev/null
-	log "throughput $sink ($round): worker paused; backlog of $CHANGES row changes on $table in transactions of $TXN_SIZE"
+	if [ "$sink" = nginx ] && [ -z "$DECODE_RESULT" ]; then
+		psql_cmd -c "SELECT 'x' FROM pg_create_logical_replication_slot('bench_decode', 'walship')" >/dev/null
+	fi
+	log "throughput $sink $format ($round): worker paused; backlog of $CHANGES row changes on $table in transactions of $TXN_SIZE"
 	run_orders_workload "'$table', $CHANGES, $TXN_SIZE"
+	if [ "$sink" = nginx ] && [ -z "$DECODE_RESULT" ]; then
+		# the output plugin alone, on the same backlog (in one backend)
+		d0=$(date +%s.%N)
+		decoded=$(psql_cmd -c "SELECT count(*) FROM pg_logical_slot_get_binary_changes('bench_decode', '$WL_END_LSN', NULL,
+			'publication_names', 'bench_pub', 'format_version', '2') WHERE get_byte(data, 0) IN (73, 85, 68)")
+		d1=$(date +%s.%N)
+		psql_cmd -c "SELECT pg_drop_replication_slot('bench_decode')" >/dev/null
+		DECODE_RESULT="$decoded $(awk -v a="$d0" -v b="$d1" 'BEGIN { printf "%.3f", b - a }')"
+		log "plugin decode: $decoded change records in $(awk -v a="$d0" -v b="$d1" 'BEGIN { printf "%.2f", b - a }') s"
+	fi
 	log "throughput $sink ($round): backlog committed in $WL_SECONDS s:" \
 		"$WL_CHANGES row changes, $WL_WAL_BYTES bytes of WAL; resuming"
 	read -r c0 b0 n0 r0 <<<"$(shipped_counters)"
@@ -399,24 +429,26 @@ ship_case() {
 	[ $((c1 - c0)) -eq "$WL_CHANGES" ] ||
 		log "WARNING: changes_shipped grew by $((c1 - c0)), the backlog has $WL_CHANGES row changes"
 	[ "$sink" = nginx ] && NGINX_CHANGES=$((NGINX_CHANGES + c1 - c0))
-	log "throughput $sink ($round): shipped in $SHIP_SECS s (last acknowledgement at $ACK_SECS s)"
-	TP_RESULTS+=("$sink|$round|$WL_CHANGES|$WL_WAL_BYTES|$SHIP_SECS|$((n1 - n0))|$((b1 - b0))|$((w1 - w0))|$((s1 - s0))|$((r1 - r0))|$merge_secs|$((s2 - s1))")
+	log "throughput $sink $format ($round): shipped in $SHIP_SECS s (last acknowledgement at $ACK_SECS s)"
+	TP_RESULTS+=("$sink $format|$round|$WL_CHANGES|$WL_WAL_BYTES|$SHIP_SECS|$((n1 - n0))|$((b1 - b0))|$((w1 - w0))|$((s1 - s0))|$((r1 - r0))|$merge_secs|$((s2 - s1))")
 }
 
 if ! skipped throughput; then
 	# ABBA order over the rounds, so that a drift in the machine's load cancels
 	for round in $(seq 1 "$ROUNDS"); do
-		if [ $((round % 2)) -eq 1 ]; then
-			ship_case clickhouse "$round"
-			ship_case nginx "$round"
-		else
-			ship_case nginx "$round"
-			ship_case clickhouse "$round"
-		fi
+		for format in $FORMATS; do
+			if [ $((round % 2)) -eq 1 ]; then
+				ship_case clickhouse "$round" "$format"
+				ship_case nginx "$round" "$format"
+			else
+				ship_case nginx "$round" "$format"
+				ship_case clickhouse "$round" "$format"
+			fi
+		done
 	done
 fi
 # from here on everything is shipped into ClickHouse
-set_walship "endpoint=$CH_ENDPOINT"
+set_walship "endpoint=$CH_ENDPOINT" "format=ndjson"
 psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
 
 # ---------------------------------------------------------------------------
@@ -619,6 +651,7 @@ fi
 # ---------------------------------------------------------------------------
 print_header "walship delivery into ClickHouse benchmark" ", fsync = off"
 echo "  settings:  ${SETTINGS% }"
+echo "  formats:   $FORMATS (ndjson: flat shape, clickhouse dialect; rowbinary: INSERT INTO shop.<table> (columns) FORMAT RowBinary)"
 echo "  endpoint:  ClickHouse $CH_VERSION (Debian clickhouse-server, HTTP, INSERT INTO shop.{table} FORMAT JSONEachRow," \
 	"ReplacingMergeTree(_version) from walship.clickhouse_ddl()); null sink: nginx" \
 	"$(nginx_version) (return 204, 1 worker process); all on 127.0.0.1"
@@ -631,27 +664,41 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 		"11-column orders table) committed while paused, shipped after walship.resume(); the same settings for both sinks," \
 		"only walship.endpoint differs; $ROUNDS rounds, ABBA order"
 	echo
-	table_header r3 "run" l10 "sink" r7 "changes" r7 "WAL MB" r7 "batches" r8 "body MB" r8 "ship s" r10 "changes/s" \
+	table_header r3 "run" l20 "sink" r7 "changes" r7 "WAL MB" r7 "batches" r8 "body MB" r8 "ship s" r10 "changes/s" \
 		r12 "worker CPU s" r10 "sink CPU s" r7 "retries" r18 "ClickHouse after"
 	: >"$TMP/rates"
 	for res in "${TP_RESULTS[@]}"; do
 		IFS='|' read -r name round ch wal ship nb bytes wcpu scpu retr msecs mcpu <<<"$res"
 		awk -v rd="$round" -v f="$name" -v n="$ch" -v w="$wal" -v s="$ship" -v nb="$nb" -v by="$bytes" -v wc="$wcpu" -v sc="$scpu" -v r="$retr" -v hz="$CLK_TCK" \
 			-v ms="$msecs" -v mc="$mcpu" 'BEGIN {
-			m = (f == "clickhouse") ? sprintf("%.1f s, %.1f CPU s", ms, mc / hz) : "-"
-			printf "| %3s | %-10s | %7d | %7.1f | %7d | %8.1f | %8.3f | %10.0f | %12.2f | %10.2f | %7d | %18s |\n",
+			m = (f ~ /^clickhouse/) ? sprintf("%.1f s, %.1f CPU s", ms, mc / hz) : "-"
+			printf "| %3s | %-20s | %7d | %7.1f | %7d | %8.1f | %8.3f | %10.0f | %12.2f | %10.2f | %7d | %18s |\n",
 				rd, f, n, w / 1048576, nb, by / 1048576, s, n / s, wc / hz, sc / hz, r, m
 		}'
-		echo "$name $ch $ship" >>"$TMP/rates"
+		echo "${name// /_} $ch $ship" >>"$TMP/rates"
 	done
 	echo
-	awk '{ n[$1] += $2; s[$1] += $3 }
+	awk -v decode="$DECODE_RESULT" '{ n[$1] += $2; s[$1] += $3 }
 		END {
-			if (("clickhouse" in s) && ("nginx" in s)) {
-				a = n["clickhouse"] / s["clickhouse"]; b = n["nginx"] / s["nginx"]
-				printf "  into ClickHouse: %.0f changes/s, %.1f%% of the null-sink rate (%.0f changes/s) for the same backlogs" \
-					" (all changes over all ship seconds, per sink)\n", a, 100 * a / b, b
+			split(decode, d, " ")
+			dr = (d[2] > 0) ? d[1] / d[2] : 0
+			if (dr > 0)
+				printf "  plugin decode (pg_logical_slot_get_binary_changes, one backend, the first null-sink backlog): %.0f changes/s\n", dr
+			split("ndjson rowbinary", fs, " ")
+			for (i = 1; i <= 2; i++) {
+				f = fs[i]; c = "clickhouse_" f; g = "nginx_" f
+				if ((c in s) && (g in s)) {
+					a = n[c] / s[c]; b = n[g] / s[g]
+					printf "  %-9s into ClickHouse: %.0f changes/s, %.1f%% of its null-sink rate (%.0f changes/s)", f, a, 100 * a / b, b
+					if (dr > 0)
+						printf "; null sink %.1f%% of the plugin decode rate", 100 * b / dr
+					printf "\n"
+					rate[f] = a
+				}
 			}
+			if (("ndjson" in rate) && ("rowbinary" in rate))
+				printf "  RowBinary into ClickHouse: %.2fx the NDJSON+gzip rate\n", rate["rowbinary"] / rate["ndjson"]
+			print "  (all changes over all ship seconds, per sink and format, for the same backlogs)"
 		}' "$TMP/rates"
 	echo "  ship s = walship.resume() until changes_shipped has grown by the backlog's row changes and confirmed_lsn" \
 		"passed its last WAL record (polled every 10 ms); body = request bodies as sent (gzip);"

@@ -30,6 +30,7 @@
 
 #include "batch.h"
 #include "format.h"
+#include "rowbinary.h"
 
 typedef struct WsRelationRecord
 {
@@ -357,6 +358,8 @@ ws_batch_free_parts(WsBatch *batch)
 			pfree(part->table);
 		if (part->statement)
 			pfree(part->statement);
+		if (part->local_error)
+			pfree(part->local_error);
 		if (part->body)
 			pfree(part->body);
 		if (part->dedup_token)
@@ -367,11 +370,16 @@ ws_batch_free_parts(WsBatch *batch)
 	batch->parts = NIL;
 }
 
-/* How done_tables names schema.table, unambiguously. */
+/*
+ * How done_tables names schema.table, unambiguously; for RowBinary, whose
+ * requests are per table and relation shape, with the shape's columns.
+ */
 char *
-ws_batch_table_key(const char *schema, const char *table)
+ws_batch_table_key(const char *schema, const char *table,
+				   const WsRowBinaryShape *shape)
 {
-	return psprintf("%d:%s.%s", (int) strlen(schema), schema, table);
+	return psprintf("%d:%s.%s%s%s", (int) strlen(schema), schema, table,
+					shape ? "\n" : "", shape ? shape->signature : "");
 }
 
 /*
@@ -393,10 +401,12 @@ ws_batch_note_done_tables(WsBatch *batch)
 
 		if (part->status == WS_BATCH_DONE && part->nlines > 0 &&
 			part->table != NULL &&
-			!ws_batch_table_done(batch, part->schema, part->table))
+			!ws_batch_table_done(batch, part->schema, part->table,
+								 part->base_shape))
 			batch->done_tables = lappend(batch->done_tables,
 										 ws_batch_table_key(part->schema,
-															part->table));
+															part->table,
+															part->base_shape));
 	}
 	MemoryContextSwitchTo(old);
 }
@@ -404,7 +414,7 @@ ws_batch_note_done_tables(WsBatch *batch)
 /* Whether the lines of schema.table were sent before a split or regroup. */
 bool
 ws_batch_table_done(const WsBatch *batch, const char *schema,
-					const char *table)
+					const char *table, const WsRowBinaryShape *shape)
 {
 	char	   *key;
 	ListCell   *lc;
@@ -412,7 +422,7 @@ ws_batch_table_done(const WsBatch *batch, const char *schema,
 
 	if (batch->done_tables == NIL)
 		return false;
-	key = ws_batch_table_key(schema, table);
+	key = ws_batch_table_key(schema, table, shape);
 	foreach(lc, batch->done_tables)
 		if (strcmp((char *) lfirst(lc), key) == 0)
 			found = true;

@@ -36,8 +36,15 @@ typedef struct WsBatchPart
 	char	   *endpoint;		/* walship.endpoint that url was made from */
 	char	   *schema;			/* the table's, for {schema}/{table} URLs; */
 	char	   *table;			/* NULL for a request of the whole batch */
-	char	   *statement;		/* a ClickHouse statement the URL runs (the
-								 * DELETE after a resync), or NULL */
+	char	   *statement;		/* a ClickHouse statement its URL runs (a
+								 * rowbinary INSERT, the DELETE after a
+								 * resync), or NULL */
+	const struct WsRowBinaryShape *shape;	/* rowbinary: its rows' shape */
+	const struct WsRowBinaryShape *base_shape;	/* ... as the relation has
+												 * it (shape may be it in
+												 * the table's wider types) */
+	char	   *local_error;	/* rowbinary: why its rows cannot be sent
+								 * (a rejection without a request), or NULL */
 	const char *content_type;
 	const char *content_encoding;	/* NULL for none */
 	char	   *body;			/* encoded and compressed; NULL once sent to
@@ -114,9 +121,11 @@ extern bool ws_batcher_idle(const WsBatcher *batcher);
 extern int64 ws_batcher_pending_bytes(const WsBatcher *batcher);
 extern TimestampTz ws_batcher_oldest_commit(const WsBatcher *batcher);
 extern void ws_batch_free_parts(WsBatch *batch);
-extern char *ws_batch_table_key(const char *schema, const char *table);
+extern char *ws_batch_table_key(const char *schema, const char *table,
+								const struct WsRowBinaryShape *shape);
 extern void ws_batch_note_done_tables(WsBatch *batch);
 extern bool ws_batch_table_done(const WsBatch *batch, const char *schema,
-								const char *table);
+								const char *table,
+								const struct WsRowBinaryShape *shape);
 
 #endif							/* WALSHIP_BATCH_H */

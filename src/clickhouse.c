@@ -62,18 +62,6 @@ static const char *const metadata_names[] = {
 	"_unchanged", "_schema", "_table"
 };
 
-/* ... and their ClickHouse columns, after the table's own: 18.16 ... */
-static const char *const metadata_columns_18[] = {
-	"`_op` String", "`_lsn` UInt64", "`_seq` UInt64", "`_version` UInt64",
-	"`_commit_ts` Int64", "`_deleted` UInt8"
-};
-
-/* ... and current ClickHouse */
-static const char *const metadata_columns[] = {
-	"`_op` LowCardinality(String)", "`_lsn` UInt64", "`_seq` UInt64",
-	"`_version` UInt64", "`_commit_ts` DateTime64(6, 'UTC')", "`_deleted` UInt8"
-};
-
 #define CH_MIN_DAYS		WS_CLICKHOUSE_MIN_DAYS
 #define CH_MAX_DAYS		WS_CLICKHOUSE_MAX_DAYS
 #define CH_USECS_PER_DAY	INT64CONST(86400000000)
@@ -533,6 +521,51 @@ ws_clickhouse_type(Oid type_oid, int32 typmod, WsDialect dialect)
 	return clickhouse_type(type_oid, typmod, dialect, &ignored);
 }
 
+char *
+ws_clickhouse_column_type(const WsColumn *col, WsDialect dialect)
+{
+	bool		domain_not_null;
+	char	   *type = clickhouse_type(col->type_oid, col->typmod, dialect,
+									   &domain_not_null);
+
+	/* ClickHouse has no Nullable(Array(...)): a NULL array cannot be stored */
+	if ((col->flags & WS_COL_NOT_NULL) || domain_not_null ||
+		strncmp(type, "Array(", 6) == 0)
+		return type;
+	return psprintf("Nullable(%s)", type);
+}
+
+bool
+ws_clickhouse_is_metadata_name(const char *name)
+{
+	for (int m = 0; m < (int) lengthof(metadata_names); m++)
+		if (strcmp(name, metadata_names[m]) == 0)
+			return true;
+	return false;
+}
+
+int
+ws_clickhouse_metadata_columns(const char *const **names,
+							   const char *const **types, WsDialect dialect)
+{
+	static const char *const meta_names[] = {
+		"_op", "_lsn", "_seq", "_version", "_commit_ts", "_deleted"
+	};
+	/* 18.16 ... */
+	static const char *const meta_types_18[] = {
+		"String", "UInt64", "UInt64", "UInt64", "Int64", "UInt8"
+	};
+	/* ... and current ClickHouse */
+	static const char *const meta_types[] = {
+		"LowCardinality(String)", "UInt64", "UInt64", "UInt64",
+		"DateTime64(6, 'UTC')", "UInt8"
+	};
+
+	*names = meta_names;
+	*types = dialect == WS_DIALECT_CLICKHOUSE_18 ? meta_types_18 : meta_types;
+	return lengthof(meta_names);
+}
+
 void
 ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 						   const char *database,
@@ -572,33 +605,31 @@ ws_clickhouse_create_table(StringInfo out, const WsRelation *rel,
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
 		const WsColumn *col = &rel->columns[i];
-		bool		domain_not_null;
-		char	   *type;
 
-		for (int m = 0; m < (int) lengthof(metadata_names); m++)
-			if (strcmp(col->name, metadata_names[m]) == 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_DUPLICATE_COLUMN),
-						 errmsg("column \"%s\" of table %s has the name of a walship metadata column",
-								col->name, relname),
-						 errdetail("The flat NDJSON shape adds _op, _lsn, _seq, _version, _commit_ts and _deleted to every row."),
-						 errhint("Rename the column, or leave it out of the publication with a column list.")));
+		if (ws_clickhouse_is_metadata_name(col->name))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_COLUMN),
+					 errmsg("column \"%s\" of table %s has the name of a walship metadata column",
+							col->name, relname),
+					 errdetail("The flat NDJSON shape adds _op, _lsn, _seq, _version, _commit_ts and _deleted to every row."),
+					 errhint("Rename the column, or leave it out of the publication with a column list.")));
 
-		type = clickhouse_type(col->type_oid, col->typmod, dialect,
-							   &domain_not_null);
-		appendStringInfo(out, "%s\n    %s ", i > 0 ? "," : "",
-						 ws_clickhouse_quote_ident(col->name));
-		/* ClickHouse has no Nullable(Array(...)): a NULL array cannot be stored */
-		if ((col->flags & WS_COL_NOT_NULL) || domain_not_null ||
-			strncmp(type, "Array(", 6) == 0)
-			appendStringInfoString(out, type);
-		else
-			appendStringInfo(out, "Nullable(%s)", type);
+		appendStringInfo(out, "%s\n    %s %s", i > 0 ? "," : "",
+						 ws_clickhouse_quote_ident(col->name),
+						 ws_clickhouse_column_type(col, dialect));
 	}
-	for (int m = 0; m < (int) lengthof(metadata_columns); m++)
-		appendStringInfo(out, "%s\n    %s", rel->ncolumns + m > 0 ? "," : "",
-						 dialect == WS_DIALECT_CLICKHOUSE_18 ?
-						 metadata_columns_18[m] : metadata_columns[m]);
+	{
+		const char *const *meta_names;
+		const char *const *meta_types;
+		int			nmeta = ws_clickhouse_metadata_columns(&meta_names,
+														   &meta_types,
+														   dialect);
+
+		for (int m = 0; m < nmeta; m++)
+			appendStringInfo(out, "%s\n    `%s` %s",
+							 rel->ncolumns + m > 0 ? "," : "",
+							 meta_names[m], meta_types[m]);
+	}
 
 	/*
 	 * Current ClickHouse: FINAL leaves out the rows whose newest version is

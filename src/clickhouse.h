@@ -80,6 +80,24 @@ extern char *ws_clickhouse_quote_ident(const char *name);
 extern char *ws_clickhouse_type(Oid type_oid, int32 typmod, WsDialect dialect);
 
 /*
+ * The ClickHouse column type a RELATION record's column is declared with
+ * in the CREATE TABLE: ws_clickhouse_type() of its type, Nullable unless
+ * NOT NULL (by the column's flag or a domain) or an array.  palloc'd.
+ */
+extern char *ws_clickhouse_column_type(const WsColumn *col, WsDialect dialect);
+
+/* Whether a table column may not have this name (a metadata column's). */
+extern bool ws_clickhouse_is_metadata_name(const char *name);
+
+/*
+ * The flat shape's metadata columns, after the table's own, and their
+ * ClickHouse types: sets the two static arrays, returns their length.
+ */
+extern int	ws_clickhouse_metadata_columns(const char *const **names,
+										   const char *const **types,
+										   WsDialect dialect);
+
+/*
  * Appends to out the CREATE TABLE of the ReplacingMergeTree table that
  * takes the flat NDJSON shape of rel's rows in dialect: database.table
  * (table is rel's table name), rel's columns in order, Nullable unless NOT

@@ -59,15 +59,18 @@
 #include "delivery.h"
 #include "format.h"
 #include "http_transport.h"
+#include "managed_tables.h"
 #include "ndjson.h"
 #include "progress.h"
 #include "record_json.h"
+#include "rowbinary.h"
 #include "secrets.h"
 #include "settings.h"
 #include "shared_state.h"
 
 #define WS_CONTENT_TYPE_BINARY	"application/vnd.walship.v2"
 #define WS_CONTENT_TYPE_NDJSON	"application/x-ndjson"
+#define WS_CONTENT_TYPE_ROWBINARY	"application/octet-stream"
 
 static void free_dead_letter(WsRejectedBatch *rejected);
 
@@ -80,6 +83,8 @@ ws_delivery_create(MemoryContext context, WsHttpClient *http,
 	delivery->context = context;
 	delivery->http = http;
 	delivery->batcher = batcher;
+	delivery->tables = ws_managed_tables_create(context, http,
+												&delivery->last_request_id);
 	return delivery;
 }
 
@@ -254,7 +259,8 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 			char	   *end = strchr(line, '\n');
 
 			if (rel == NULL ||
-				!ws_batch_table_done(batch, rel->schema_name, rel->table_name))
+				!ws_batch_table_done(batch, rel->schema_name, rel->table_name,
+									 NULL))
 			{
 				WsPartBuilder *builder = builder_for(&builders,
 													 per_table ? rel : NULL);
@@ -298,7 +304,7 @@ make_dedup_token(const WsBatch *batch, const char *schema, const char *table,
  * walship.endpoint for schema.table, or for the whole batch when they are
  * NULL).
  */
-static void
+static WsBatchPart *
 add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 		 const char *schema, const char *table,
 		 const char *payload, int payload_len, int nlines,
@@ -329,6 +335,145 @@ add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 											 payload_len);
 	batch->parts = lappend(batch->parts, part);
 	MemoryContextSwitchTo(old);
+	return part;
+}
+
+/* The rows of one table and relation shape: one RowBinary request. */
+typedef struct WsRowBinaryGroup
+{
+	const WsRowBinaryShape *base;	/* the relation's */
+	const WsRowBinaryShape *shape;
+	StringInfoData rows;
+	int			nrows;
+	char	   *problem;		/* the first row that cannot be written */
+} WsRowBinaryGroup;
+
+/* Which group a relation id's rows go to, while its description holds. */
+typedef struct RelGroup
+{
+	uint64		rel_id;
+	WsRowBinaryGroup *group;	/* NULL: done before, left out */
+} RelGroup;
+
+/*
+ * Prepares a batch as RowBinary requests: one per table and relation
+ * shape, in order of first appearance, each an INSERT with the shape's
+ * column list into walship.clickhouse_database.  Rows of tables and shapes
+ * done before a split are left out.  A group with a row that cannot be
+ * written gets no body but the problem, and is rejected without a
+ * request (start_or_reject).
+ */
+static void
+prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
+{
+	List	   *groups = NIL;
+	WsStreamContext stream;
+	WsReader	reader;
+	ListCell   *lc;
+	List	   *by_rel = NIL;	/* RelGroup *: each relation id's group */
+
+	ws_stream_context_init(&stream);
+	stream.json_trusted = true;
+	ws_reader_init(&reader, batch->records.data, batch->records.len);
+	while (!ws_reader_done(&reader))
+	{
+		WsRecord	record;
+		const WsRelation *rel;
+		const WsRowBinaryShape *base;
+		const WsRowBinaryShape *shape;
+		WsRowBinaryGroup *group = NULL;
+		RelGroup   *known = NULL;
+		char	   *problem;
+		int			n;
+
+		ws_read_record(&reader, &record);
+		ws_stream_context_track(&stream, &record);
+		/* a relation described anew may have another shape */
+		if (record.kind == WS_REC_RELATION)
+		{
+			list_free_deep(by_rel);
+			by_rel = NIL;
+			continue;
+		}
+		if (record.kind == WS_REC_TRUNCATE)
+		{
+			/* the flat shape has no row that empties a ClickHouse table */
+			for (uint64 i = 0; i < record.nrelations; i++)
+				if ((rel = ws_stream_relation(&stream, record.rel_ids[i])) != NULL)
+					ws_clickhouse_report_truncate(rel);
+			continue;
+		}
+		if (record.kind != WS_REC_INSERT && record.kind != WS_REC_UPDATE &&
+			record.kind != WS_REC_DELETE && record.kind != WS_REC_READ)
+			continue;
+		rel = ws_stream_relation(&stream, record.rel_id);
+		if (rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
+							ws_record_kind_name(record.kind), record.rel_id)));
+
+		/* the relation's group, found once per relation description */
+		foreach(lc, by_rel)
+			if (((RelGroup *) lfirst(lc))->rel_id == record.rel_id)
+				known = lfirst(lc);
+		if (known == NULL)
+		{
+			base = ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
+			/* in the table's wider types, where it has them */
+			shape = ws_managed_tables_effective(delivery->tables, base);
+			foreach(lc, groups)
+				if (((WsRowBinaryGroup *) lfirst(lc))->shape == shape)
+					group = lfirst(lc);
+			/* done before a split or a new preparation: by relation shape */
+			if (group == NULL &&
+				!ws_batch_table_done(batch, base->schema_name,
+									 base->table_name, base))
+			{
+				group = palloc0(sizeof(WsRowBinaryGroup));
+				group->base = base;
+				group->shape = shape;
+				initStringInfo(&group->rows);
+				groups = lappend(groups, group);
+			}
+			known = palloc(sizeof(RelGroup));
+			known->rel_id = record.rel_id;
+			known->group = group;	/* NULL: its rows are left out */
+			by_rel = lappend(by_rel, known);
+		}
+		group = known->group;
+		if (group == NULL || group->problem)
+			continue;
+		n = ws_rowbinary_append(&group->rows, &record, &stream, rel,
+								group->shape, &problem);
+		if (n < 0)
+			group->problem = problem;
+		else
+			group->nrows += n;
+	}
+
+	foreach(lc, groups)
+	{
+		WsRowBinaryGroup *group = lfirst(lc);
+		char	   *statement = ws_rowbinary_insert_statement(group->shape,
+															  walship_clickhouse_database);
+		WsBatchPart *part;
+		MemoryContext old;
+
+		part = add_part(delivery, batch, ws_clickhouse_statement_url(statement),
+						group->shape->schema_name, group->shape->table_name,
+						group->problem ? "" : group->rows.data,
+						group->problem ? 0 : group->rows.len,
+						Max(group->nrows, group->problem ? 1 : 0),
+						WS_CONTENT_TYPE_ROWBINARY);
+		old = MemoryContextSwitchTo(delivery->batcher->context);
+		part->statement = pstrdup(statement);
+		part->shape = group->shape;
+		part->base_shape = group->base;
+		if (group->problem)
+			part->local_error = pstrdup(group->problem);
+		MemoryContextSwitchTo(old);
+	}
 }
 
 /*
@@ -427,7 +572,34 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 	MemoryContext old = MemoryContextSwitchTo(encode_context);
 	bool		per_table = endpoint_per_table(walship_endpoint);
 
-	if (walship_format == WS_FORMAT_BINARY)
+	if (walship_format == WS_FORMAT_ROWBINARY)
+	{
+		const char *problem = NULL;
+
+		if ((WsDialect) walship_dialect == WS_DIALECT_STANDARD)
+			problem = "walship.format = rowbinary needs walship.dialect = clickhouse or clickhouse_18";
+		else if (walship_clickhouse_database[0] == '\0')
+			problem = "walship.format = rowbinary needs walship.clickhouse_database";
+		if (problem)
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(encode_context);
+			delivery->settings_problem = true;
+			ws_shared_report_problem(WS_STATE_ERROR, problem,
+									 "RowBinary rows are written for the ClickHouse table walship.clickhouse_ddl() declares: set walship.dialect = 'clickhouse' (or 'clickhouse_18' for ClickHouse 18.16) and walship.clickhouse_database to the ClickHouse database of the tables, set walship.endpoint to ClickHouse's HTTP interface (http://host:8123/), and reload.");
+			return false;
+		}
+		prepare_rowbinary_parts(delivery, batch);
+		/* RowBinary has no line for RESYNC either: the DELETE is run */
+		if (!add_resync_statements(delivery, batch))
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(encode_context);
+			ws_batch_free_parts(batch);
+			return false;
+		}
+	}
+	else if (walship_format == WS_FORMAT_BINARY)
 	{
 		if (per_table)
 		{
@@ -696,6 +868,7 @@ retarget_batch(WsBatch *batch, TimestampTz now)
 		if (part->status == WS_BATCH_SENDING)
 			sending = true;
 		if (strcmp(part->endpoint, walship_endpoint) != 0 &&
+			part->statement == NULL &&
 			endpoint_per_table(part->endpoint) != endpoint_per_table(walship_endpoint))
 			regroup = true;
 	}
@@ -940,6 +1113,79 @@ handle_result(WsDelivery *delivery, const WsHttpResult *given)
 	}
 }
 
+/*
+ * A RowBinary request whose rows cannot be written as the table declares
+ * them (rowbinary.c) is rejected without being sent, as ClickHouse rejects
+ * the NDJSON line: walship.on_rejected decides what happens to it.
+ */
+static void
+reject_locally(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part)
+{
+	WsHttpResult result;
+
+	memset(&result, 0, sizeof(result));
+	part->request_id = ++delivery->last_request_id;
+	part->status = WS_BATCH_SENDING;
+	part->attempts++;
+	result.request_id = part->request_id;
+	result.outcome = WS_HTTP_REJECTED;
+	result.retry_after_ms = -1;
+	snprintf(result.error, sizeof(result.error), "not sent: %s",
+			 part->local_error);
+	handle_result(delivery, &result);
+}
+
+static bool
+list_has_string(List *list, const char *str)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+		if (strcmp((char *) lfirst(lc), str) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Whether a RowBinary request, not yet done, may be started now as far as
+ * its ClickHouse table goes (managed_tables.c).  Requests of a table go in
+ * queue order across shape changes: once one must wait, later ones of the
+ * table wait too (*blocked), and a table is checked or altered only when
+ * no earlier request of it is unfinished (*unfinished), so no row of an
+ * old shape is in flight while the table changes.  A table that refuses
+ * the shape makes the request a local rejection; one with wider types
+ * than the shape asks for the batch to be prepared again (REENCODE).
+ */
+static WsTableReadiness
+rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
+					  TimestampTz now, List **unfinished, List **blocked)
+{
+	bool		startable = part->status == WS_BATCH_READY ||
+		(part->status == WS_BATCH_WAITING && part->retry_at <= now);
+	char	   *why;
+	WsTableReadiness readiness;
+
+	if (list_has_string(*blocked, part->table))
+		return WS_TABLE_WAIT;
+	if (!startable || part->local_error != NULL)
+	{
+		*unfinished = lappend(*unfinished, part->table);
+		return WS_TABLE_READY;	/* in flight, waiting, or rejected anyway */
+	}
+	readiness = ws_managed_tables_ready(delivery->tables, part->shape,
+										!list_has_string(*unfinished, part->table),
+										now, &why);
+	*unfinished = lappend(*unfinished, part->table);
+	if (readiness == WS_TABLE_WAIT || readiness == WS_TABLE_REENCODE)
+		*blocked = lappend(*blocked, part->table);
+	if (readiness == WS_TABLE_REFUSED)
+	{
+		part->local_error = MemoryContextStrdup(GetMemoryChunkContext(part), why);
+		readiness = WS_TABLE_READY;
+	}
+	return readiness;
+}
+
 /* Starts requests for due batches, in order, and collects results. */
 void
 ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
@@ -950,6 +1196,8 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 	ListCell   *lc;
 	bool		paused;
 	bool		stop_here = false;
+	List	   *unfinished = NIL;	/* RowBinary tables with rows not done */
+	List	   *blocked = NIL;	/* ... whose later rows must wait */
 
 	paused = ws_shared_pause_requested();
 
@@ -961,6 +1209,7 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 		{
 			WsBatch    *batch = lfirst(lc);
 			ListCell   *plc;
+			bool		reprepare = false;
 
 			if (ws_http_inflight(delivery->http) >= walship_max_inflight)
 				break;
@@ -989,8 +1238,26 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 
 				if (ws_http_inflight(delivery->http) >= walship_max_inflight)
 					break;
-				if (part->status == WS_BATCH_READY ||
-					(part->status == WS_BATCH_WAITING && part->retry_at <= now))
+				if (part->shape != NULL && part->status != WS_BATCH_DONE)
+				{
+					WsTableReadiness readiness =
+						rowbinary_table_ready(delivery, part, now,
+											  &unfinished, &blocked);
+
+					if (readiness == WS_TABLE_REENCODE)
+					{
+						reprepare = true;
+						break;
+					}
+					if (readiness != WS_TABLE_READY)
+						continue;
+				}
+				if ((part->status == WS_BATCH_READY ||
+					 (part->status == WS_BATCH_WAITING && part->retry_at <= now)) &&
+					part->local_error != NULL)
+					reject_locally(delivery, batch, part);
+				else if (part->status == WS_BATCH_READY ||
+						 (part->status == WS_BATCH_WAITING && part->retry_at <= now))
 					start_part(delivery, batch, part);
 
 				/* under on_rejected = stop nothing after a rejected batch goes */
@@ -998,12 +1265,37 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 					walship_on_rejected == WS_ON_REJECTED_STOP)
 					stop_here = true;
 			}
+
+			/*
+			 * A table has wider types than the batch's rows were written in:
+			 * the batch is prepared again (once none of its requests is in
+			 * flight), without what was done already.
+			 */
+			if (reprepare)
+			{
+				ListCell   *plc2;
+				bool		sending = false;
+
+				foreach(plc2, batch->parts)
+					if (((WsBatchPart *) lfirst(plc2))->status == WS_BATCH_SENDING)
+						sending = true;
+				if (!sending)
+				{
+					ws_batch_note_done_tables(batch);
+					ws_batch_free_parts(batch);
+				}
+				break;			/* later batches wait, keeping order */
+			}
 		}
 	}
 
+	list_free(unfinished);
+	list_free(blocked);
+
 	n = ws_http_poll(delivery->http, timeout_ms, results, lengthof(results));
 	for (int i = 0; i < n; i++)
-		handle_result(delivery, &results[i]);
+		if (!ws_managed_tables_handle_result(delivery->tables, &results[i]))
+			handle_result(delivery, &results[i]);
 
 	/*
 	 * backoff while a batch waits for its retry, or the endpoint is held,

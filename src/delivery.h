@@ -34,6 +34,7 @@ typedef struct WsDelivery
 	bool		progress_dirty; /* counters changed since last taken */
 	char	   *held_endpoint;	/* walship.endpoint a Retry-After holds, */
 	TimestampTz held_until;		/* until then; NULL when none */
+	struct WsManagedTables *tables; /* rowbinary: the ClickHouse tables */
 } WsDelivery;
 
 extern WsDelivery *ws_delivery_create(MemoryContext context,

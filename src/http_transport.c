@@ -89,6 +89,13 @@ typedef struct WsHttpTransfer
 	size_t		response_len;
 	char		response[WS_HTTP_MAX_RESPONSE];
 	char		errbuf[CURL_ERROR_SIZE];
+
+	/* the whole body, when the request asked for it (malloc'd) */
+	bool		keep_body;
+	bool		body_truncated;
+	char	   *body;
+	size_t		body_len;
+	size_t		body_cap;
 } WsHttpTransfer;
 
 struct WsHttpClient
@@ -360,6 +367,7 @@ ws_http_release_curl(WsHttpClient *client)
 		curl_multi_remove_handle(client->multi, transfer->easy);
 		curl_easy_cleanup(transfer->easy);
 		ws_http_free_headers(transfer->headers);
+		free(transfer->body);
 		free(transfer);
 	}
 	client->inflight = 0;
@@ -578,6 +586,7 @@ ws_http_start(WsHttpClient *client, const WsHttpRequest *request)
 	}
 	transfer->headers = headers;
 	transfer->request_id = request->request_id;
+	transfer->keep_body = request->keep_body;
 	transfer->retry_after_ms = -1;
 
 	/* idle handles were reset when their previous transfer finished */
@@ -790,6 +799,7 @@ ws_http_finish_transfer(WsHttpClient *client, WsHttpTransfer *transfer)
 		curl_easy_cleanup(transfer->easy);
 
 	ws_http_free_headers(transfer->headers);
+	free(transfer->body);
 	free(transfer);
 	client->inflight--;
 }
@@ -833,6 +843,11 @@ ws_http_fill_result(WsHttpClient *client, WsHttpTransfer *transfer,
 			sizeof(result->clickhouse_exception_code));
 	ws_http_copy_text(result->response, transfer->response,
 					  transfer->response_len);
+	/* the body goes to the caller, who frees it */
+	result->body = transfer->body;
+	result->body_len = transfer->body_len;
+	result->body_truncated = transfer->body_truncated;
+	transfer->body = NULL;
 
 	if (code != CURLE_OK)
 	{
@@ -960,6 +975,27 @@ ws_http_write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		memcpy(transfer->response + transfer->response_len, ptr, take);
 		transfer->response_len += take;
 	}
+	if (transfer->keep_body && !transfer->body_truncated)
+	{
+		if (transfer->body_len + n > WS_HTTP_MAX_BODY)
+			transfer->body_truncated = true;
+		else
+		{
+			if (transfer->body_len + n > transfer->body_cap)
+			{
+				size_t		cap = Max(transfer->body_cap * 2,
+									  transfer->body_len + n);
+				char	   *grown = realloc(transfer->body, cap);
+
+				if (grown == NULL)
+					return 0;	/* libcurl fails the transfer */
+				transfer->body = grown;
+				transfer->body_cap = cap;
+			}
+			memcpy(transfer->body + transfer->body_len, ptr, n);
+			transfer->body_len += n;
+		}
+	}
 	return n;
 }
 
@@ -988,6 +1024,8 @@ ws_http_header_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 		transfer->retry_after_ms = -1;
 		transfer->exception_code[0] = '\0';
 		transfer->response_len = 0;
+		transfer->body_len = 0;
+		transfer->body_truncated = false;
 		return n;
 	}
 

@@ -54,10 +54,13 @@ typedef struct WsHttpRequest
 	const char *batch_id;		/* sent as the Walship-Batch-Id header */
 	const char *body;
 	size_t		body_len;
+	bool		keep_body;		/* return the whole response body (up to
+								 * WS_HTTP_MAX_BODY) in the result */
 } WsHttpRequest;
 
 #define WS_HTTP_MAX_ERROR		256
 #define WS_HTTP_MAX_RESPONSE	1024
+#define WS_HTTP_MAX_BODY		(16 * 1024 * 1024)
 
 typedef struct WsHttpResult
 {
@@ -69,6 +72,11 @@ typedef struct WsHttpResult
 	char		error[WS_HTTP_MAX_ERROR];	/* "" on success; never a secret */
 	char		response[WS_HTTP_MAX_RESPONSE]; /* start of the response body */
 	char		clickhouse_exception_code[32];	/* X-ClickHouse-Exception-Code */
+	char	   *body;			/* keep_body: the response body as received,
+								 * malloc'd (the caller free()s it), NULL
+								 * when empty */
+	size_t		body_len;
+	bool		body_truncated; /* longer than WS_HTTP_MAX_BODY */
 } WsHttpResult;
 
 /* Creates a client; call once per process.  Registers libcurl cleanup. */

@@ -44,12 +44,7 @@
 #include "record_json.h"
 
 /* A decoded tuple, indexed by column number of its relation. */
-typedef struct NdjsonRow
-{
-	bool		valid;			/* false: the record has no such tuple */
-	WsValue    *values;			/* ncolumns entries */
-	bool	   *present;		/* has the tuple a value for the column? */
-} NdjsonRow;
+typedef WsFlatRow NdjsonRow;
 
 static const char *op_name(char kind);
 
@@ -682,4 +677,18 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 		pfree(after.present);
 	}
 	return nlines;
+}
+
+void
+ws_flat_read_row(WsFlatRow *row, const WsTuple *tuple, const WsRelation *rel,
+				 bool key_only)
+{
+	read_row(row, tuple, rel, key_only);
+}
+
+bool
+ws_flat_key_changed(const WsFlatRow *before, const WsFlatRow *after,
+					const WsRelation *rel)
+{
+	return key_changed(before, after, rel);
 }

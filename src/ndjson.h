@@ -35,6 +35,30 @@ typedef struct WsNdjsonOptions
  * relation names and the transaction's commit LSN, xid and time.
  * Returns the number of lines appended.
  */
+/*
+ * A decoded tuple, indexed by column number of its relation (for the flat
+ * shape's encoders: ndjson.c and rowbinary.c).
+ */
+typedef struct WsFlatRow
+{
+	bool		valid;			/* false: the record has no such tuple */
+	WsValue    *values;			/* ncolumns entries */
+	bool	   *present;		/* has the tuple a value for the column? */
+} WsFlatRow;
+
+/*
+ * Decodes a tuple into row, by column number (a key tuple holds the key
+ * columns only); raises an error unless it has the values docs/format.md
+ * section 4.9 prescribes.
+ */
+extern void ws_flat_read_row(WsFlatRow *row, const WsTuple *tuple,
+							 const WsRelation *rel, bool key_only);
+
+/* Whether an UPDATE moved the row to another key (before: its old row). */
+extern bool ws_flat_key_changed(const WsFlatRow *before,
+								const WsFlatRow *after,
+								const WsRelation *rel);
+
 extern int	ws_ndjson_append(StringInfo out, const WsRecord *record,
 							 const WsStreamContext *stream,
 							 const WsNdjsonOptions *options);

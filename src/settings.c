@@ -60,10 +60,12 @@ char	   *walship_clickhouse_database = NULL;
 int			walship_max_retained_wal = -1;
 int			walship_encoder_workers = WS_DEFAULT_ENCODER_WORKERS;
 int			walship_compression_level = 0;
+bool		walship_clickhouse_manage_tables = false;
 
 static const struct config_enum_entry format_options[] = {
 	{"binary", WS_FORMAT_BINARY, false},
 	{"ndjson", WS_FORMAT_NDJSON, false},
+	{"rowbinary", WS_FORMAT_ROWBINARY, false},
 	{NULL, 0, false}
 };
 
@@ -406,7 +408,7 @@ ws_define_settings(void)
 							   check_endpoint, NULL, NULL);
 
 	DefineCustomEnumVariable("walship.format",
-							 "Body format of the requests: binary or ndjson.",
+							 "Body format of the requests: binary, ndjson or rowbinary.",
 							 NULL,
 							 &walship_format, WS_FORMAT_NDJSON, format_options,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
@@ -575,6 +577,12 @@ ws_define_settings(void)
 							&walship_max_retained_wal, -1, -1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MB,
 							check_max_retained_wal, NULL, NULL);
+
+	DefineCustomBoolVariable("walship.clickhouse_manage_tables",
+							 "Whether the worker creates and alters its ClickHouse tables (walship.format = rowbinary).",
+							 "Missing tables are created as walship.clickhouse_ddl() prints them, and columns are added, dropped or widened as the published tables change, before rows of the new shape are sent.",
+							 &walship_clickhouse_manage_tables, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("walship");
 }

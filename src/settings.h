@@ -20,7 +20,8 @@
 typedef enum WsFormat
 {
 	WS_FORMAT_BINARY,
-	WS_FORMAT_NDJSON
+	WS_FORMAT_NDJSON,
+	WS_FORMAT_ROWBINARY			/* ClickHouse INSERT ... FORMAT RowBinary */
 } WsFormat;
 
 typedef enum WsOnRejected
@@ -78,6 +79,7 @@ extern int	walship_max_retained_wal;	/* MB, -1: no limit */
 #define WS_MAX_ENCODER_WORKERS		16
 extern int	walship_encoder_workers;
 extern int	walship_compression_level;	/* 0: the method's default */
+extern bool walship_clickhouse_manage_tables;
 
 extern void ws_define_settings(void);
 

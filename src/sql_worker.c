@@ -140,6 +140,7 @@ walship_status_internal(PG_FUNCTION_ARGS)
 	else
 		nulls[i++] = true;
 	values[i++] = CStringGetTextDatum(walship_format == WS_FORMAT_BINARY ? "binary" :
+									  walship_format == WS_FORMAT_ROWBINARY ? "rowbinary" :
 									  walship_ndjson_shape == WS_NDJSON_FLAT ? "ndjson (flat)" :
 									  "ndjson (envelope)");
 	values[i] = LSNGetDatum(snap.confirmed_lsn);
