@@ -236,7 +236,10 @@ is(scalar(grep { $_->{id} % 10 != 0 || $_->{_op} ne 'r' || $_->{v} ne "c$_->{id}
 is(backfill_row($cond_job, 'rows_sent || \'/\' || chunks_done'), '100/2',
 	'rows_sent counts rows sent, chunks_done chunks read (a full one, an empty last one)');
 
-$node->append_conf('postgresql.conf', "walship.format = 'binary'\nwalship.endpoint = '${\ $sink->url('/ingest') }'");
+# walship.batch_max_bytes is for the large rows below: set with this
+# reload, which the binary batch proves the worker has taken, so that it is
+# in force before that backfill starts
+$node->append_conf('postgresql.conf', "walship.format = 'binary'\nwalship.endpoint = '${\ $sink->url('/ingest') }'\nwalship.batch_max_bytes = 64kB");
 $node->reload;
 $since = $sink->last_seq;
 my $bin_job = $node->safe_psql('postgres', q{SELECT walship.backfill('bin')});
@@ -260,8 +263,6 @@ $node->reload;
 # Large rows: a chunk ends once its rows reach 16 times
 # walship.batch_max_bytes (here 64 kB: 1 MB, about ten 100 kB rows), not
 # only after chunk_size rows.
-$node->append_conf('postgresql.conf', 'walship.batch_max_bytes = 64kB');
-$node->reload;
 $since = $sink->last_seq;
 my $wide_job = $node->safe_psql('postgres', q{SELECT walship.backfill('wide')});
 ok(poll_until($node, "SELECT state = 'done' FROM walship.backfills WHERE id = $wide_job"),
