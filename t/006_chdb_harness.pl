@@ -7,7 +7,8 @@
 #	  server defaults instead of chdb's, INSERT ... FORMAT JSONEachRow with
 #	  plain, gzip and zstd bodies, settings in the URL (for that query only;
 #	  an unknown one refused), errors as "Code: N. DB::Exception" with the
-#	  server's HTTP status, a binary body stored byte for byte (RowBinary),
+#	  server's HTTP status, binary bodies stored byte for byte (RowBinary,
+#	  also random ones of several sizes, plain, gzip and zstd),
 #	  insert_deduplication_token on a non-replicated MergeTree, the "lost
 #	  acknowledgement" hook, and restart with the data kept.  No PostgreSQL
 #	  server is needed.  Skipped when chdb could not be installed (the
@@ -130,6 +131,54 @@ is($ch->query_value('SELECT hex(s) FROM shop.bin WHERE n = 7'), uc(unpack('H*', 
 $r = $ch->insert(table => 'shop.bin', format => 'RowBinary', body => $rowbinary, gzip => 1);
 is($ch->query_value('SELECT count() FROM shop.bin WHERE s = unhex(\'' . unpack('H*', $bytes) . '\')'), 2,
 	'... and so is a gzip RowBinary body');
+
+# Random RowBinary bodies of several sizes, every byte value in their
+# strings, plain, gzip and zstd: each row stored exactly.  chdb's raw insert
+# takes an INSERT's inline data to end at the first empty line, so a body
+# with the bytes "\n\n" anywhere (the first body has them on purpose: an
+# Int64 10 followed by a String of ten bytes starting with "\n") was cut
+# there ("Attempt to read after eof") and the rest run as SQL.
+$ch->query('CREATE TABLE shop.rb (b UInt32, id Int64, v UInt64, s String) ENGINE = MergeTree ORDER BY (b, id)');
+my $leb128 = sub {
+	my ($n) = @_;
+	my $o = '';
+	do { $o .= chr(($n & 0x7f) | ($n >= 0x80 ? 0x80 : 0)); $n >>= 7; } while ($n);
+	return $o;
+};
+srand(6006);
+my $b = 0;
+for my $rows (1, 10, 100, 1000)
+{
+	for my $enc ('plain', 'gzip', 'zstd')
+	{
+		$b++;
+		my ($body, $want) = ('', '');
+		for my $id (1 .. $rows)
+		{
+			my $s = $b == 1 ? "\n\n\n\n\n\n\n\n\n\n"
+			  : join('', map { chr(int(rand(256))) } 1 .. (int(rand(8)) ? int(rand(40)) : int(rand(400))));
+			my $v = $b == 1 ? 10 : int(rand(2**32)) * 65536 + int(rand(65536));
+			$body .= pack('V', $b) . pack('q<', $id) . pack('Q<', $v) . $leb128->(length $s) . $s;
+			$want .= "$id\t$v\t" . uc(unpack('H*', $s)) . "\n";
+		}
+		$r = $ch->insert(table => 'shop.rb', format => 'RowBinary', body => $body,
+			$enc eq 'plain' ? () : ($enc => 1));
+		is($r->{status}, 200, "random RowBinary body $b ($rows rows, " . length($body)
+			  . " bytes, $enc" . ($body =~ /\n\n/ ? ', with "\n\n"' : '') . '): 200')
+		  or diag($r->{content});
+		is($ch->query("SELECT id, v, hex(s) FROM shop.rb WHERE b = $b ORDER BY id FORMAT TabSeparated"),
+			$want, '... every row stored exactly');
+	}
+}
+is($ch->inserts->[-1]{query}, 'INSERT INTO shop.rb FORMAT RowBinary',
+	'inserts() reports the query as sent');
+
+# a text body with an empty line: three rows, the last one not run as SQL
+$ch->query('CREATE TABLE shop.lines (s String) ENGINE = MergeTree ORDER BY s');
+$r = $ch->insert(table => 'shop.lines', format => 'TabSeparated', body => "a\n\nb\n");
+is($r->{status}, 200, 'a TabSeparated body with an empty line: 200') or diag($r->{content});
+is($ch->query_value(q{SELECT arrayStringConcat(groupArray(s), ',') FROM (SELECT s FROM shop.lines ORDER BY s)}),
+	',a,b', '... all three rows stored');
 
 # ---------------------------------------------------------------------------
 # insert_deduplication_token (non_replicated_deduplication_window > 0)

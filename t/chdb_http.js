@@ -19,9 +19,10 @@
 //	                                refused, Code: 115), except database,
 //	                                user, password and param_* (ignored).
 //	                                An INSERT gets the request body, as sent
-//	                                and binary-safe (chdb's raw insert), as
-//	                                its data; for other statements the body
-//	                                is appended to the query, and without a
+//	                                and binary-safe, as its data (from a
+//	                                file, see insertFromFile()); for other
+//	                                statements the body is appended to the
+//	                                query, and without a
 //	                                query parameter the body is the query.
 //	                                Content-Encoding gzip, deflate and zstd
 //	                                bodies are decompressed (zstd with
@@ -51,7 +52,9 @@
 
 'use strict';
 
+const fs = require('fs');
 const http = require('http');
+const os = require('os');
 const path = require('path');
 const zlib = require('zlib');
 const { spawnSync } = require('child_process');
@@ -214,6 +217,46 @@ function decompress(body, encoding)
 	throw new ClickHouseError(`Code: 48. DB::Exception: Unknown HTTP content encoding: ${encoding}. (NOT_IMPLEMENTED)`);
 }
 
+// An INSERT's data is not given to chdb inline: its raw insert runs the
+// query text with the data appended as one multi-statement text, and the
+// data ends at the first empty line ("\n\n"), the rest being run as more
+// SQL.  A RowBinary body holds those two bytes now and then (an Int64 10
+// followed by a String of ten bytes), so chdb read past its end ("Attempt
+// to read after eof") or stored a prefix of the rows.  Instead the data is
+// written to a file and the INSERT reads it with FROM INFILE, placed before
+// its SETTINGS or FORMAT clause; VALUES becomes FORMAT Values.  Returns the
+// rewritten query, or null when the query does not end in FORMAT name or
+// VALUES (then the data goes inline).
+const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'chdb_http-'));
+const dataFile = path.join(tmpDir, 'insert.data');	// no extension: not decompressed
+process.on('exit', () => fs.rmSync(tmpDir, { recursive: true, force: true }));
+
+function insertFromFile(sql)
+{
+	if (!/(?:\bFORMAT\s+\w+|\bVALUES)\s*$/i.test(sql))
+		return null;
+	// the first SETTINGS, FORMAT or VALUES outside quotes and parentheses
+	const re = /'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|`(?:[^`\\]|\\.)*`|[()]|(?<![\w.$])(SETTINGS|FORMAT|VALUES)\b/gi;
+	let depth = 0;
+	let m;
+	while ((m = re.exec(sql)) !== null)
+	{
+		if (m[0] === '(')
+			depth++;
+		else if (m[0] === ')')
+			depth--;
+		else if (m[1] && depth === 0)
+			break;
+	}
+	if (m === null)
+		return null;
+	const from = `FROM INFILE ${quoteString(dataFile)} COMPRESSION 'none' `;
+	if (m[1].toUpperCase() === 'VALUES')
+		return /^VALUES\s*$/i.test(sql.slice(m.index))
+			? sql.slice(0, m.index) + from + 'FORMAT Values' : null;
+	return sql.slice(0, m.index) + from + sql.slice(m.index);
+}
+
 const inserts = [];			// what /walship-test/inserts reports
 let loseAcks = { count: 0, mode: 'error' };
 
@@ -251,13 +294,25 @@ async function runQuery(url, body, encoding)
 			{
 				const record = { query: sql, settings: Object.fromEntries(settings),
 					bytes: data.length, acknowledged: false };
+				const fromFile = data.length > 0 ? insertFromFile(sql) : null;
 				try
 				{
-					await native.InsertRawAsyncConnection(session.connection, sql, data, false);
+					if (fromFile === null)
+						await native.InsertRawAsyncConnection(session.connection, sql, data, false);
+					else
+					{
+						fs.writeFileSync(dataFile, data);
+						await session.queryAsync(fromFile, { format: 'TabSeparated' });
+					}
 				}
 				catch (e)
 				{
 					throw clickhouseError(e);
+				}
+				finally
+				{
+					if (fromFile !== null)
+						fs.rmSync(dataFile, { force: true });
 				}
 				inserts.push(record);
 				return { insert: record, result: Buffer.alloc(0) };
