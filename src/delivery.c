@@ -395,23 +395,8 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 			by_rel = NIL;
 			continue;
 		}
-		if (record.kind == WS_REC_TRUNCATE)
-		{
-			/* the flat shape has no row that empties a ClickHouse table */
-			for (uint64 i = 0; i < record.nrelations; i++)
-				if ((rel = ws_stream_relation(&stream, record.rel_ids[i])) != NULL)
-					ws_clickhouse_report_truncate(rel);
+		if ((rel = ws_flat_row_relation(&stream, &record)) == NULL)
 			continue;
-		}
-		if (record.kind != WS_REC_INSERT && record.kind != WS_REC_UPDATE &&
-			record.kind != WS_REC_DELETE && record.kind != WS_REC_READ)
-			continue;
-		rel = ws_stream_relation(&stream, record.rel_id);
-		if (rel == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
-							ws_record_kind_name(record.kind), record.rel_id)));
 
 		/* the relation's group, found once per relation description */
 		foreach(lc, by_rel)

@@ -46,7 +46,6 @@
 /* A decoded tuple, indexed by column number of its relation. */
 typedef WsFlatRow NdjsonRow;
 
-static const char *op_name(char kind);
 
 /* One of this file's own key names (plain ASCII): no escaping needed. */
 static inline void
@@ -110,7 +109,7 @@ static void
 append_op(StringInfo out, char kind)
 {
 	appendStringInfoChar(out, '"');
-	appendStringInfoString(out, op_name(kind));
+	appendStringInfoString(out, ws_flat_op_name(kind));
 	appendStringInfoChar(out, '"');
 }
 
@@ -120,8 +119,8 @@ append_commit_ts(StringInfo out, const WsStreamContext *stream)
 	appendStringInfoString(out, stream->commit_time_json);
 }
 
-static const char *
-op_name(char kind)
+const char *
+ws_flat_op_name(char kind)
 {
 	switch (kind)
 	{
@@ -691,4 +690,28 @@ ws_flat_key_changed(const WsFlatRow *before, const WsFlatRow *after,
 					const WsRelation *rel)
 {
 	return key_changed(before, after, rel);
+}
+
+const WsRelation *
+ws_flat_row_relation(const WsStreamContext *stream, const WsRecord *record)
+{
+	const WsRelation *rel;
+
+	if (record->kind == WS_REC_TRUNCATE)
+	{
+		for (uint64 i = 0; i < record->nrelations; i++)
+			if ((rel = ws_stream_relation(stream, record->rel_ids[i])) != NULL)
+				ws_clickhouse_report_truncate(rel);
+		return NULL;
+	}
+	if (record->kind != WS_REC_INSERT && record->kind != WS_REC_UPDATE &&
+		record->kind != WS_REC_DELETE && record->kind != WS_REC_READ)
+		return NULL;
+	rel = ws_stream_relation(stream, record->rel_id);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
+						ws_record_kind_name(record->kind), record->rel_id)));
+	return rel;
 }

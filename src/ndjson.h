@@ -59,6 +59,18 @@ extern bool ws_flat_key_changed(const WsFlatRow *before,
 								const WsFlatRow *after,
 								const WsRelation *rel);
 
+/* The flat shape's _op of a change: "c", "u", "d", "t" or "r". */
+extern const char *ws_flat_op_name(char kind);
+
+/*
+ * The relation of a record the flat shape writes a row for (INSERT,
+ * UPDATE, DELETE, READ), or NULL for any other record; a TRUNCATE is
+ * reported as not shipped (the flat shape has no row that empties a
+ * table).  Raises an error when the relation was never described.
+ */
+extern const WsRelation *ws_flat_row_relation(const WsStreamContext *stream,
+											  const WsRecord *record);
+
 extern int	ws_ndjson_append(StringInfo out, const WsRecord *record,
 							 const WsStreamContext *stream,
 							 const WsNdjsonOptions *options);

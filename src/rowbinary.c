@@ -1078,24 +1078,6 @@ put_value(StringInfo out, const WsRbType *type, const WsValue *value,
  * ---------------------------------------------------------------------
  */
 
-static const char *
-op_name(char kind)
-{
-	switch (kind)
-	{
-		case WS_REC_INSERT:
-			return "c";
-		case WS_REC_UPDATE:
-			return "u";
-		case WS_REC_DELETE:
-			return "d";
-		case WS_REC_READ:
-			return "r";
-	}
-	elog(ERROR, "unexpected walship record kind %d", kind);
-	return NULL;				/* keep compiler quiet */
-}
-
 /* One row: the table's columns, then the metadata columns. */
 static char *
 put_row(StringInfo out, const WsFlatRow *row, const WsRecord *record,
@@ -1127,7 +1109,7 @@ put_row(StringInfo out, const WsFlatRow *row, const WsRecord *record,
 	 * _op String, _lsn, _seq, _version UInt64, _commit_ts Int64 (18.16) or
 	 * DateTime64(6), _deleted UInt8
 	 */
-	put_string(out, op_name(kind), 1);
+	put_string(out, ws_flat_op_name(kind), 1);
 	put_le(out, (uint64) stream->commit_lsn, 8);
 	put_le(out, record->ordinal, 8);
 	put_le(out, (uint64) version, 8);
@@ -1263,25 +1245,8 @@ walship_encode_rowbinary(PG_FUNCTION_ARGS)
 
 		ws_read_record(&reader, &record);
 		ws_stream_context_track(&stream, &record);
-		if (record.kind == WS_REC_TRUNCATE)
-		{
-			for (uint64 i = 0; i < record.nrelations; i++)
-			{
-				rel = ws_stream_relation(&stream, record.rel_ids[i]);
-				if (rel)
-					ws_clickhouse_report_truncate(rel);
-			}
+		if ((rel = ws_flat_row_relation(&stream, &record)) == NULL)
 			continue;
-		}
-		if (record.kind != WS_REC_INSERT && record.kind != WS_REC_UPDATE &&
-			record.kind != WS_REC_DELETE && record.kind != WS_REC_READ)
-			continue;
-		rel = ws_stream_relation(&stream, record.rel_id);
-		if (rel == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("invalid walship record stream: %s record refers to relation id " UINT64_FORMAT ", which no earlier RELATION record defines",
-							ws_record_kind_name(record.kind), record.rel_id)));
 		shape = ws_rowbinary_shape(rel, dialect);
 		foreach(lc, groups)
 		{
