@@ -168,6 +168,7 @@ is($ch->query_value(q{SELECT count() FROM shop.items FINAL WHERE id BETWEEN 1 AN
 
 ok(poll_until($new, q{SELECT resync_state = 'done' FROM walship.status}),
 	'resync done');
+is($new->safe_psql('postgres', 'SHOW walship.format'), $format, "the worker shipped with walship.format = $format");
 my $version = lsn_num(walship_status($new, 'gap_end_lsn'));
 # the DELETEs, as mutations ClickHouse ran
 my $mutations = $ch->query_rows(q{SELECT table, command, is_done FROM system.mutations WHERE database = 'shop'});

@@ -9,6 +9,14 @@ use strict;
 use warnings;
 
 use FindBin;
+use lib $FindBin::RealBin;
+
+# loaded here, at compile time: their INIT blocks must run before the test
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use WalshipClickHouse;
+use WalshipTest;
 
 $ENV{WALSHIP_TEST_FAILOVER_FORMAT} = 'rowbinary';
 my $test = "$FindBin::RealBin/073_clickhouse_failover.pl";
