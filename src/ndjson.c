@@ -46,6 +46,12 @@
 /* A decoded tuple, indexed by column number of its relation. */
 typedef WsFlatRow NdjsonRow;
 
+/*
+ * Relations with at most this many columns have their rows decoded into
+ * ws_ndjson_append()'s own arrays, without allocating them per change.
+ */
+#define NDJSON_STACK_COLUMNS	32
+
 
 /* One of this file's own key names (plain ASCII): no escaping needed. */
 static inline void
@@ -69,7 +75,7 @@ append_literal_key(StringInfo out, bool *first, const char *key)
 	buf[len++] = '"';
 	buf[len++] = ':';
 	buf[len++] = ' ';
-	appendBinaryStringInfo(out, buf, len);
+	ws_append_bytes(out, buf, len);
 }
 
 /*
@@ -80,17 +86,17 @@ static void
 append_column_key(StringInfo out, bool *first, const WsStreamContext *stream,
 				  WsRelationJson *names, const WsRelation *rel, int column)
 {
-	const WsJsonText *key = ws_cached_json_string(stream,
-												  &names->column_keys[column],
-												  ", ",
-												  rel->columns[column].name,
-												  ": ");
+	const WsJsonText *key = &names->column_keys[column];
+
+	if (unlikely(key->data == NULL))
+		key = ws_cached_json_string(stream, &names->column_keys[column],
+									", ", rel->columns[column].name, ": ");
 
 	/* the cached key starts with the separator, which a first one skips */
 	if (*first)
-		appendBinaryStringInfo(out, key->data + 2, key->len - 2);
+		ws_append_bytes(out, key->data + 2, key->len - 2);
 	else
-		appendBinaryStringInfo(out, key->data, key->len);
+		ws_append_bytes(out, key->data, key->len);
 	*first = false;
 }
 
@@ -101,22 +107,22 @@ append_relation_name(StringInfo out, const WsStreamContext *stream,
 {
 	const WsJsonText *text = ws_cached_json_string(stream, cache, "", name, "");
 
-	appendBinaryStringInfo(out, text->data, text->len);
+	ws_append_bytes(out, text->data, text->len);
 }
 
 /* An op name ("c", "u", ...) as a JSON string; none needs escaping. */
 static void
 append_op(StringInfo out, char kind)
 {
-	appendStringInfoChar(out, '"');
-	appendStringInfoString(out, ws_flat_op_name(kind));
-	appendStringInfoChar(out, '"');
+	ws_append_char(out, '"');
+	ws_append_str(out, ws_flat_op_name(kind));
+	ws_append_char(out, '"');
 }
 
 static void
 append_commit_ts(StringInfo out, const WsStreamContext *stream)
 {
-	appendStringInfoString(out, stream->commit_time_json);
+	ws_append_str(out, stream->commit_time_json);
 }
 
 const char *
@@ -147,7 +153,7 @@ static const WsRelation *
 lookup_relation(const WsStreamContext *stream, const WsRecord *record,
 				uint64 rel_id, WsRelationJson **names)
 {
-	const WsRelation *rel = ws_stream_relation(stream, rel_id);
+	const WsRelation *rel = ws_stream_relation_and_json(stream, rel_id, names);
 
 	if (rel == NULL)
 		ereport(ERROR,
@@ -163,19 +169,18 @@ lookup_relation(const WsStreamContext *stream, const WsRecord *record,
 						   LSN_FORMAT_ARGS(record->change_lsn)) :
 				 errdetail("The change has ordinal " UINT64_FORMAT " in the transaction with commit LSN %X/%X.",
 						   record->ordinal, LSN_FORMAT_ARGS(stream->commit_lsn))));
-	if (names != NULL)
-		*names = ws_stream_relation_json(stream, rel_id);
 	return rel;
 }
 
 /*
  * Decodes a tuple into row, by column number.  A key tuple holds the key
  * columns only.  The value count must be what docs/format.md section 4.9
- * prescribes, so that no column is silently lost.
+ * prescribes, so that no column is silently lost.  The row's arrays are
+ * values_buf and present_buf, of rel->ncolumns entries, or else allocated.
  */
 static void
 read_row(NdjsonRow *row, const WsTuple *tuple, const WsRelation *rel,
-		 bool key_only)
+		 bool key_only, WsValue *values_buf, bool *present_buf)
 {
 	WsReader	values = tuple->values;
 	int			expected = 0;
@@ -193,8 +198,20 @@ read_row(NdjsonRow *row, const WsTuple *tuple, const WsRelation *rel,
 						key_only ? "key columns" : "columns")));
 
 	row->valid = true;
-	row->values = palloc0(sizeof(WsValue) * Max(rel->ncolumns, 1));
-	row->present = palloc0(sizeof(bool) * Max(rel->ncolumns, 1));
+	if (values_buf != NULL)
+	{
+		row->values = values_buf;
+		row->present = present_buf;
+		/* ws_read_value() sets every value a full row has */
+		if (key_only)
+			memset(row->values, 0, sizeof(WsValue) * rel->ncolumns);
+		memset(row->present, 0, sizeof(bool) * rel->ncolumns);
+	}
+	else
+	{
+		row->values = palloc0(sizeof(WsValue) * Max(rel->ncolumns, 1));
+		row->present = palloc0(sizeof(bool) * Max(rel->ncolumns, 1));
+	}
 	for (uint64 i = 0; i < tuple->nvalues; i++)
 	{
 		while (key_only && !(rel->columns[col].flags & WS_COL_KEY))
@@ -266,13 +283,13 @@ append_row_object(StringInfo out, const NdjsonRow *row, const WsRelation *rel,
 
 	if (!row->valid)
 	{
-		appendStringInfoString(out, "null");
+		ws_append_str(out, "null");
 		return;
 	}
-	appendStringInfoChar(out, '{');
+	ws_append_char(out, '{');
 	append_row_members(out, &first, row, rel, names, stream, unchanged,
 					   dialect);
-	appendStringInfoChar(out, '}');
+	ws_append_char(out, '}');
 }
 
 /* The names of the flagged columns, as a JSON array; false if none. */
@@ -289,15 +306,15 @@ append_unchanged(StringInfo out, bool *first, const char *key,
 		if (!any)
 		{
 			append_literal_key(out, first, key);
-			appendStringInfoChar(out, '[');
+			ws_append_char(out, '[');
 		}
 		else
-			appendStringInfoString(out, ", ");
+			ws_append_str(out, ", ");
 		ws_append_json_string(out, rel->columns[i].name);
 		any = true;
 	}
 	if (any)
-		appendStringInfoChar(out, ']');
+		ws_append_char(out, ']');
 	return any;
 }
 
@@ -310,7 +327,7 @@ append_source(StringInfo out, bool *first, const WsRecord *record,
 	bool		sfirst = true;
 
 	append_literal_key(out, first, "source");
-	appendStringInfoChar(out, '{');
+	ws_append_char(out, '{');
 	append_literal_key(out, &sfirst, "schema");
 	append_relation_name(out, stream, &names->schema, rel->schema_name);
 	append_literal_key(out, &sfirst, "table");
@@ -326,11 +343,11 @@ append_source(StringInfo out, bool *first, const WsRecord *record,
 	if (record->kind == WS_REC_TRUNCATE)
 	{
 		append_literal_key(out, &sfirst, "cascade");
-		appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_CASCADE) ? "true" : "false");
+		ws_append_str(out, (record->truncate_flags & WS_TRUNCATE_CASCADE) ? "true" : "false");
 		append_literal_key(out, &sfirst, "restart_identity");
-		appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_RESTART_SEQS) ? "true" : "false");
+		ws_append_str(out, (record->truncate_flags & WS_TRUNCATE_RESTART_SEQS) ? "true" : "false");
 	}
-	appendStringInfoChar(out, '}');
+	ws_append_char(out, '}');
 }
 
 /* The change id: commit LSN as 16 uppercase hex digits, '-', ordinal. */
@@ -344,11 +361,11 @@ append_id(StringInfo out, bool *first, const WsRecord *record,
 	append_literal_key(out, first, "id");
 	for (int i = 0; i < 16; i++)
 		buf[i] = hex[(stream->commit_lsn >> (60 - 4 * i)) & 0xF];
-	appendStringInfoChar(out, '"');
-	appendBinaryStringInfo(out, buf, 16);
-	appendStringInfoChar(out, '-');
+	ws_append_char(out, '"');
+	ws_append_bytes(out, buf, 16);
+	ws_append_char(out, '-');
 	ws_append_uint64(out, record->ordinal);
-	appendStringInfoChar(out, '"');
+	ws_append_char(out, '"');
 }
 
 /*
@@ -378,7 +395,7 @@ append_flat_meta(StringInfo out, bool *first, const WsRecord *record,
 	else
 		append_commit_ts(out, stream);
 	append_literal_key(out, first, "_deleted");
-	appendStringInfoString(out, kind == WS_REC_DELETE ? "1" : "0");
+	ws_append_str(out, kind == WS_REC_DELETE ? "1" : "0");
 }
 
 static bool
@@ -451,15 +468,15 @@ append_truncate(StringInfo out, const WsRecord *record,
 												record->rel_ids[i], &names);
 		bool		first = true;
 
-		appendStringInfoChar(out, '{');
+		ws_append_char(out, '{');
 		if (shape == WS_NDJSON_ENVELOPE)
 		{
 			append_literal_key(out, &first, "op");
 			escape_json(out, "t");
 			append_literal_key(out, &first, "before");
-			appendStringInfoString(out, "null");
+			ws_append_str(out, "null");
 			append_literal_key(out, &first, "after");
-			appendStringInfoString(out, "null");
+			ws_append_str(out, "null");
 			append_source(out, &first, record, stream, rel, names);
 			append_id(out, &first, record, stream);
 		}
@@ -478,9 +495,9 @@ append_truncate(StringInfo out, const WsRecord *record,
 			append_literal_key(out, &first, "_commit_ts");
 			append_commit_ts(out, stream);
 			append_literal_key(out, &first, "_deleted");
-			appendStringInfoChar(out, '0');
+			ws_append_char(out, '0');
 		}
-		appendStringInfoString(out, "}\n");
+		ws_append_str(out, "}\n");
 	}
 	return (int) record->nrelations;
 }
@@ -505,7 +522,7 @@ append_resync(StringInfo out, const WsRecord *record,
 											&names);
 	bool		first = true;
 
-	appendStringInfoChar(out, '{');
+	ws_append_char(out, '{');
 	if (shape == WS_NDJSON_ENVELOPE)
 	{
 		bool		sfirst = true;
@@ -513,27 +530,27 @@ append_resync(StringInfo out, const WsRecord *record,
 		char		buf[16];
 
 		append_literal_key(out, &first, "op");
-		appendStringInfoString(out, "\"resync\"");
+		ws_append_str(out, "\"resync\"");
 		append_literal_key(out, &first, "source");
-		appendStringInfoChar(out, '{');
+		ws_append_char(out, '{');
 		append_literal_key(out, &sfirst, "schema");
 		append_relation_name(out, stream, &names->schema, rel->schema_name);
 		append_literal_key(out, &sfirst, "table");
 		append_relation_name(out, stream, &names->table, rel->table_name);
-		appendStringInfoChar(out, '}');
+		ws_append_char(out, '}');
 		append_literal_key(out, &first, "version");
 		ws_append_uint64(out, (uint64) record->change_lsn);
 		append_literal_key(out, &first, "id");
 		for (int i = 0; i < 16; i++)
 			buf[i] = hex[(record->change_lsn >> (60 - 4 * i)) & 0xF];
-		appendStringInfoString(out, "\"resync-");
-		appendBinaryStringInfo(out, buf, 16);
+		ws_append_str(out, "\"resync-");
+		ws_append_bytes(out, buf, 16);
 		appendStringInfo(out, "-%u\"", rel->relation_oid);
 	}
 	else
 	{
 		append_literal_key(out, &first, "_op");
-		appendStringInfoString(out, "\"resync\"");
+		ws_append_str(out, "\"resync\"");
 		append_literal_key(out, &first, "_schema");
 		append_relation_name(out, stream, &names->schema, rel->schema_name);
 		append_literal_key(out, &first, "_table");
@@ -543,9 +560,9 @@ append_resync(StringInfo out, const WsRecord *record,
 		append_literal_key(out, &first, "_lsn");
 		ws_append_uint64(out, (uint64) record->read_position);
 		append_literal_key(out, &first, "_seq");
-		appendStringInfoChar(out, '0');
+		ws_append_char(out, '0');
 	}
-	appendStringInfoString(out, "}\n");
+	ws_append_str(out, "}\n");
 	return 1;
 }
 
@@ -561,6 +578,12 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 	NdjsonRow	after = {0};
 	bool	   *unchanged;
 	bool		first = true;
+	bool		on_stack;
+	WsValue		before_values[NDJSON_STACK_COLUMNS];
+	WsValue		after_values[NDJSON_STACK_COLUMNS];
+	bool		before_present[NDJSON_STACK_COLUMNS];
+	bool		after_present[NDJSON_STACK_COLUMNS];
+	bool		unchanged_buf[NDJSON_STACK_COLUMNS];
 
 	switch (record->kind)
 	{
@@ -601,11 +624,16 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 	}
 
 	rel = lookup_relation(stream, record, record->rel_id, &names);
+	on_stack = rel->ncolumns <= NDJSON_STACK_COLUMNS;
 	if (record->kind != WS_REC_INSERT && record->old_kind != WS_OLD_NONE)
 		read_row(&before, &record->old_tuple, rel,
-				 record->old_kind == WS_OLD_KEY);
+				 record->old_kind == WS_OLD_KEY,
+				 on_stack ? before_values : NULL,
+				 on_stack ? before_present : NULL);
 	if (record->kind != WS_REC_DELETE)
-		read_row(&after, &record->new_tuple, rel, false);
+		read_row(&after, &record->new_tuple, rel, false,
+				 on_stack ? after_values : NULL,
+				 on_stack ? after_present : NULL);
 
 	/* never send an unchanged-TOAST marker where the real value is known */
 	if (after.valid && record->old_kind == WS_OLD_FULL &&
@@ -617,8 +645,14 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 				after.values[i] = before.values[i];
 	}
 
-	unchanged = palloc0(sizeof(bool) * Max(rel->ncolumns, 1));
-	appendStringInfoChar(out, '{');
+	if (on_stack)
+	{
+		unchanged = unchanged_buf;
+		memset(unchanged, 0, sizeof(bool) * rel->ncolumns);
+	}
+	else
+		unchanged = palloc0(sizeof(bool) * Max(rel->ncolumns, 1));
+	ws_append_char(out, '{');
 	if (shape == WS_NDJSON_ENVELOPE)
 	{
 		append_literal_key(out, &first, "op");
@@ -650,7 +684,7 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 							   ignored, options->dialect);
 			append_flat_meta(out, &first, record, stream, WS_REC_DELETE,
 							 options->dialect);
-			appendStringInfoString(out, "}\n{");
+			ws_append_str(out, "}\n{");
 			first = true;
 			nlines++;
 			pfree(ignored);
@@ -662,8 +696,10 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 						 options->dialect);
 		append_unchanged(out, &first, "_unchanged", rel, unchanged);
 	}
-	appendStringInfoString(out, "}\n");
+	ws_append_str(out, "}\n");
 
+	if (on_stack)
+		return nlines;
 	pfree(unchanged);
 	if (before.valid)
 	{
@@ -682,7 +718,7 @@ void
 ws_flat_read_row(WsFlatRow *row, const WsTuple *tuple, const WsRelation *rel,
 				 bool key_only)
 {
-	read_row(row, tuple, rel, key_only);
+	read_row(row, tuple, rel, key_only, NULL, NULL);
 }
 
 bool

@@ -136,6 +136,26 @@ ws_stream_relation(const WsStreamContext *context, uint64 rel_id)
 }
 
 /*
+ * The relation rel_id, or NULL if the stream defines no such relation; and
+ * unless json is NULL, its JSON text cache in *json (as
+ * ws_stream_relation_json() returns it), from the same lookup.
+ */
+const WsRelation *
+ws_stream_relation_and_json(const WsStreamContext *context, uint64 rel_id,
+							WsRelationJson **json)
+{
+	WsRelationSlot *slot;
+
+	if (context == NULL)
+		slot = NULL;
+	else
+		slot = hash_search(context->relations, &rel_id, HASH_FIND, NULL);
+	if (json != NULL)
+		*json = slot ? &slot->json : NULL;
+	return slot ? &slot->relation : NULL;
+}
+
+/*
  * The JSON text cache of the relation rel_id, or NULL if the stream defines
  * no such relation.  The caller fills it in with ws_cached_json_string().
  */
@@ -165,9 +185,9 @@ ws_cached_json_string(const WsStreamContext *context, WsJsonText *cache,
 		StringInfoData text;
 
 		initStringInfo(&text);
-		appendStringInfoString(&text, prefix);
+		ws_append_str(&text, prefix);
 		ws_append_json_string(&text, str);
-		appendStringInfoString(&text, suffix);
+		ws_append_str(&text, suffix);
 		/* kept for the stream's life: no bigger than needed */
 		cache->data = pnstrdup(text.data, text.len);
 		cache->len = text.len;
@@ -183,7 +203,7 @@ ws_append_int64(StringInfo out, int64 value)
 {
 	char		buf[MAXINT8LEN + 1];
 
-	appendBinaryStringInfo(out, buf, pg_lltoa(value, buf));
+	ws_append_bytes(out, buf, pg_lltoa(value, buf));
 }
 
 void
@@ -191,7 +211,7 @@ ws_append_uint64(StringInfo out, uint64 value)
 {
 	char		buf[MAXINT8LEN + 1];
 
-	appendBinaryStringInfo(out, buf, pg_ulltoa_n(value, buf));
+	ws_append_bytes(out, buf, pg_ulltoa_n(value, buf));
 }
 
 /* Starts an object member: a separator unless first, then "key": */
@@ -199,65 +219,10 @@ void
 ws_append_json_key(StringInfo out, bool *first, const char *key)
 {
 	if (!*first)
-		appendStringInfoString(out, ", ");
+		ws_append_str(out, ", ");
 	*first = false;
 	escape_json(out, key);
-	appendStringInfoString(out, ": ");
-}
-
-/*
- * Appends data as a JSON string, as escape_json() does but without needing
- * a terminated copy: runs of plain bytes are copied whole.  Text holds no
- * zero bytes, so one means the record is corrupt.
- */
-static void
-append_escaped_json(StringInfo out, const char *data, Size len)
-{
-	Size		run = 0;
-
-	appendStringInfoChar(out, '"');
-	for (Size i = 0; i < len; i++)
-	{
-		unsigned char c = (unsigned char) data[i];
-
-		if (c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		appendBinaryStringInfo(out, data + run, i - run);
-		run = i + 1;
-		switch (c)
-		{
-			case '\b':
-				appendStringInfoString(out, "\\b");
-				break;
-			case '\f':
-				appendStringInfoString(out, "\\f");
-				break;
-			case '\n':
-				appendStringInfoString(out, "\\n");
-				break;
-			case '\r':
-				appendStringInfoString(out, "\\r");
-				break;
-			case '\t':
-				appendStringInfoString(out, "\\t");
-				break;
-			case '"':
-				appendStringInfoString(out, "\\\"");
-				break;
-			case '\\':
-				appendStringInfoString(out, "\\\\");
-				break;
-			case '\0':
-				/* check_utf8() has ruled this out */
-				elog(ERROR, "unexpected zero byte in walship text");
-				break;
-			default:
-				appendStringInfo(out, "\\u%04x", c);
-				break;
-		}
-	}
-	appendBinaryStringInfo(out, data + run, len - run);
-	appendStringInfoChar(out, '"');
+	ws_append_str(out, ": ");
 }
 
 /*
@@ -290,6 +255,99 @@ check_utf8(const char *data, Size len, const char *what)
 }
 
 /*
+ * What append_escaped_json() does with each byte: JSON_BYTE_PLAIN copies
+ * it; JSON_BYTE_CHECK copies it too, but it is a zero byte or not ASCII,
+ * so the text must first pass check_utf8(); JSON_BYTE_ESCAPE escapes it.
+ */
+#define JSON_BYTE_PLAIN		0
+#define JSON_BYTE_CHECK		1
+#define JSON_BYTE_ESCAPE	2
+
+static const uint8 json_byte_class[256] = {
+	1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+	0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/*
+ * Appends UTF-8 text as a JSON string, as escape_json() does but without
+ * needing a terminated copy: runs of plain bytes are copied whole.  Text
+ * that is all ASCII without zero bytes is valid UTF-8, so check_utf8() runs
+ * only for text with other bytes, once, on the first one, unless checked
+ * says the caller ran it already; what names the text for its messages.
+ */
+static void
+append_escaped_json(StringInfo out, const char *data, Size len,
+					const char *what, bool checked)
+{
+	Size		run = 0;
+
+	if (len > (Size) PG_INT32_MAX && !checked)
+		check_utf8(data, len, what);
+	ws_append_char(out, '"');
+	for (Size i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) data[i];
+		uint8		cls = json_byte_class[c];
+
+		if (likely(cls == JSON_BYTE_PLAIN))
+			continue;
+		if (cls == JSON_BYTE_CHECK)
+		{
+			/* raises an error for a zero byte, so c is not ASCII after */
+			if (!checked)
+				check_utf8(data, len, what);
+			checked = true;
+			continue;
+		}
+		ws_append_bytes(out, data + run, i - run);
+		run = i + 1;
+		switch (c)
+		{
+			case '\b':
+				ws_append_bytes(out, "\\b", 2);
+				break;
+			case '\f':
+				ws_append_bytes(out, "\\f", 2);
+				break;
+			case '\n':
+				ws_append_bytes(out, "\\n", 2);
+				break;
+			case '\r':
+				ws_append_bytes(out, "\\r", 2);
+				break;
+			case '\t':
+				ws_append_bytes(out, "\\t", 2);
+				break;
+			case '"':
+				ws_append_bytes(out, "\\\"", 2);
+				break;
+			case '\\':
+				ws_append_bytes(out, "\\\\", 2);
+				break;
+			default:
+				appendStringInfo(out, "\\u%04x", c);
+				break;
+		}
+	}
+	ws_append_bytes(out, data + run, len - run);
+	ws_append_char(out, '"');
+}
+
+/*
  * A UTF-8 byte string from a record, as a JSON string.  In a server
  * encoding other than UTF-8, a character that encoding lacks raises
  * ERRCODE_UNTRANSLATABLE_CHARACTER: the record is fine, the server cannot
@@ -301,17 +359,18 @@ append_utf8_string(StringInfo out, const char *data, Size len,
 {
 	char	   *server;
 
-	check_utf8(data, len, what);
 	if (GetDatabaseEncoding() == PG_UTF8)
 	{
-		append_escaped_json(out, data, len);
+		/* checked as it is escaped */
+		append_escaped_json(out, data, len, what, false);
 		return;
 	}
+	check_utf8(data, len, what);
 	server = pg_any_to_server(data, len, PG_UTF8);
 
 	/* pg_any_to_server may return data itself */
 	if (server == data)
-		append_escaped_json(out, data, len);
+		append_escaped_json(out, data, len, what, true);
 	else
 	{
 		escape_json(out, server);
@@ -359,7 +418,7 @@ ws_append_lsn(StringInfo out, XLogRecPtr lsn)
 	buf[len++] = '/';
 	len += format_hex32(buf + len, (uint32) lsn);
 	buf[len++] = '"';
-	appendBinaryStringInfo(out, buf, len);
+	ws_append_bytes(out, buf, len);
 }
 
 static void
@@ -368,7 +427,7 @@ append_bytea_hex(StringInfo out, const char *data, Size len)
 	static const char hex[] = "0123456789abcdef";
 	char	   *p;
 
-	appendStringInfoString(out, "\"\\\\x");
+	ws_append_str(out, "\"\\\\x");
 	enlargeStringInfo(out, len * 2 + 1);
 	p = out->data + out->len;
 	for (Size i = 0; i < len; i++)
@@ -398,7 +457,7 @@ append_uuid(StringInfo out, const unsigned char *u)
 		buf[len++] = hex[u[i] & 0xF];
 	}
 	buf[len++] = '"';
-	appendBinaryStringInfo(out, buf, len);
+	ws_append_bytes(out, buf, len);
 }
 
 static void
@@ -407,17 +466,15 @@ append_float(StringInfo out, double value, bool is_float4)
 	char		buf[32];
 
 	if (isnan(value))
-		appendStringInfoString(out, "\"NaN\"");
+		ws_append_str(out, "\"NaN\"");
 	else if (isinf(value))
-		appendStringInfoString(out, value > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+		ws_append_str(out, value > 0 ? "\"Infinity\"" : "\"-Infinity\"");
+	else if (is_float4)
+		ws_append_bytes(out, buf,
+						float_to_shortest_decimal_bufn((float) value, buf));
 	else
-	{
-		if (is_float4)
-			float_to_shortest_decimal_buf((float) value, buf);
-		else
-			double_to_shortest_decimal_buf(value, buf);
-		appendStringInfoString(out, buf);
-	}
+		ws_append_bytes(out, buf,
+						double_to_shortest_decimal_bufn(value, buf));
 }
 
 /*
@@ -516,7 +573,7 @@ append_datetime_text(StringInfo out, int32 pg_days, Timestamp pg_usecs,
 		p += 3;
 	}
 	*p++ = '"';
-	appendBinaryStringInfo(out, buf, p - buf);
+	ws_append_bytes(out, buf, p - buf);
 }
 
 /* Dates and times in ISO 8601, timestamptz in UTC, as to_json() writes. */
@@ -561,9 +618,9 @@ ws_append_datetime(StringInfo out, const WsValue *value)
 	if (typid == TIMEOID)
 	{
 		JsonEncodeDateTime(buf, datum, typid, &utc);
-		appendStringInfoChar(out, '"');
-		appendStringInfoString(out, buf);
-		appendStringInfoChar(out, '"');
+		ws_append_char(out, '"');
+		ws_append_str(out, buf);
+		ws_append_char(out, '"');
 	}
 	else if (typid == DATEOID)
 		append_datetime_text(out, DatumGetDateADT(datum), 0, typid);
@@ -677,16 +734,16 @@ ws_value_to_json(StringInfo out, const WsValue *value, bool json_trusted)
 	switch (value->tag)
 	{
 		case WS_VAL_NULL:
-			appendStringInfoString(out, "null");
+			ws_append_bytes(out, "null", 4);
 			break;
 		case WS_VAL_UNCHANGED:
-			appendStringInfoString(out, "{\"unchanged_toast\": true}");
+			ws_append_str(out, "{\"unchanged_toast\": true}");
 			break;
 		case WS_VAL_FALSE:
-			appendStringInfoString(out, "false");
+			ws_append_bytes(out, "false", 5);
 			break;
 		case WS_VAL_TRUE:
-			appendStringInfoString(out, "true");
+			ws_append_bytes(out, "true", 4);
 			break;
 		case WS_VAL_INT:
 			ws_append_int64(out, value->int_value);
@@ -697,13 +754,13 @@ ws_value_to_json(StringInfo out, const WsValue *value, bool json_trusted)
 			break;
 		case WS_VAL_NUMERIC:
 			if (ws_numeric_is_finite(value->data, value->len))
-				appendBinaryStringInfo(out, value->data, value->len);
+				ws_append_bytes(out, value->data, value->len);
 			else
 			{
 				/* NaN and the infinities are not JSON numbers */
-				appendStringInfoChar(out, '"');
-				appendBinaryStringInfo(out, value->data, value->len);
-				appendStringInfoChar(out, '"');
+				ws_append_char(out, '"');
+				ws_append_bytes(out, value->data, value->len);
+				ws_append_char(out, '"');
 			}
 			break;
 		case WS_VAL_TEXT:
@@ -721,10 +778,10 @@ ws_value_to_json(StringInfo out, const WsValue *value, bool json_trusted)
 					check_json(value->data, value->len);
 				server = pg_any_to_server(value->data, value->len, PG_UTF8);
 				if (server == value->data)
-					appendBinaryStringInfo(out, value->data, value->len);
+					ws_append_bytes(out, value->data, value->len);
 				else
 				{
-					appendStringInfoString(out, server);
+					ws_append_str(out, server);
 					pfree(server);
 				}
 			}
@@ -742,25 +799,25 @@ ws_value_to_json(StringInfo out, const WsValue *value, bool json_trusted)
 			ws_append_datetime(out, value);
 			break;
 		case WS_VAL_POS_INFINITY:
-			appendStringInfoString(out, "\"infinity\"");
+			ws_append_str(out, "\"infinity\"");
 			break;
 		case WS_VAL_NEG_INFINITY:
-			appendStringInfoString(out, "\"-infinity\"");
+			ws_append_str(out, "\"-infinity\"");
 			break;
 		case WS_VAL_ARRAY:
 			{
 				WsReader	elements = value->elements;
 				WsValue		element;
 
-				appendStringInfoChar(out, '[');
+				ws_append_char(out, '[');
 				for (uint64 i = 0; i < value->nelements; i++)
 				{
 					if (i > 0)
-						appendStringInfoString(out, ", ");
+						ws_append_str(out, ", ");
 					ws_read_value(&elements, &element);
 					ws_value_to_json(out, &element, json_trusted);
 				}
-				appendStringInfoChar(out, ']');
+				ws_append_char(out, ']');
 			}
 			break;
 		default:
@@ -783,19 +840,19 @@ append_tuple(StringInfo out, const WsTuple *tuple, const WsRelation *rel,
 
 	if (rel == NULL)
 	{
-		appendStringInfoChar(out, '[');
+		ws_append_char(out, '[');
 		for (uint64 i = 0; i < tuple->nvalues; i++)
 		{
 			if (i > 0)
-				appendStringInfoString(out, ", ");
+				ws_append_str(out, ", ");
 			ws_read_value(&values, &value);
 			ws_value_to_json(out, &value, false);
 		}
-		appendStringInfoChar(out, ']');
+		ws_append_char(out, ']');
 		return;
 	}
 
-	appendStringInfoChar(out, '{');
+	ws_append_char(out, '{');
 	for (uint64 i = 0; i < tuple->nvalues; i++)
 	{
 		while (col < rel->ncolumns && key_only &&
@@ -811,7 +868,7 @@ append_tuple(StringInfo out, const WsTuple *tuple, const WsRelation *rel,
 		ws_value_to_json(out, &value, false);
 		col++;
 	}
-	appendStringInfoChar(out, '}');
+	ws_append_char(out, '}');
 }
 
 static const char *
@@ -845,15 +902,15 @@ append_relation(StringInfo out, bool *first, const WsRelation *rel)
 	ws_append_json_key(out, first, "replica_identity");
 	escape_json(out, replica_identity_name(rel->replica_identity));
 	ws_append_json_key(out, first, "columns");
-	appendStringInfoChar(out, '[');
+	ws_append_char(out, '[');
 	for (int i = 0; i < rel->ncolumns; i++)
 	{
 		const WsColumn *col = &rel->columns[i];
 		bool		cfirst = true;
 
 		if (i > 0)
-			appendStringInfoString(out, ", ");
-		appendStringInfoChar(out, '{');
+			ws_append_str(out, ", ");
+		ws_append_char(out, '{');
 		ws_append_json_key(out, &cfirst, "name");
 		append_utf8_string(out, col->name, strlen(col->name), "column name");
 		ws_append_json_key(out, &cfirst, "type");
@@ -863,14 +920,14 @@ append_relation(StringInfo out, bool *first, const WsRelation *rel)
 		ws_append_json_key(out, &cfirst, "typmod");
 		appendStringInfo(out, "%d", col->typmod);
 		ws_append_json_key(out, &cfirst, "key");
-		appendStringInfoString(out, (col->flags & WS_COL_KEY) ? "true" : "false");
+		ws_append_str(out, (col->flags & WS_COL_KEY) ? "true" : "false");
 		ws_append_json_key(out, &cfirst, "not_null");
-		appendStringInfoString(out, (col->flags & WS_COL_NOT_NULL) ? "true" : "false");
+		ws_append_str(out, (col->flags & WS_COL_NOT_NULL) ? "true" : "false");
 		ws_append_json_key(out, &cfirst, "primary_key");
-		appendStringInfoString(out, (col->flags & WS_COL_PRIMARY_KEY) ? "true" : "false");
-		appendStringInfoChar(out, '}');
+		ws_append_str(out, (col->flags & WS_COL_PRIMARY_KEY) ? "true" : "false");
+		ws_append_char(out, '}');
 	}
-	appendStringInfoChar(out, ']');
+	ws_append_char(out, ']');
 }
 
 static void
@@ -916,7 +973,7 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 	bool		first = true;
 	const WsRelation *rel = NULL;
 
-	appendStringInfoChar(out, '{');
+	ws_append_char(out, '{');
 	ws_append_json_key(out, &first, "kind");
 	escape_json(out, ws_record_kind_name(record->kind));
 
@@ -1005,36 +1062,36 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 		case WS_REC_TRUNCATE:
 			append_change_id(out, &first, record, context);
 			ws_append_json_key(out, &first, "cascade");
-			appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_CASCADE) ? "true" : "false");
+			ws_append_str(out, (record->truncate_flags & WS_TRUNCATE_CASCADE) ? "true" : "false");
 			ws_append_json_key(out, &first, "restart_identity");
-			appendStringInfoString(out, (record->truncate_flags & WS_TRUNCATE_RESTART_SEQS) ? "true" : "false");
+			ws_append_str(out, (record->truncate_flags & WS_TRUNCATE_RESTART_SEQS) ? "true" : "false");
 			ws_append_json_key(out, &first, "relation_ids");
-			appendStringInfoChar(out, '[');
+			ws_append_char(out, '[');
 			for (uint64 i = 0; i < record->nrelations; i++)
 				appendStringInfo(out, "%s" UINT64_FORMAT, i > 0 ? ", " : "",
 								 record->rel_ids[i]);
-			appendStringInfoChar(out, ']');
+			ws_append_char(out, ']');
 			if (context)
 			{
 				ws_append_json_key(out, &first, "relations");
-				appendStringInfoChar(out, '[');
+				ws_append_char(out, '[');
 				for (uint64 i = 0; i < record->nrelations; i++)
 				{
 					const WsRelation *r = ws_stream_relation(context, record->rel_ids[i]);
 
 					if (i > 0)
-						appendStringInfoString(out, ", ");
+						ws_append_str(out, ", ");
 					if (r)
 						append_qualified_name(out, r);
 					else
-						appendStringInfoString(out, "null");
+						ws_append_str(out, "null");
 				}
-				appendStringInfoChar(out, ']');
+				ws_append_char(out, ']');
 			}
 			break;
 		case WS_REC_MESSAGE:
 			ws_append_json_key(out, &first, "transactional");
-			appendStringInfoString(out, (record->message_flags & WS_MESSAGE_TRANSACTIONAL) ? "true" : "false");
+			ws_append_str(out, (record->message_flags & WS_MESSAGE_TRANSACTIONAL) ? "true" : "false");
 			ws_append_json_key(out, &first, "lsn");
 			ws_append_lsn(out, record->message_lsn);
 			if (record->message_flags & WS_MESSAGE_TRANSACTIONAL)
@@ -1045,5 +1102,5 @@ ws_record_to_json(StringInfo out, const WsRecord *record,
 			append_bytea_hex(out, record->content, record->content_len);
 			break;
 	}
-	appendStringInfoChar(out, '}');
+	ws_append_char(out, '}');
 }

@@ -48,11 +48,50 @@ typedef struct WsRelationJson
 	WsJsonText *column_keys;	/* per column: ", ", JSON string, ": " */
 } WsRelationJson;
 
+/*
+ * appendBinaryStringInfo(), appendStringInfoChar() and
+ * appendStringInfoString() with the common case, room enough in out's
+ * buffer, inline: the encoders call them for every key and value.
+ */
+static inline void
+ws_append_bytes(StringInfo out, const char *data, int len)
+{
+	if (likely(out->maxlen - out->len > len))
+	{
+		memcpy(out->data + out->len, data, len);
+		out->len += len;
+		out->data[out->len] = '\0';
+	}
+	else
+		appendBinaryStringInfo(out, data, len);
+}
+
+static inline void
+ws_append_char(StringInfo out, char c)
+{
+	if (likely(out->maxlen - out->len > 1))
+	{
+		out->data[out->len++] = c;
+		out->data[out->len] = '\0';
+	}
+	else
+		appendStringInfoChar(out, c);
+}
+
+static inline void
+ws_append_str(StringInfo out, const char *str)
+{
+	ws_append_bytes(out, str, strlen(str));
+}
+
 extern void ws_stream_context_init(WsStreamContext *context);
 extern void ws_stream_context_track(WsStreamContext *context,
 									const WsRecord *record);
 extern const WsRelation *ws_stream_relation(const WsStreamContext *context,
 											uint64 rel_id);
+extern const WsRelation *ws_stream_relation_and_json(const WsStreamContext *context,
+													uint64 rel_id,
+													WsRelationJson **json);
 extern WsRelationJson *ws_stream_relation_json(const WsStreamContext *context,
 											   uint64 rel_id);
 extern const WsJsonText *ws_cached_json_string(const WsStreamContext *context,
