@@ -137,8 +137,9 @@ ws_stream_relation(const WsStreamContext *context, uint64 rel_id)
 
 /*
  * The relation rel_id, or NULL if the stream defines no such relation; and
- * unless json is NULL, its JSON text cache in *json (as
- * ws_stream_relation_json() returns it), from the same lookup.
+ * unless json is NULL, its JSON text cache in *json (NULL with it), from
+ * the same lookup.  The caller fills the cache in with
+ * ws_cached_json_string().
  */
 const WsRelation *
 ws_stream_relation_and_json(const WsStreamContext *context, uint64 rel_id,
@@ -153,21 +154,6 @@ ws_stream_relation_and_json(const WsStreamContext *context, uint64 rel_id,
 	if (json != NULL)
 		*json = slot ? &slot->json : NULL;
 	return slot ? &slot->relation : NULL;
-}
-
-/*
- * The JSON text cache of the relation rel_id, or NULL if the stream defines
- * no such relation.  The caller fills it in with ws_cached_json_string().
- */
-WsRelationJson *
-ws_stream_relation_json(const WsStreamContext *context, uint64 rel_id)
-{
-	WsRelationSlot *slot;
-
-	if (context == NULL)
-		return NULL;
-	slot = hash_search(context->relations, &rel_id, HASH_FIND, NULL);
-	return slot ? &slot->json : NULL;
 }
 
 /*

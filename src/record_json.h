@@ -92,8 +92,6 @@ extern const WsRelation *ws_stream_relation(const WsStreamContext *context,
 extern const WsRelation *ws_stream_relation_and_json(const WsStreamContext *context,
 													uint64 rel_id,
 													WsRelationJson **json);
-extern WsRelationJson *ws_stream_relation_json(const WsStreamContext *context,
-											   uint64 rel_id);
 extern const WsJsonText *ws_cached_json_string(const WsStreamContext *context,
 											  WsJsonText *cache,
 											  const char *prefix,
