@@ -632,7 +632,7 @@ numeric_scaled(const char *data, Size len, int scale, uint8 result[32])
 		negative = true;
 		i++;
 	}
-	for (int pass = 0;; pass++)
+	for (;;)
 	{
 		int			d;
 
