@@ -7,7 +7,7 @@ EXTVERSION = 0.1.0
 
 MODULE_big = walship
 OBJS = $(patsubst %.c,%.o,$(wildcard src/*.c))
-SHLIB_LINK += -lcurl -ldeflate -lzstd
+SHLIB_LINK += -lcurl -lisal -ldeflate -lzstd
 PG_CPPFLAGS += -DWALSHIP_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter
 # `make WERROR=1` (test/run-all.sh does) makes every warning an error.

@@ -554,7 +554,7 @@ ws_define_settings(void)
 
 	DefineCustomIntVariable("walship.compression_level",
 							"Compression level of request bodies; 0 means the method's default.",
-							"gzip takes 1 (fastest) to 12 (smallest), default 1; zstd takes -7 to 19, default 1.  Values beyond a method's range are clamped to it.",
+							"gzip takes 1 (fastest, with ISA-L) to 12 (smallest, with libdeflate), default 1; zstd takes -7 to 19, default 1.  Values beyond a method's range are clamped to it.",
 							&walship_compression_level, 0, -7, 19,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 

@@ -70,6 +70,7 @@ PACKAGES=(
 	libzstd-dev
 	zlib1g-dev
 	libdeflate-dev
+	libisal-dev
 	make
 	gcc
 	perl

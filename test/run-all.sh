@@ -62,6 +62,7 @@ PACKAGES=(
 	libzstd-dev
 	zlib1g-dev
 	libdeflate-dev
+	libisal-dev
 	libipc-run-perl
 	perl
 	make
