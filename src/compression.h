@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * compression.h
- *	  Compression of request bodies: none, gzip (libdeflate) or zstd.
+ *	  Compression of request bodies: none, gzip (ISA-L at level 1,
+ *	  libdeflate above) or zstd.
  *
  * IDENTIFICATION
  *	  src/compression.h
