@@ -58,7 +58,10 @@
 #
 # Environment (all optional):
 #     CHANGES=500000      row changes in each throughput backlog
-#     FORMATS="ndjson rowbinary"  throughput: the request formats compared
+#     FORMATS="ndjson rowbinary"  throughput: the request formats compared;
+#                         FORMAT:N runs that format with walship.encoder_workers
+#                         = N (e.g. "ndjson:0", the one-process path of
+#                         before the encoder workers), otherwise the default
 #     COMPRESSION=gzip    walship.compression of every case (none, gzip, zstd;
 #                         18.16 knows no zstd)
 #     ROUNDS=2            throughput: backlogs per sink, in ABBA order
@@ -72,6 +75,9 @@
 #     STALL_SECONDS=30    a throughput case fails when changes_shipped does
 #                         not move for this long
 #     SKIP="..."          any of: throughput freshness (parts not run)
+#     WALSHIP_SETTINGS="" more walship settings for every case, as name=value
+#                         words (e.g. "batch_max_changes=50000"); shown under
+#                         "settings"
 #     BENCH_PORT=5497     port of the throwaway cluster (unix socket only)
 #     HTTP_PORT=18497     port of nginx on 127.0.0.1
 #     BENCH_USER=postgres user everything runs as when started as root
@@ -348,9 +354,12 @@ CH_INSERTED0=$(ch_inserted_rows)
 [ -n "$CH_INSERTED0" ] || CH_INSERTED0=0
 wait_worker_streaming
 log "worker streaming (pid $WORKER_PID) to ClickHouse"
-set_walship "clickhouse_database=shop"
+# shellcheck disable=SC2086 # WALSHIP_SETTINGS is a list of words
+set_walship "clickhouse_database=shop" ${WALSHIP_SETTINGS:-}
 SETTINGS=$(walship_settings ndjson_shape dialect clickhouse_database compression batch_max_changes \
-	batch_max_bytes batch_max_delay max_inflight)
+	batch_max_bytes batch_max_delay max_inflight encoder_workers)
+DEFAULT_ENCODERS=$(psql_cmd -c "SELECT current_setting('walship.encoder_workers')")
+use_encoders "$DEFAULT_ENCODERS"
 LOAD_START=$(load_avg)
 
 # "changes_shipped bytes_shipped batches_shipped retries" of walship.status
@@ -359,6 +368,15 @@ shipped_counters() {
 }
 # CPU seconds (user + system, all threads) used so far by process $1
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# CPU ticks of the walship worker and its encoder workers (ENCODER_PIDS)
+walship_cpu_ticks() {
+	local t pid
+	t=$(cpu_ticks "$WORKER_PID")
+	for pid in $ENCODER_PIDS; do
+		t=$((t + $(cpu_ticks "$pid")))
+	done
+	echo "$t"
+}
 CLK_TCK=$(getconf CLK_TCK)
 NGINX_WORKER=$(ps -o pid= --ppid "$nginx_pid" | head -n 1 | tr -d ' ')
 
@@ -387,8 +405,9 @@ DECODE_RESULT=""
 # a backlog on the sink's table, resume, time it; appends to TP_RESULTS.
 # The first nginx case also times the plugin decoding the same backlog.
 ship_case() {
-	local sink=$1 round=$2 format=$3 table sink_pid url
+	local sink=$1 round=$2 spec=$3 format=${3%%:*} encoders=$DEFAULT_ENCODERS table sink_pid url
 	local c0 b0 n0 r0 c1 b1 n1 r1 w0 w1 s0 s1 s2 merge_secs d0 d1 decoded
+	[ "$spec" = "$format" ] || encoders=${spec#*:}
 	if [ "$sink" = clickhouse ]; then
 		table=orders sink_pid=$CH_PID url=$CH_ENDPOINT
 		[ "$format" = rowbinary ] && url=$CH_URL
@@ -400,6 +419,7 @@ ship_case() {
 	# ClickHouse idle: no merge left over from what was inserted before
 	ch_wait_quiet 120 >/dev/null
 	set_walship "endpoint=$url" "format=$format"
+	use_encoders "$encoders"
 	psql_cmd -c "SELECT walship.pause()" >/dev/null
 	psql_cmd -c "SELECT bench_wait('state = ''paused'' AND inflight = 0', 60)" >/dev/null
 	if [ "$sink" = nginx ] && [ -z "$DECODE_RESULT" ]; then
@@ -420,10 +440,10 @@ ship_case() {
 	log "throughput $sink ($round): backlog committed in $WL_SECONDS s:" \
 		"$WL_CHANGES row changes, $WL_WAL_BYTES bytes of WAL; resuming"
 	read -r c0 b0 n0 r0 <<<"$(shipped_counters)"
-	w0=$(cpu_ticks "$WORKER_PID")
+	w0=$(walship_cpu_ticks)
 	s0=$(cpu_ticks "$sink_pid")
 	ship_backlog $((c0 + WL_CHANGES)) "$WL_END_LSN" "the backlog of case $sink ($round)"
-	w1=$(cpu_ticks "$WORKER_PID")
+	w1=$(walship_cpu_ticks)
 	s1=$(cpu_ticks "$sink_pid")
 	read -r c1 b1 n1 r1 <<<"$(shipped_counters)"
 	# the work (merges) ClickHouse does after the inserts: time and its CPU
@@ -432,8 +452,8 @@ ship_case() {
 	[ $((c1 - c0)) -eq "$WL_CHANGES" ] ||
 		log "WARNING: changes_shipped grew by $((c1 - c0)), the backlog has $WL_CHANGES row changes"
 	[ "$sink" = nginx ] && NGINX_CHANGES=$((NGINX_CHANGES + c1 - c0))
-	log "throughput $sink $format ($round): shipped in $SHIP_SECS s (last acknowledgement at $ACK_SECS s)"
-	TP_RESULTS+=("$sink $format|$round|$WL_CHANGES|$WL_WAL_BYTES|$SHIP_SECS|$((n1 - n0))|$((b1 - b0))|$((w1 - w0))|$((s1 - s0))|$((r1 - r0))|$merge_secs|$((s2 - s1))")
+	log "throughput $sink $spec ($round): shipped in $SHIP_SECS s (last acknowledgement at $ACK_SECS s)"
+	TP_RESULTS+=("$sink $spec|$round|$WL_CHANGES|$WL_WAL_BYTES|$SHIP_SECS|$((n1 - n0))|$((b1 - b0))|$((w1 - w0))|$((s1 - s0))|$((r1 - r0))|$merge_secs|$((s2 - s1))")
 }
 
 if ! skipped throughput; then
@@ -452,6 +472,7 @@ if ! skipped throughput; then
 fi
 # from here on everything is shipped into ClickHouse
 set_walship "endpoint=$CH_ENDPOINT" "format=ndjson"
+use_encoders "$DEFAULT_ENCODERS"
 psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
 
 # ---------------------------------------------------------------------------
@@ -655,7 +676,8 @@ fi
 print_header "walship delivery into ClickHouse benchmark" ", fsync = off"
 echo "  settings:  ${SETTINGS% }"
 echo "  compression: $COMPRESSION"
-echo "  formats:   $FORMATS (ndjson: flat shape, clickhouse dialect; rowbinary: INSERT INTO shop.<table> (columns) FORMAT RowBinary)"
+echo "  formats:   $FORMATS (ndjson: flat shape, clickhouse dialect; rowbinary: INSERT INTO shop.<table> (columns) FORMAT RowBinary;" \
+	"FORMAT:N with N encoder workers, otherwise $DEFAULT_ENCODERS)"
 echo "  endpoint:  ClickHouse $CH_VERSION (Debian clickhouse-server, HTTP, INSERT INTO shop.{table} FORMAT JSONEachRow," \
 	"ReplacingMergeTree(_version) from walship.clickhouse_ddl()); null sink: nginx" \
 	"$(nginx_version) (return 204, 1 worker process); all on 127.0.0.1"
@@ -682,14 +704,14 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 		echo "${name// /_} $ch $ship" >>"$TMP/rates"
 	done
 	echo
-	awk -v decode="$DECODE_RESULT" '{ n[$1] += $2; s[$1] += $3 }
+	awk -v decode="$DECODE_RESULT" -v formats="$FORMATS" '{ n[$1] += $2; s[$1] += $3 }
 		END {
 			split(decode, d, " ")
 			dr = (d[2] > 0) ? d[1] / d[2] : 0
 			if (dr > 0)
 				printf "  plugin decode (pg_logical_slot_get_binary_changes, one backend, the first null-sink backlog): %.0f changes/s\n", dr
-			split("ndjson rowbinary", fs, " ")
-			for (i = 1; i <= 2; i++) {
+			nf = split(formats, fs, " ")
+			for (i = 1; i <= nf; i++) {
 				f = fs[i]; c = "clickhouse_" f; g = "nginx_" f
 				if ((c in s) && (g in s)) {
 					a = n[c] / s[c]; b = n[g] / s[g]
@@ -700,13 +722,15 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 					rate[f] = a
 				}
 			}
-			if (("ndjson" in rate) && ("rowbinary" in rate))
-				printf "  RowBinary into ClickHouse: %.2fx the NDJSON rate (same compression)\n", rate["rowbinary"] / rate["ndjson"]
+			if ("rowbinary" in rate)
+				for (i = 1; i <= nf; i++)
+					if (fs[i] != "rowbinary" && (fs[i] in rate))
+						printf "  RowBinary into ClickHouse: %.2fx the %s rate (same compression)\n", rate["rowbinary"] / rate[fs[i]], fs[i]
 			print "  (all changes over all ship seconds, per sink and format, for the same backlogs)"
 		}' "$TMP/rates"
 	echo "  ship s = walship.resume() until changes_shipped has grown by the backlog's row changes and confirmed_lsn" \
 		"passed its last WAL record (polled every 10 ms); body = request bodies as sent (after walship.compression);"
-	echo "  CPU s = user + system time during the case: the walship worker, and the sink (clickhouse-server, or nginx's worker);" \
+	echo "  CPU s = user + system time during the case: the walship worker with its encoder workers, and the sink (clickhouse-server, or nginx's worker);" \
 		"every case starts with ClickHouse quiet (no merge, under 5% CPU);" \
 		"ClickHouse after = how long it kept working (merging) after the last acknowledgement, and its CPU seconds then" \
 		"(in neither ship s nor sink CPU s)"

@@ -546,6 +546,21 @@ wait_worker_streaming() {
 	WORKER_PID=$(psql_cmd -c "SELECT worker_pid FROM walship.status")
 }
 
+# use_encoders N: walship.encoder_workers = N (by reload; the worker
+# switches once nothing is pending), waits until N encoders run and sets
+# ENCODER_PIDS.
+use_encoders() {
+	local n=$1 i
+	set_walship "encoder_workers=$n"
+	for i in $(seq 1 600); do
+		[ "$(psql_cmd -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walship encoder'")" = "$n" ] &&
+			break
+		[ "$i" -lt 600 ] || die "$n encoder workers did not start"
+		sleep 0.1
+	done
+	ENCODER_PIDS=$(psql_cmd -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walship encoder'" | tr '\n' ' ')
+}
+
 # ship_backlog TARGET END_LSN WHAT: resumes the paused worker and times it
 # (bench_ship, STALL_SECONDS, SHIP_TIMEOUT) until changes_shipped reaches
 # TARGET and confirmed_lsn END_LSN; sets SHIP_SECS and ACK_SECS (last

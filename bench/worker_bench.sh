@@ -55,7 +55,10 @@
 #     CHANGES=500000      row changes in each throughput workload
 #     TXN_SIZE=1000       row changes per transaction of that workload
 #     PREFILL=200000      rows of "orders" loaded before the worker's slot exists
-#     RUNS=3              plugin-only decodes per case; the median is reported
+#     RUNS=3              plugin-only decodes per backlog; the median is used
+#     SHIP_ROUNDS=3       throughput: backlogs shipped (and decoded) per case;
+#                         the medians of ship and decode times are reported,
+#                         with the lowest and highest ratio of one round
 #     CASES="binary/none ndjson/none ndjson/gzip"
 #                         throughput cases, walship.format/walship.compression
 #     ENCODERS="0 1 2"    walship.encoder_workers values of the throughput
@@ -91,6 +94,7 @@ CHANGES=${CHANGES:-500000}
 TXN_SIZE=${TXN_SIZE:-1000}
 PREFILL=${PREFILL:-200000}
 RUNS=${RUNS:-3}
+SHIP_ROUNDS=${SHIP_ROUNDS:-3}
 CASES=${CASES:-binary/none ndjson/none ndjson/gzip}
 ENCODERS=${ENCODERS:-0 1 2}
 LAT_ENCODERS=${LAT_ENCODERS:-$ENCODERS}
@@ -138,7 +142,7 @@ if ! skipped latency; then
 fi
 
 WALSHIP_BUILD=$(walship_build)
-require_positive_ints CHANGES TXN_SIZE PREFILL RUNS LAT_RATE LAT_SECONDS LAT_CLIENTS \
+require_positive_ints CHANGES TXN_SIZE PREFILL RUNS SHIP_ROUNDS LAT_RATE LAT_SECONDS LAT_CLIENTS \
 	PGBENCH_SCALE PGBENCH_CLIENTS PGBENCH_SECONDS PGBENCH_ROUNDS SHIP_TIMEOUT STALL_SECONDS BENCH_PORT HTTP_PORT
 for c in $CASES; do
 	[[ "$c" =~ ^(binary|ndjson)/(none|gzip|zstd)$ ]] ||
@@ -230,21 +234,6 @@ shipped_counters() {
 	psql_cmd -F ' ' -c "SELECT changes_shipped, bytes_shipped, batches_shipped FROM walship.status"
 }
 
-# use_encoders N: walship.encoder_workers = N (by reload; the worker
-# switches once nothing is pending), waits until N encoders run and sets
-# ENCODER_PIDS.
-use_encoders() {
-	local n=$1 i
-	set_walship "encoder_workers=$n"
-	for i in $(seq 1 600); do
-		[ "$(psql_cmd -c "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walship encoder'")" = "$n" ] &&
-			break
-		[ "$i" -lt 600 ] || die "$n encoder workers did not start"
-		sleep 0.1
-	done
-	ENCODER_PIDS=$(psql_cmd -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walship encoder'" | tr '\n' ' ')
-}
-
 # --- worker memory ----------------------------------------------------------
 # Largest RssAnon seen, sampled every 50 ms into $1 until killed.
 rss_sampler() {
@@ -275,65 +264,76 @@ if ! skipped throughput; then
 	for tcase in $CASES; do
 		fmt=${tcase%/*}
 		comp=${tcase#*/}
-		log "throughput $fmt/$comp, $enc encoders: pausing the worker"
-		# shellcheck disable=SC2086 # BACKLOG_SETTINGS is a list of words
-		set_walship "format=$fmt" "compression=$comp" $BACKLOG_SETTINGS
-		psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
-		psql_cmd -c "SELECT walship.pause()" >/dev/null
-		psql_cmd -c "SELECT bench_wait('state = ''paused'' AND inflight = 0', 60)" >/dev/null
-		psql_cmd -c "SELECT pg_create_logical_replication_slot('bench_peek', 'walship')" >/dev/null
+		ship_list=() dec_list=() ratio_list=()
+		for round in $(seq 1 "$SHIP_ROUNDS"); do
+			log "throughput $fmt/$comp, $enc encoders, round $round: pausing the worker"
+			# shellcheck disable=SC2086 # BACKLOG_SETTINGS is a list of words
+			set_walship "format=$fmt" "compression=$comp" $BACKLOG_SETTINGS
+			psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
+			psql_cmd -c "SELECT walship.pause()" >/dev/null
+			psql_cmd -c "SELECT bench_wait('state = ''paused'' AND inflight = 0', 60)" >/dev/null
+			psql_cmd -c "SELECT pg_create_logical_replication_slot('bench_peek', 'walship')" >/dev/null
 
-		log "throughput $fmt/$comp: workload of $CHANGES row changes in transactions of $TXN_SIZE"
-		run_orders_workload "$CHANGES, $TXN_SIZE"
-		ROW_CHANGES=$WL_CHANGES
-		END_LSN=$WL_END_LSN
-		WAL_BYTES=$WL_WAL_BYTES
-		log "throughput $fmt/$comp: workload done in $WL_SECONDS s:" \
-			"$ROW_CHANGES row changes, $WAL_BYTES bytes of WAL"
+			log "throughput $fmt/$comp: workload of $CHANGES row changes in transactions of $TXN_SIZE"
+			run_orders_workload "$CHANGES, $TXN_SIZE"
+			ROW_CHANGES=$WL_CHANGES
+			END_LSN=$WL_END_LSN
+			WAL_BYTES=$WL_WAL_BYTES
+			log "throughput $fmt/$comp: workload done in $WL_SECONDS s:" \
+				"$ROW_CHANGES row changes, $WAL_BYTES bytes of WAL"
 
-		read -r c0 b0 n0 <<<"$(shipped_counters)"
-		# peak memory of this case only: clear_refs 5 resets VmHWM
-		echo 5 >"/proc/$WORKER_PID/clear_refs" 2>/dev/null || HWM_RESET=no
-		for epid in $ENCODER_PIDS; do
-			echo 5 >"/proc/$epid/clear_refs" 2>/dev/null || HWM_RESET=no
+			read -r c0 b0 n0 <<<"$(shipped_counters)"
+			# peak memory of this case only: clear_refs 5 resets VmHWM
+			echo 5 >"/proc/$WORKER_PID/clear_refs" 2>/dev/null || HWM_RESET=no
+			for epid in $ENCODER_PIDS; do
+				echo 5 >"/proc/$epid/clear_refs" 2>/dev/null || HWM_RESET=no
+			done
+			rss_sampler "$WORKER_PID" "$TMP/rssanon" &
+			sampler_pid=$!
+
+			log "throughput $fmt/$comp: resuming the worker"
+			ship_backlog $((c0 + ROW_CHANGES)) "$END_LSN" \
+				"the workload of case $fmt/$comp${BACKLOG_SETTINGS:+ (BACKLOG_SETTINGS: $BACKLOG_SETTINGS)}"
+			ship_secs=$SHIP_SECS
+			ack_secs=$ACK_SECS
+			VMHWM=$(proc_kb "$WORKER_PID" VmHWM)
+			ENC_HWM=0
+			for epid in $ENCODER_PIDS; do
+				ENC_HWM=$((ENC_HWM + $(proc_kb "$epid" VmHWM)))
+			done
+			stop_pid "$sampler_pid"
+			sampler_pid=""
+			RSSANON=$(cat "$TMP/rssanon" 2>/dev/null || echo 0)
+			read -r c1 b1 n1 <<<"$(shipped_counters)"
+			d_changes=$((c1 - c0))
+			[ "$d_changes" -eq "$ROW_CHANGES" ] ||
+				log "WARNING: changes_shipped grew by $d_changes, the workload made $ROW_CHANGES row changes"
+			log "throughput $fmt/$comp: shipped in $ship_secs s (last acknowledgement at $ack_secs s)"
+
+			# plugin-only decode of the same WAL, RUNS times
+			query="SELECT count(*), coalesce(sum(octet_length(data)), 0) FROM pg_logical_slot_peek_binary_changes('bench_peek', '$END_LSN', NULL, 'publication_names', 'bench_pub')"
+			times=()
+			for run in $(seq 1 "$RUNS"); do
+				out=$(psql_cmd -F ' ' -c "SELECT * FROM bench_decode(\$q\$$query\$q\$)") ||
+					die "plugin-only decoding failed"
+				read -r r b s <<<"$out"
+				[ "$r" -gt 0 ] || die "plugin-only decoding returned nothing"
+				times+=("$s")
+				log "throughput $fmt/$comp: plugin-only decode run $run: $r rows, $b bytes, $s s"
+			done
+			dec_secs=$(median "${times[@]}")
+			psql_cmd -c "SELECT pg_drop_replication_slot('bench_peek')" >/dev/null
+
+			ship_list+=("$ship_secs")
+			dec_list+=("$dec_secs")
+			ratio_list+=("$(awk -v d="$dec_secs" -v s="$ship_secs" 'BEGIN { printf "%.1f", 100 * d / s }')")
 		done
-		rss_sampler "$WORKER_PID" "$TMP/rssanon" &
-		sampler_pid=$!
-
-		log "throughput $fmt/$comp: resuming the worker"
-		ship_backlog $((c0 + ROW_CHANGES)) "$END_LSN" \
-			"the workload of case $fmt/$comp${BACKLOG_SETTINGS:+ (BACKLOG_SETTINGS: $BACKLOG_SETTINGS)}"
-		ship_secs=$SHIP_SECS
-		ack_secs=$ACK_SECS
-		VMHWM=$(proc_kb "$WORKER_PID" VmHWM)
-		ENC_HWM=0
-		for epid in $ENCODER_PIDS; do
-			ENC_HWM=$((ENC_HWM + $(proc_kb "$epid" VmHWM)))
-		done
-		stop_pid "$sampler_pid"
-		sampler_pid=""
-		RSSANON=$(cat "$TMP/rssanon" 2>/dev/null || echo 0)
-		read -r c1 b1 n1 <<<"$(shipped_counters)"
-		d_changes=$((c1 - c0))
-		[ "$d_changes" -eq "$ROW_CHANGES" ] ||
-			log "WARNING: changes_shipped grew by $d_changes, the workload made $ROW_CHANGES row changes"
-		log "throughput $fmt/$comp: shipped in $ship_secs s (last acknowledgement at $ack_secs s)"
-
-		# plugin-only decode of the same WAL, RUNS times
-		query="SELECT count(*), coalesce(sum(octet_length(data)), 0) FROM pg_logical_slot_peek_binary_changes('bench_peek', '$END_LSN', NULL, 'publication_names', 'bench_pub')"
-		times=()
-		for run in $(seq 1 "$RUNS"); do
-			out=$(psql_cmd -F ' ' -c "SELECT * FROM bench_decode(\$q\$$query\$q\$)") ||
-				die "plugin-only decoding failed"
-			read -r r b s <<<"$out"
-			[ "$r" -gt 0 ] || die "plugin-only decoding returned nothing"
-			times+=("$s")
-			log "throughput $fmt/$comp: plugin-only decode run $run: $r rows, $b bytes, $s s"
-		done
-		dec_secs=$(median "${times[@]}")
-		psql_cmd -c "SELECT pg_drop_replication_slot('bench_peek')" >/dev/null
-
-		TP_RESULTS+=("$fmt|$comp|$ROW_CHANGES|$WAL_BYTES|$b|$dec_secs|$ship_secs|$ack_secs|$((n1 - n0))|$((b1 - b0))|$VMHWM|$RSSANON|$enc|$ENC_HWM")
+		ship_secs=$(median "${ship_list[@]}")
+		dec_secs=$(median "${dec_list[@]}")
+		ratio_lo=$(printf '%s\n' "${ratio_list[@]}" | sort -g | head -n 1)
+		ratio_hi=$(printf '%s\n' "${ratio_list[@]}" | sort -g | tail -n 1)
+		log "throughput $fmt/$comp, $enc encoders: ratios per round ${ratio_list[*]}"
+		TP_RESULTS+=("$fmt|$comp|$ROW_CHANGES|$WAL_BYTES|$b|$dec_secs|$ship_secs|$ack_secs|$((n1 - n0))|$((b1 - b0))|$VMHWM|$RSSANON|$enc|$ENC_HWM|$ratio_lo|$ratio_hi")
 	done
 	done
 	psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
@@ -497,16 +497,16 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 	echo
 	echo "1. throughput: backlog of one workload (50% INSERT, 30% UPDATE, 20% DELETE, transactions of $TXN_SIZE," \
 		"11-column table) shipped to nginx after walship.resume(), against plugin-only decoding of the same WAL" \
-		"(pg_logical_slot_peek_binary_changes, median of $RUNS)"
+		"(pg_logical_slot_peek_binary_changes, median of $RUNS); $SHIP_ROUNDS backlogs (rounds) per case: median ship and decode times"
 	echo "  settings: walship defaults${BACKLOG_SETTINGS:+ except $BACKLOG_SETTINGS}, format and compression per row"
 	echo
 	table_header l6 "format" l11 "compression" r8 "encoders" r7 "changes" r9 "WAL MB" r9 "decode s" r10 "decoded/s" \
-		r9 "ship s" r10 "shipped/s" r6 "ratio"
+		r9 "ship s" r10 "shipped/s" r6 "ratio" r13 "rounds' ratios"
 	for res in "${TP_RESULTS[@]}"; do
-		IFS='|' read -r fmt comp ch wal _ dec ship _ _ _ _ _ enc _ <<<"$res"
-		awk -v f="$fmt" -v c="$comp" -v e="$enc" -v n="$ch" -v w="$wal" -v d="$dec" -v s="$ship" 'BEGIN {
-			printf "| %-6s | %-11s | %8d | %7d | %9.1f | %9.3f | %10.0f | %9.3f | %10.0f | %5.1f%% |\n",
-				f, c, e, n, w / 1048576, d, n / d, s, n / s, 100 * d / s
+		IFS='|' read -r fmt comp ch wal _ dec ship _ _ _ _ _ enc _ rlo rhi <<<"$res"
+		awk -v f="$fmt" -v c="$comp" -v e="$enc" -v n="$ch" -v w="$wal" -v d="$dec" -v s="$ship" -v lo="$rlo" -v hi="$rhi" 'BEGIN {
+			printf "| %-6s | %-11s | %8d | %7d | %9.1f | %9.3f | %10.0f | %9.3f | %10.0f | %5.1f%% | %5.1f-%5.1f%% |\n",
+				f, c, e, n, w / 1048576, d, n / d, s, n / s, 100 * d / s, lo, hi
 		}'
 	done
 	echo
@@ -520,7 +520,8 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 		}'
 	done
 	echo
-	echo "  ratio = shipped/s over decoded/s (targets: binary >= 80%, ndjson >= 85%, ndjson+gzip >= 70%); encoders = walship.encoder_workers; ship s = walship.resume() until changes_shipped" \
+	echo "  rounds' ratios = lowest and highest ratio of a single round (its own backlog, ship and decodes); batches, body, memory: the last round."
+	echo "  ratio = shipped/s over decoded/s of the medians (targets: binary >= 80%, ndjson >= 85%, ndjson+gzip >= 70%); encoders = walship.encoder_workers; ship s = walship.resume() until changes_shipped" \
 		"has grown by the workload's row changes and confirmed_lsn passed its last WAL record (polled every 10 ms)."
 	echo "  body = request bodies as sent (after compression); VmHWM = peak RSS of the worker during the case" \
 		"$( [ "$HWM_RESET" = yes ] && echo "(reset through clear_refs before it)" || echo "(since the worker started: clear_refs was not writable)"),"
