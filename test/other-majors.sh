@@ -77,13 +77,15 @@ PACKAGES=(
 	libipc-run-perl
 )
 # What the TAP tests need besides: the scripted HTTP sink (t/http_sink.py)
-# and its zstd decoder, curl for t/000_http_sink.pl.  Installed only when TAP
-# files are given.
+# and its zstd decoder, curl for t/000_http_sink.pl, promtool and the
+# exporter for t/080_metrics.pl.  Installed only when TAP files are given.
 TAP_PACKAGES=(
 	python3
 	python3-zstandard
 	zstd
 	curl
+	prometheus
+	prometheus-postgres-exporter
 )
 [ "${#TAP_FILES[@]}" -gt 0 ] && PACKAGES+=("${TAP_PACKAGES[@]}")
 
@@ -166,6 +168,10 @@ for pkg in "${PACKAGES[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	section "installing ${missing[*]} in the chroot"
+	# no service of the chroot's packages (prometheus, the exporter) starts
+	[ -e "$ROOT/usr/sbin/policy-rc.d" ] ||
+		printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
+	chmod 755 "$ROOT/usr/sbin/policy-rc.d"
 	# sid's Release file is only valid for a week: an archive copy that
 	# is older (or a clock that is ahead) would fail the update.
 	in_chroot apt-get -o Acquire::Check-Valid-Until=false update &&
