@@ -19,6 +19,10 @@
 #	     seconds, no resync line is sent.  Before the fix it said 'running'
 #	     until something else wrote walship.progress (here: never).
 #
+#	  Checked against the code before the fixes (8efa86c): parts 1 and 3
+#	  failed (9 of 38 assertions: the states, the failed backfill row, the
+#	  log lines); part 2 passed (it covers code that was right).
+#
 # IDENTIFICATION
 #	  t/076_resync_edge_cases.pl
 
