@@ -452,7 +452,12 @@ BEGIN
     UPDATE @extschema@.backfills b
        SET state = 'cancelled', finished_at = now(), updated_at = now()
      WHERE b.id = cancel_backfill.id AND b.state IN ('queued', 'running');
-    RETURN FOUND;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- the worker looks at once: a resync may end with this backfill
+    PERFORM @extschema@.notify_backfill();
+    RETURN true;
 END
 $$;
 

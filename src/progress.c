@@ -808,6 +808,58 @@ ws_progress_begin_resync(const char *slot_name, XLogRecPtr start_lsn,
 								  2, uargtypes, uvalues, NULL, false, 0) != SPI_OK_UPDATE)
 			elog(ERROR, "could not update walship.backfills");
 	}
+
+	/*
+	 * A published table backfill_publication() skipped (it warned why: no
+	 * key, no SELECT privilege, ...) gets no RESYNC record: it is recorded
+	 * as a failed backfill of the resync, which so ends incomplete.  (The
+	 * insert trigger makes a new row queued; the update fails it.)
+	 */
+	{
+		Oid			sargtypes[1] = {PG_LSNOID};
+		Datum		svalues[1] = {LSNGetDatum(version)};
+		int			nskipped;
+
+		if (SPI_execute_with_args(psprintf("INSERT INTO %s (relation, schema_name, table_name, chunk_size) "
+										   "SELECT DISTINCT format('%%I.%%I', pt.schemaname, pt.tablename)::regclass, "
+										   "pt.schemaname, pt.tablename, 10000 "
+										   "FROM pg_publication_tables pt JOIN pg_publication p ON p.pubname = pt.pubname "
+										   "WHERE p.pubinsert AND pt.pubname = ANY (ARRAY("
+										   "SELECT (parse_ident(btrim(n)))[1] FROM unnest(string_to_array("
+										   "coalesce(current_setting('walship.publication', true), 'walship'), ',')) n)) "
+										   "AND NOT EXISTS (SELECT FROM %s b WHERE b.resync_version = $1 "
+										   "AND b.relation = format('%%I.%%I', pt.schemaname, pt.tablename)::regclass) "
+										   "RETURNING id",
+										   catalog.backfills, catalog.backfills),
+								  1, sargtypes, svalues, NULL, false, 0) != SPI_OK_INSERT_RETURNING)
+			elog(ERROR, "could not update walship.backfills");
+		nskipped = (int) SPI_processed;
+		if (nskipped > 0)
+		{
+			Oid			uargtypes[2] = {PG_LSNOID, INT8ARRAYOID};
+			Datum		uvalues[2];
+			Datum	   *skipped = palloc(sizeof(Datum) * nskipped);
+
+			for (int i = 0; i < nskipped; i++)
+			{
+				bool		isnull;
+
+				skipped[i] = SPI_getbinval(SPI_tuptable->vals[i],
+										   SPI_tuptable->tupdesc, 1, &isnull);
+			}
+			uvalues[0] = LSNGetDatum(version);
+			uvalues[1] = PointerGetDatum(construct_array(skipped, nskipped, INT8OID, 8,
+														 FLOAT8PASSBYVAL,
+														 TYPALIGN_DOUBLE));
+			if (SPI_execute_with_args(psprintf("UPDATE %s SET state = 'failed', resync_version = $1, "
+											   "error = 'not backfilled: walship.backfill_publication() skipped the table (see its WARNING), so it got no RESYNC record', "
+											   "finished_at = now(), updated_at = now() "
+											   "WHERE id = ANY ($2)",
+											   catalog.backfills),
+									  2, uargtypes, uvalues, NULL, false, 0) != SPI_OK_UPDATE)
+				elog(ERROR, "could not update walship.backfills");
+		}
+	}
 	restrict_end(&saved);
 	SPI_finish();
 	return nids;
@@ -898,6 +950,12 @@ ws_progress_next_backfill(WsBackfillJob *job, MemoryContext mcxt)
 	WsWork		work;
 
 	begin_work(&work, "walship: looking for backfills");
+
+	/*
+	 * A backfill cancelled while none of its chunks was in flight causes no
+	 * progress write: a resync it was the last active backfill of ends here.
+	 */
+	finish_resync_if_complete(&work.catalog, walship_slot_name);
 	if (SPI_execute(psprintf("SELECT id, relation, queued_by, chunk_size, condition, "
 							 "schema_name, table_name, last_key, state, resync_version "
 							 "FROM %s WHERE state IN ('queued', 'running') "

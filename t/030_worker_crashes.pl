@@ -191,42 +191,15 @@ diag(sprintf('scenario 1: workload with 6 crashes %.1f s, caught up %.1f s later
 # answers to requests of killed workers may still be due
 sleep 0.5;
 
-# Every line of every acknowledged (2xx) request, to a file the server reads.
 my @acked = grep { is_2xx($_) } $sink->requests;
 my @failed = grep { !defined $_->{status} || $_->{status} >= 300 } $sink->requests;
-my $acked_file = "$tmp/acked.ndjson";
-open(my $afh, '>', $acked_file) or die "$acked_file: $!";
-foreach my $r (@acked)
-{
-	my $body = $sink->body($r->{seq});
-	next unless defined $body && $body ne '';
-	$body .= "\n" unless $body =~ /\n\z/;
-	print $afh $body;
-}
-close $afh or die $!;
 ok(scalar(@acked) > 50, scalar(@acked) . ' acknowledged requests, '
 	  . scalar(@failed) . ' others (retried or from killed workers)');
 
-$node->safe_psql('postgres', qq{
-CREATE FUNCTION lsn16(text) RETURNS text IMMUTABLE LANGUAGE sql AS
-\$\$ SELECT upper(lpad(split_part(\$1, '/', 1), 8, '0') || lpad(split_part(\$1, '/', 2), 8, '0')) \$\$;
-CREATE TABLE acked (n bigserial PRIMARY KEY, line jsonb NOT NULL);
-INSERT INTO acked (line)
-SELECT l::jsonb FROM regexp_split_to_table(pg_read_file('$acked_file'), E'\\n') AS l
- WHERE l <> '';
-CREATE TABLE ref AS
-SELECT lsn16(r->>'commit_lsn') || '-' || (r->>'ordinal') AS id, r
-  FROM walship.decode_stream((
-       SELECT string_agg(data, ''::bytea ORDER BY n)
-         FROM pg_logical_slot_peek_binary_changes('ref', NULL, NULL,
-              'publication_names', 'wpub') WITH ORDINALITY AS x(lsn, xid, data, n))) AS r
- WHERE r->>'kind' IN ('insert', 'update', 'delete', 'truncate');
-CREATE TABLE dedup AS
-SELECT DISTINCT ON (line->>'id') line->>'id' AS id, line FROM acked ORDER BY line->>'id', n;
-});
-
-my ($ref_count, $ref_kinds) = split /\|/, $node->safe_psql('postgres', q{
-SELECT sum(n), string_agg(kind || '=' || n, ',' ORDER BY kind)
+my $ref_count = check_acked_against_reference($node, $sink, $tmp,
+	publication => 'wpub');
+my $ref_kinds = $node->safe_psql('postgres', q{
+SELECT string_agg(kind || '=' || n, ',' ORDER BY kind)
   FROM (SELECT r->>'kind' AS kind, count(*) AS n FROM ref GROUP BY 1) AS k
 });
 ok($ref_count > 2000, "the workload committed $ref_count changes ($ref_kinds)");
@@ -236,65 +209,8 @@ diag("scenario 1: $ref_count changes committed; $acked_lines acknowledged lines,
 	  . "$acked_ids distinct ids, "
 	  . ($acked_lines - $acked_ids) . ' duplicates');
 
-is($node->safe_psql('postgres', q{
-SELECT count(*) FROM acked
- WHERE line->>'id' IS DISTINCT FROM
-       lsn16(line->'source'->>'commit_lsn') || '-' || (line->'source'->>'ordinal')
-}), '0', 'every acknowledged line has id = commit LSN (16 hex digits) - ordinal');
-
-is($node->safe_psql('postgres', q{
-SELECT string_agg(id, ', ') FROM (
-  SELECT line->>'id' AS id FROM acked GROUP BY 1 HAVING count(DISTINCT line) > 1 LIMIT 10) AS x
-}), '', 'duplicates of a change id are identical');
-
-is($node->safe_psql('postgres', q{
-SELECT coalesce(count(*) || ' missing, e.g. ' || string_agg(id, ', ') FILTER (WHERE rn <= 10), '')
-  FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM ref
-         WHERE id NOT IN (SELECT id FROM dedup)) AS m
- HAVING count(*) > 0
-}), '', 'every committed change was acknowledged at least once (none missing)');
-
-is($node->safe_psql('postgres', q{
-SELECT coalesce(count(*) || ' extra, e.g. ' || string_agg(id, ', ') FILTER (WHERE rn <= 10), '')
-  FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM dedup
-         WHERE id NOT IN (SELECT id FROM ref)) AS m
- HAVING count(*) > 0
-}), '', 'no acknowledged change id that the source did not commit');
-
-is($node->safe_psql('postgres', q{SELECT count(*) FROM dedup}), $ref_count,
-	'deduplicated by id: as many changes as committed');
-
-is($node->safe_psql('postgres', q{
-SELECT coalesce(string_agg(x.id || ': ' || x.line::text || ' vs ' || x.r::text, E'\n'), '')
-  FROM (SELECT id, d.line, f.r FROM dedup d JOIN ref f USING (id)
-         WHERE NOT (
-               d.line->>'op' = CASE f.r->>'kind' WHEN 'insert' THEN 'c' WHEN 'update' THEN 'u'
-                                                 WHEN 'delete' THEN 'd' ELSE 't' END
-           AND (d.line->'source'->>'schema') || '.' || (d.line->'source'->>'table') = f.r->>'relation'
-           AND nullif(d.line->'after', 'null') IS NOT DISTINCT FROM f.r->'new'
-           AND nullif(d.line->'before', 'null') IS NOT DISTINCT FROM coalesce(f.r->'old', f.r->'key'))
-         ORDER BY id LIMIT 5) AS x
-}), '', 'each deduplicated change has the source change\'s operation, table and row values');
-
-# Replay the deduplicated changes in (commit LSN, ordinal) order: the last
-# change of every row decides whether and how it exists.
-my $replayed = q{
-WITH c AS (
-  SELECT line, (line->'source'->>'commit_lsn')::pg_lsn AS lsn,
-         (line->'source'->>'ordinal')::bigint AS ord,
-         (coalesce(nullif(line->'after', 'null'), nullif(line->'before', 'null'))->>'id')::int AS row_id
-    FROM dedup WHERE line->'source'->>'table' = 'w'),
-last AS (SELECT DISTINCT ON (row_id) * FROM c ORDER BY row_id, lsn DESC, ord DESC)
-SELECT (line->'after'->>'id')::int AS id, (line->'after'->>'v')::int AS v,
-       line->'after'->>'t' AS t
-  FROM last WHERE line->>'op' <> 'd'
-};
-is($node->safe_psql('postgres', qq{
-SELECT count(*) FROM (
-  (($replayed) EXCEPT ALL SELECT id, v, t FROM w)
-  UNION ALL
-  (SELECT id, v, t FROM w EXCEPT ALL ($replayed))) AS diff
-}), '0', 'replaying the deduplicated changes gives the table\'s contents');
+is(replayed_table_diff($node, 'w', qw(id v t)), '0',
+	'replaying the deduplicated changes gives the table\'s contents');
 my $rows = $node->safe_psql('postgres', 'SELECT count(*) FROM w');
 ok($rows > 100, "the table holds $rows rows");
 

@@ -34,6 +34,7 @@ use Test::More;
 use Cwd qw(abs_path);
 use Time::HiRes qw(time sleep);
 use WalshipClickHouse;
+use WalshipOrders;
 use WalshipTest;
 
 my ($available, $why) = WalshipClickHouse->available;
@@ -128,29 +129,11 @@ foreach my $name (sort keys %scripts)
 my $workload = start_workload($node, $tmp,
 	'-c', 3, '-R', 250, '-T', 3, '--max-tries=20', @pgbench_files);
 
-# The worker's pid once it has requests in flight (up to 10 s), else its pid.
-sub worker_pid_mid_batch
-{
-	my $deadline = time + 10;
-	my $pid;
-	while (time < $deadline)
-	{
-		my ($p, $inflight) = streaming_worker_inflight($node);
-		if (defined $p && $p > 0)
-		{
-			$pid = $p;
-			return ($pid, 1) if $inflight > 0;
-		}
-		sleep 0.01;
-	}
-	return ($pid, 0);
-}
-
 sleep 3;	# let the workload reach its pace
 my $mid_batch = 0;
 for my $round (1 .. 2)
 {
-	my ($victim, $inflight) = worker_pid_mid_batch();
+	my ($victim, $inflight) = worker_pid_mid_batch($node);
 	ok($victim, "round $round: the worker runs (pid " . ($victim // 'none') . ')')
 	  or last;
 	$mid_batch += $inflight;

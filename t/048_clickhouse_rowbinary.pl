@@ -40,7 +40,9 @@ use MIME::Base64 qw(decode_base64);
 use Time::HiRes qw(time sleep);
 use WalshipChdb;
 use WalshipClickHouse;
+use WalshipOrders;
 use WalshipTest;
+use WalshipTypes;
 
 my ($available, $why) = WalshipClickHouse->available;
 plan skip_all => "clickhouse-server is not installed: $why" unless $available;
@@ -76,67 +78,20 @@ $node->start;
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
-my @tables = qw(orders types lines events full_rows);
-psql(<<'SQL');
-CREATE EXTENSION walship;
-CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
-CREATE DOMAIN posint AS integer NOT NULL CHECK (VALUE > 0);
-CREATE DOMAIN money2 AS numeric(12,2);
-CREATE TABLE orders (
-    id         bigint PRIMARY KEY,
-    customer   text NOT NULL,
-    country    text,
-    total      numeric(12,2) NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    note       text);
-CREATE TABLE types (
-    id int PRIMARY KEY, qty posint, amount money2, big numeric(40,2),
-    anyn numeric, neg numeric(3,-1), m mood, ts timestamp, tz timestamptz,
-    d date, b bytea, j json, jb jsonb, u uuid, f4 real, f8 float8, bo bool,
-    s2 int2, i8 int8, t text, vc varchar(10), ch char(3), tm time,
-    iv interval, ip inet, ia int[] NOT NULL DEFAULT '{}', ta text[],
-    na numeric(5,1)[], ba bool[], da date[], tsa timestamptz[], ua uuid[],
-    dec38 numeric(38,10), dec18 numeric(18,4), o oid,
-    g int GENERATED ALWAYS AS (qty * 2) STORED,
-    dropped int);
-ALTER TABLE types DROP COLUMN dropped;
-CREATE TABLE lines (
-    order_id bigint, line int, sku text NOT NULL, qty int NOT NULL,
-    PRIMARY KEY (order_id, line));
-CREATE TABLE events (
-    id bigserial PRIMARY KEY, source text NOT NULL, seq int NOT NULL,
-    payload jsonb);
-CREATE UNIQUE INDEX events_source_seq ON events (source, seq);
-ALTER TABLE events REPLICA IDENTITY USING INDEX events_source_seq;
-CREATE TABLE full_rows (id int PRIMARY KEY, v text, n int);
-ALTER TABLE full_rows REPLICA IDENTITY FULL;
-SQL
-for my $t (@tables)
-{
-	psql("CREATE PUBLICATION p_$t FOR TABLE $t");
-	psql("SELECT 'x' FROM pg_create_logical_replication_slot('s_$t', 'walship')");
+my @tables = @TYPE_TABLES;
+psql(type_tables_sql('dec38 numeric(38,10), dec18 numeric(18,4), o oid,'));
+create_type_slots($node, sub {
+	my ($t) = @_;
 	for my $db (qw(nd rb))
 	{
 		$ch->query(psql("SELECT walship.clickhouse_ddl('$t', '$db', 'clickhouse_18')"));
 		$ch26->query(psql("SELECT walship.clickhouse_ddl('$t', '$db', 'clickhouse')")) if $ch26;
 	}
-}
+});
 
-psql(<<'SQL');
-INSERT INTO orders (id, customer, country, total)
-SELECT i, 'c' || i, (ARRAY['DE', 'FR', 'US', 'IT'])[1 + i % 4], i * 1.25
-  FROM generate_series(1, 200) i;
-UPDATE orders SET total = total + 1 WHERE id % 4 = 0;
-UPDATE orders SET country = 'ES' WHERE id % 7 = 0;
-DELETE FROM orders WHERE id % 5 = 0;
-UPDATE orders SET id = 1000 WHERE id = 3;
-UPDATE orders SET id = id + 2000 WHERE id BETWEEN 11 AND 14;
-BEGIN;
-UPDATE orders SET total = 7 WHERE id = 1;
-UPDATE orders SET country = NULL WHERE id = 1;
-COMMIT;
-UPDATE orders SET note = 'a "quoted" note' || E'\n' || 'on two lines' WHERE id = 4;
-
+# types has rows of its own here: the RowBinary edge cases, the extra
+# columns
+psql(orders_workload_sql() . <<'TYPES' . types_changes_sql() . other_tables_workload_sql() . <<'TOAST');
 INSERT INTO types (id, qty, amount, big, anyn, neg, m, ts, tz, d, b, j, jb, u,
                    f4, f8, bo, s2, i8, t, vc, ch, tm, iv, ip, ia, ta, na, ba,
                    da, tsa, ua, dec38, dec18, o) VALUES
@@ -170,31 +125,10 @@ INSERT INTO types (id, qty, amount, big, anyn, neg, m, ts, tz, d, b, j, jb, u,
   'ffffffff-0000-1111-2222-333344445555', NULL, NULL, NULL, NULL, NULL, NULL,
   NULL, NULL, NULL, NULL, NULL, '{}', NULL, '{}', '{}', '{}', '{}', '{}',
   NULL, NULL, NULL);
-UPDATE types SET t = 'changed', amount = 99.99, ia = '{4,5}' WHERE id = 1;
-UPDATE types SET id = 6 WHERE id = 5;
-DELETE FROM types WHERE id = 6;
-
-INSERT INTO lines SELECT o, l, 'sku-' || o || '-' || l, l * 2
-  FROM generate_series(1, 5) o, generate_series(1, 3) l;
-UPDATE lines SET qty = qty + 10 WHERE line = 2;
-UPDATE lines SET line = 9 WHERE order_id = 1 AND line = 1;
-UPDATE lines SET order_id = 50 WHERE order_id = 2;
-DELETE FROM lines WHERE order_id = 3;
-
-INSERT INTO events (source, seq, payload)
-SELECT s, n, jsonb_build_object('n', n) FROM unnest(ARRAY['web', 'app']) s,
-       generate_series(1, 4) n;
-UPDATE events SET payload = '{"changed": true}' WHERE seq = 2;
-UPDATE events SET seq = 40 WHERE source = 'web' AND seq = 4;
-DELETE FROM events WHERE source = 'app' AND seq = 3;
-
-INSERT INTO full_rows SELECT i, 'v' || i, i FROM generate_series(1, 6) i;
-UPDATE full_rows SET n = n * 10 WHERE id % 2 = 0;
-UPDATE full_rows SET id = 60 WHERE id = 6;
-DELETE FROM full_rows WHERE id = 1;
+TYPES
 INSERT INTO full_rows SELECT 300, string_agg(md5(i::text), ''), 1 FROM generate_series(1, 1000) i;
 UPDATE full_rows SET n = 2 WHERE id = 300;
-SQL
+TOAST
 
 # the records of each slot, kept so both encoders read the same ones
 sub take_records
@@ -342,58 +276,11 @@ $node->append_conf('postgresql.conf', "walship.clickhouse_database = 'shop'\n");
 $node->reload;
 ok(wait_streaming($node), 'with walship.clickhouse_database set the worker streams');
 
-my $countries = q{'{AU,BR,DE,FR,GB,IN,JP,US}'::text[]};
-my $pick = q{(SELECT id FROM shop_orders WHERE id <= (SELECT max(id) FROM shop_orders) - :k ORDER BY id DESC LIMIT 1)};
-my %scripts = (
-	'new_orders.sql@10' => qq{\\set n random(1, 3)
-INSERT INTO shop_orders (country, total, note)
-SELECT ($countries)[1 + floor(random() * 8)::int], round((5 + random() * 495)::numeric, 2),
-       CASE WHEN random() < 0.3 THEN NULL ELSE 'note ' || random() END
-  FROM generate_series(1, :n);
-},
-	'change_total.sql@4' => qq{\\set k random(0, 300)
-UPDATE shop_orders SET total = round(total * (0.5 + random())::numeric, 2) WHERE id = $pick;
-},
-	'change_key.sql@1' => qq{\\set k random(0, 300)
-UPDATE shop_orders SET id = nextval(pg_get_serial_sequence('shop_orders', 'id')) WHERE id = $pick;
-},
-	'cancel.sql@2' => qq{\\set k random(0, 300)
-DELETE FROM shop_orders WHERE id = $pick;
-},
-);
-my @files;
-foreach my $name (sort keys %scripts)
-{
-	my ($file) = $name =~ /^([^@]+)/;
-	PostgreSQL::Test::Utils::append_to_file("$tmp/$file", $scripts{$name});
-	push @files, '-f', "$tmp/$name";
-}
-my $workload = start_workload($node, $tmp, '-c', 3, '-R', 250, '-T', 3, '--max-tries=20', @files);
-
-sub worker_pid_mid_batch
-{
-	my $deadline = time + 10;
-	my $pid;
-	while (time < $deadline)
-	{
-		my ($p, $inflight) = streaming_worker_inflight($node);
-		if (defined $p && $p > 0)
-		{
-			$pid = $p;
-			return ($pid, 1) if $inflight > 0;
-		}
-		sleep 0.01;
-	}
-	return ($pid, 0);
-}
-
+my $workload = start_orders_workload($node, $tmp, 'shop_orders', 250, note => 1);
 sleep 2;
 for my $round (1 .. 2)
 {
-	my ($victim, $inflight) = worker_pid_mid_batch();
-	ok($victim, "round $round: the worker runs") or last;
-	kill_worker($victim, $inflight ? ' with requests in flight' : '');
-	ok(wait_for_new_worker($node, $victim), "round $round: a new worker streams after the crash restart");
+	crash_worker($node, "round $round") or last;
 	sleep 2;
 }
 stop_workload($workload);

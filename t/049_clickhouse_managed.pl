@@ -42,6 +42,7 @@ use Cwd qw(abs_path);
 use Time::HiRes qw(time sleep);
 use WalshipChdb;
 use WalshipClickHouse;
+use WalshipOrders;
 use WalshipTest;
 
 my ($available, $why) = WalshipClickHouse->available;
@@ -148,58 +149,9 @@ like($ch->query_value(q{SELECT engine_full FROM system.tables WHERE database = '
 # ---------------------------------------------------------------------------
 # The workload, with schema changes and SIGKILLs
 # ---------------------------------------------------------------------------
-my $countries = q{'{AU,BR,DE,FR,GB,IN,JP,US}'::text[]};
-my $pick = q{(SELECT id FROM orders WHERE id <= (SELECT max(id) FROM orders) - :k ORDER BY id DESC LIMIT 1)};
-my %scripts = (
-	'new_orders.sql@10' => qq{\\set n random(1, 3)
-INSERT INTO orders (country, total)
-SELECT ($countries)[1 + floor(random() * 8)::int], round((5 + random() * 495)::numeric, 2)
-  FROM generate_series(1, :n);
-},
-	'change_total.sql@4' => qq{\\set k random(0, 300)
-UPDATE orders SET total = round(total * (0.5 + random())::numeric, 2) WHERE id = $pick;
-},
-	'change_key.sql@1' => qq{\\set k random(0, 300)
-UPDATE orders SET id = nextval(pg_get_serial_sequence('orders', 'id')) WHERE id = $pick;
-},
-	'cancel.sql@2' => qq{\\set k random(0, 300)
-DELETE FROM orders WHERE id = $pick;
-},
-);
-my @files;
-foreach my $name (sort keys %scripts)
-{
-	my ($file) = $name =~ /^([^@]+)/;
-	PostgreSQL::Test::Utils::append_to_file("$wdir/$file", $scripts{$name});
-	push @files, '-f', "$wdir/$name";
-}
-my $workload = start_workload($node, $wdir, '-c', 3, '-R', 200, '-T', 3, '--max-tries=20', @files);
+my $workload = start_orders_workload($node, $wdir, 'orders', 200);
 
-sub worker_pid_mid_batch
-{
-	my $deadline = time + 10;
-	my $pid;
-	while (time < $deadline)
-	{
-		my ($p, $inflight) = streaming_worker_inflight($node);
-		if (defined $p && $p > 0)
-		{
-			$pid = $p;
-			return ($pid, 1) if $inflight > 0;
-		}
-		sleep 0.01;
-	}
-	return ($pid, 0);
-}
-
-sub crash
-{
-	my ($round) = @_;
-	my ($victim, $inflight) = worker_pid_mid_batch();
-	ok($victim, "crash $round: the worker runs") or return;
-	kill_worker($victim, $inflight ? ' with requests in flight' : '');
-	ok(wait_for_new_worker($node, $victim), "crash $round: a new worker streams after the restart");
-}
+sub crash { my ($round) = @_; crash_worker($node, "crash $round"); }
 
 sub ch_columns
 {

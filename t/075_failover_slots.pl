@@ -160,72 +160,13 @@ unlike($log, qr/not shipped|resync/i, 'no gap reported, no resync');
 # primary's changes
 # ---------------------------------------------------------------------------
 sleep 0.5;	# answers to requests of the dead primary's worker may be due
-my @acked = grep { is_2xx($_) } $sink->requests;
-my $acked_file = "$tmp/acked.ndjson";
-open(my $afh, '>', $acked_file) or die "$acked_file: $!";
-foreach my $r (@acked)
-{
-	my $body = $sink->body($r->{seq});
-	next unless defined $body && $body ne '';
-	$body .= "\n" unless $body =~ /\n\z/;
-	print $afh $body;
-}
-close $afh or die $!;
-chmod 0644, $acked_file;
-
-$standby->safe_psql('postgres', qq{
-CREATE FUNCTION lsn16(text) RETURNS text IMMUTABLE LANGUAGE sql AS
-\$\$ SELECT upper(lpad(split_part(\$1, '/', 1), 8, '0') || lpad(split_part(\$1, '/', 2), 8, '0')) \$\$;
-CREATE TABLE acked (n bigserial PRIMARY KEY, line jsonb NOT NULL);
-INSERT INTO acked (line)
-SELECT l::jsonb FROM regexp_split_to_table(pg_read_file('$acked_file'), E'\\n') AS l
- WHERE l <> '';
-CREATE TABLE ref AS
-SELECT lsn16(r->>'commit_lsn') || '-' || (r->>'ordinal') AS id, r
-  FROM walship.decode_stream((
-       SELECT string_agg(data, ''::bytea ORDER BY n)
-         FROM pg_logical_slot_peek_binary_changes('ref', NULL, NULL,
-              'publication_names', 'walship') WITH ORDINALITY AS x(lsn, xid, data, n))) AS r
- WHERE r->>'kind' IN ('insert', 'update', 'delete', 'truncate');
-CREATE TABLE dedup AS
-SELECT DISTINCT ON (line->>'id') line->>'id' AS id, line FROM acked ORDER BY line->>'id', n;
-});
-
-my $ref_count = $standby->safe_psql('postgres', 'SELECT count(*) FROM ref');
+my $ref_count = check_acked_against_reference($standby, $sink, $tmp,
+	publication => 'walship', what => 'change of the new primary');
 cmp_ok($ref_count, '>', 200, "the new primary has $ref_count changes");
 is($standby->safe_psql('postgres', q{SELECT count(*) FROM acked WHERE line->>'op' = 'r'}), '0',
 	'no backfilled rows: nothing was resynced');
-is($standby->safe_psql('postgres', q{
-SELECT coalesce(count(*) || ' missing, e.g. ' || string_agg(id, ', ') FILTER (WHERE rn <= 10), '')
-  FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM ref
-         WHERE id NOT IN (SELECT id FROM dedup)) AS m
- HAVING count(*) > 0
-}), '', 'every change of the new primary was acknowledged (no gap)');
-is($standby->safe_psql('postgres', q{
-SELECT coalesce(count(*) || ' extra, e.g. ' || string_agg(id, ', ') FILTER (WHERE rn <= 10), '')
-  FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM dedup
-         WHERE id NOT IN (SELECT id FROM ref)) AS m
- HAVING count(*) > 0
-}), '', 'no acknowledged change the new primary does not have (nothing the standby had not confirmed)');
-is($standby->safe_psql('postgres', q{
-SELECT count(*) FROM dedup d JOIN ref f USING (id)
- WHERE nullif(d.line->'after', 'null') IS DISTINCT FROM f.r->'new'}), '0',
-	'each deduplicated change carries the source\'s row');
-my $replayed = q{
-WITH c AS (
-  SELECT line, (line->'source'->>'commit_lsn')::pg_lsn AS lsn,
-         (line->'source'->>'ordinal')::bigint AS ord,
-         (line->'after'->>'id')::int AS row_id
-    FROM dedup),
-last AS (SELECT DISTINCT ON (row_id) * FROM c ORDER BY row_id, lsn DESC, ord DESC)
-SELECT row_id AS id, (line->'after'->>'v')::int AS v FROM last
-};
-is($standby->safe_psql('postgres', qq{
-SELECT count(*) FROM (
-  (($replayed) EXCEPT ALL SELECT id, v FROM w)
-  UNION ALL
-  (SELECT id, v FROM w EXCEPT ALL ($replayed))) AS diff
-}), '0', 'replaying the deduplicated changes gives the new primary\'s table');
+is(replayed_table_diff($standby, 'w', qw(id v)), '0',
+	'replaying the deduplicated changes gives the new primary\'s table');
 
 $standby->stop;
 

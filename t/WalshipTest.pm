@@ -6,10 +6,14 @@
 #	  (psql -c, for servers that may go away mid-call), walship.status,
 #	  NDJSON bodies and a walship slot's changes as NDJSON, LSNs as
 #	  numbers, killing the worker, a pgbench workload that survives crash
-#	  restarts, and what the server log says about the worker.
+#	  restarts, what the server log says about the worker, and the
+#	  at-least-once check of the acknowledged changes against a reference
+#	  slot.
 #
 #	  Every function takes the node (and the sink) it works on; none makes
-#	  an assertion: the tests keep their own ok()/is() and test names.
+#	  an assertion (the tests keep their own ok()/is() and test names)
+#	  except check_acked_against_reference(), the at-least-once check the
+#	  crash, failover and encoder tests share.
 #
 # IDENTIFICATION
 #	  t/WalshipTest.pm
@@ -37,6 +41,7 @@ our @EXPORT = qw(
   walship_status
   lsn_num lsn_text
   parse_ndjson body_changes is_2xx slot_ndjson
+  check_acked_against_reference replayed_table_diff
 );
 
 my $json = JSON::PP->new->utf8;
@@ -326,6 +331,129 @@ SELECT coalesce(walship.encode_ndjson(string_agg(data, ''::bytea ORDER BY n)$arg
 FROM pg_logical_slot_get_binary_changes('$slot', NULL, NULL,
        'publication_names', '$pub', 'format_version', '1')
      WITH ORDINALITY AS c(lsn, xid, data, n)});
+}
+
+# ---------------------------------------------------------------------------
+# At least once: the acknowledged changes against a reference slot
+# ---------------------------------------------------------------------------
+
+# The at-least-once check of a workload shipped as NDJSON (envelope shape)
+# through crashes or a failover.  Loads into $node's postgres database:
+#   acked (n, line): every line of every acknowledged (2xx) request of
+#     $sink, in order (written to $dir/acked.ndjson for the server to read);
+#   ref (id, r): the changes of the reference slot $o{ref_slot} (default
+#     ref; publication $o{publication}, never consumed: peeked), decoded,
+#     with their change ids (commit LSN as 16 hex digits - ordinal);
+#   dedup (id, line): acked deduplicated by change id (the first line).
+# Then asserts, with test names saying "$o{what}" (default "committed
+# change") for a change of ref:
+#   every acknowledged line's id is its commit LSN and ordinal;
+#   the lines of one change id are identical;
+#   none of ref's changes is missing from dedup, and dedup has none that
+#   ref has not: deduplicated by id, exactly ref's changes;
+#   each change of dedup has its ref change's operation, table and row
+#   values (after, and before: old row or key).
+# Returns the number of changes in ref (the tests check it is plausible).
+sub check_acked_against_reference
+{
+	my ($node, $sink, $dir, %o) = @_;
+	my $ref_slot = $o{ref_slot} // 'ref';
+	my $pub = $o{publication} // die 'check_acked_against_reference: publication';
+	my $what = $o{what} // 'committed change';
+
+	my $acked_file = "$dir/acked.ndjson";
+	open(my $afh, '>', $acked_file) or die "$acked_file: $!";
+	foreach my $r (grep { is_2xx($_) } $sink->requests)
+	{
+		my $body = $sink->body($r->{seq});
+		next unless defined $body && $body ne '';
+		$body .= "\n" unless $body =~ /\n\z/;
+		print $afh $body;
+	}
+	close $afh or die $!;
+	chmod 0644, $acked_file;
+
+	$node->safe_psql('postgres', qq{
+CREATE FUNCTION lsn16(text) RETURNS text IMMUTABLE LANGUAGE sql AS
+\$\$ SELECT upper(lpad(split_part(\$1, '/', 1), 8, '0') || lpad(split_part(\$1, '/', 2), 8, '0')) \$\$;
+CREATE TABLE acked (n bigserial PRIMARY KEY, line jsonb NOT NULL);
+INSERT INTO acked (line)
+SELECT l::jsonb FROM regexp_split_to_table(pg_read_file('$acked_file'), E'\\n') AS l
+ WHERE l <> '';
+CREATE TABLE ref AS
+SELECT lsn16(r->>'commit_lsn') || '-' || (r->>'ordinal') AS id, r
+  FROM walship.decode_stream((
+       SELECT string_agg(data, ''::bytea ORDER BY n)
+         FROM pg_logical_slot_peek_binary_changes('$ref_slot', NULL, NULL,
+              'publication_names', '$pub') WITH ORDINALITY AS x(lsn, xid, data, n))) AS r
+ WHERE r->>'kind' IN ('insert', 'update', 'delete', 'truncate');
+CREATE TABLE dedup AS
+SELECT DISTINCT ON (line->>'id') line->>'id' AS id, line FROM acked ORDER BY line->>'id', n;
+});
+	my $ref_count = $node->safe_psql('postgres', 'SELECT count(*) FROM ref');
+
+	is($node->safe_psql('postgres', q{
+SELECT count(*) FROM acked
+ WHERE line->>'id' IS DISTINCT FROM
+       lsn16(line->'source'->>'commit_lsn') || '-' || (line->'source'->>'ordinal')
+}), '0', 'every acknowledged line has id = commit LSN (16 hex digits) - ordinal');
+	is($node->safe_psql('postgres', q{
+SELECT string_agg(id, ', ') FROM (
+  SELECT line->>'id' AS id FROM acked GROUP BY 1 HAVING count(DISTINCT line) > 1 LIMIT 10) AS x
+}), '', 'duplicates of a change id are identical');
+	is($node->safe_psql('postgres', q{
+SELECT coalesce(count(*) || ' missing, e.g. ' || string_agg(id, ', ') FILTER (WHERE rn <= 10), '')
+  FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM ref
+         WHERE id NOT IN (SELECT id FROM dedup)) AS m
+ HAVING count(*) > 0
+}), '', "every $what was acknowledged at least once (none missing)");
+	is($node->safe_psql('postgres', q{
+SELECT coalesce(count(*) || ' extra, e.g. ' || string_agg(id, ', ') FILTER (WHERE rn <= 10), '')
+  FROM (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM dedup
+         WHERE id NOT IN (SELECT id FROM ref)) AS m
+ HAVING count(*) > 0
+}), '', "no acknowledged change id that is not a $what");
+	is($node->safe_psql('postgres', 'SELECT count(*) FROM dedup'), $ref_count,
+		"deduplicated by id: as many changes as ${what}s");
+	is($node->safe_psql('postgres', q{
+SELECT coalesce(string_agg(x.id || ': ' || x.line::text || ' vs ' || x.r::text, E'\n'), '')
+  FROM (SELECT id, d.line, f.r FROM dedup d JOIN ref f USING (id)
+         WHERE NOT (
+               d.line->>'op' = CASE f.r->>'kind' WHEN 'insert' THEN 'c' WHEN 'update' THEN 'u'
+                                                 WHEN 'delete' THEN 'd' ELSE 't' END
+           AND (d.line->'source'->>'schema') || '.' || (d.line->'source'->>'table') = f.r->>'relation'
+           AND nullif(d.line->'after', 'null') IS NOT DISTINCT FROM f.r->'new'
+           AND nullif(d.line->'before', 'null') IS NOT DISTINCT FROM coalesce(f.r->'old', f.r->'key'))
+         ORDER BY id LIMIT 5) AS x
+}), '', "each deduplicated change has the $what\'s operation, table and row values");
+	return $ref_count;
+}
+
+# After check_acked_against_reference(): how many rows differ between table
+# $table (columns @cols, the first its key) and the replay of dedup's
+# changes of it in (commit LSN, ordinal) order, where the last change of
+# every row decides whether and how it exists.  Compared as text.
+sub replayed_table_diff
+{
+	my ($node, $table, @cols) = @_;
+	my $key = $cols[0];
+	my $replayed_cols = join(', ', map { "line->'after'->>'$_'" } @cols);
+	my $table_cols = join(', ', map { "$_\::text" } @cols);
+	my $replayed = qq{
+WITH c AS (
+  SELECT line, (line->'source'->>'commit_lsn')::pg_lsn AS lsn,
+         (line->'source'->>'ordinal')::bigint AS ord,
+         coalesce(nullif(line->'after', 'null'), nullif(line->'before', 'null'))->>'$key' AS row_key
+    FROM dedup WHERE line->'source'->>'table' = '$table'),
+last AS (SELECT DISTINCT ON (row_key) * FROM c ORDER BY row_key, lsn DESC, ord DESC)
+SELECT $replayed_cols FROM last WHERE line->>'op' <> 'd'
+};
+	return $node->safe_psql('postgres', qq{
+SELECT count(*) FROM (
+  (($replayed) EXCEPT ALL SELECT $table_cols FROM $table)
+  UNION ALL
+  (SELECT $table_cols FROM $table EXCEPT ALL ($replayed))) AS diff
+});
 }
 
 1;
