@@ -72,6 +72,9 @@
 #define WS_CONTENT_TYPE_NDJSON	"application/x-ndjson"
 #define WS_CONTENT_TYPE_ROWBINARY	"application/octet-stream"
 
+/* Cached relation shapes that make the unused ones be freed, at least. */
+#define WS_SHAPE_SWEEP_MIN	64
+
 static void free_dead_letter(WsRejectedBatch *rejected);
 
 WsDelivery *
@@ -85,7 +88,48 @@ ws_delivery_create(MemoryContext context, WsHttpClient *http,
 	delivery->batcher = batcher;
 	delivery->tables = ws_managed_tables_create(context, http,
 												&delivery->last_request_id);
+	delivery->shape_sweep_at = WS_SHAPE_SWEEP_MIN;
 	return delivery;
+}
+
+/*
+ * Frees the cached relation shapes (rowbinary.c) that no request in the
+ * queue and no managed table uses any more, once there are
+ * delivery->shape_sweep_at of them: a long-lived worker sees a new shape
+ * for every ALTER TABLE of a published table.
+ */
+static void
+release_unused_shapes(WsDelivery *delivery)
+{
+	List	   *in_use = NIL;
+	ListCell   *lc;
+	int			released;
+
+	if (ws_rowbinary_shape_count() < delivery->shape_sweep_at)
+		return;
+	foreach(lc, delivery->batcher->queue)
+	{
+		WsBatch    *batch = lfirst(lc);
+		ListCell   *plc;
+
+		foreach(plc, batch->parts)
+		{
+			WsBatchPart *part = lfirst(plc);
+
+			if (part->shape)
+				in_use = lappend(in_use, (void *) part->shape);
+			if (part->base_shape)
+				in_use = lappend(in_use, (void *) part->base_shape);
+		}
+	}
+	ws_managed_tables_shapes_in_use(delivery->tables, &in_use);
+	released = ws_rowbinary_release_shapes(in_use);
+	list_free(in_use);
+	delivery->shape_sweep_at = Max(WS_SHAPE_SWEEP_MIN,
+								   2 * ws_rowbinary_shape_count());
+	ereport(DEBUG1,
+			(errmsg("walship freed %d relation shapes no longer used, keeping %d",
+					released, ws_rowbinary_shape_count())));
 }
 
 /* Writes the dead letters, which own copies of their batches and bodies. */
@@ -462,6 +506,103 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 }
 
 /*
+ * Prepares a batch as NDJSON requests to managed ClickHouse tables
+ * (ws_managed_tables_ndjson()): like RowBinary, one request per table and
+ * relation shape, in order of first appearance, each running
+ * INSERT INTO walship.clickhouse_database.table FORMAT JSONEachRow, so
+ * that no request holds rows of two shapes and managed_tables.c can
+ * change the table between them.  Lines of tables and shapes done before
+ * a split are left out.
+ */
+static void
+prepare_ndjson_managed_parts(WsDelivery *delivery, WsBatch *batch)
+{
+	List	   *groups = NIL;	/* WsRowBinaryGroup *, rows as lines */
+	List	   *by_rel = NIL;	/* RelGroup *: each relation id's group */
+	WsStreamContext stream;
+	WsReader	reader;
+	WsNdjsonOptions options;
+	ListCell   *lc;
+
+	options.shape = WS_NDJSON_FLAT;
+	options.dialect = (WsDialect) walship_dialect;
+	ws_stream_context_init(&stream);
+	stream.json_trusted = true;
+	ws_reader_init(&reader, batch->records.data, batch->records.len);
+	while (!ws_reader_done(&reader))
+	{
+		WsRecord	record;
+		const WsRelation *rel;
+		WsRowBinaryGroup *group = NULL;
+		RelGroup   *known = NULL;
+
+		ws_read_record(&reader, &record);
+		ws_stream_context_track(&stream, &record);
+		/* a relation described anew may have another shape */
+		if (record.kind == WS_REC_RELATION)
+		{
+			list_free_deep(by_rel);
+			by_rel = NIL;
+			continue;
+		}
+		/* TRUNCATE is reported here; RESYNC gets a statement of its own */
+		if ((rel = ws_flat_row_relation(&stream, &record)) == NULL)
+			continue;
+
+		foreach(lc, by_rel)
+			if (((RelGroup *) lfirst(lc))->rel_id == record.rel_id)
+				known = lfirst(lc);
+		if (known == NULL)
+		{
+			const WsRowBinaryShape *base =
+				ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
+
+			foreach(lc, groups)
+				if (((WsRowBinaryGroup *) lfirst(lc))->base == base)
+					group = lfirst(lc);
+			if (group == NULL &&
+				!ws_batch_table_done(batch, base->schema_name,
+									 base->table_name, base))
+			{
+				group = palloc0(sizeof(WsRowBinaryGroup));
+				group->base = base;
+				group->shape = base;
+				initStringInfo(&group->rows);
+				groups = lappend(groups, group);
+			}
+			known = palloc(sizeof(RelGroup));
+			known->rel_id = record.rel_id;
+			known->group = group;	/* NULL: its rows are left out */
+			by_rel = lappend(by_rel, known);
+		}
+		if (known->group != NULL)
+			known->group->nrows += ws_ndjson_append(&known->group->rows,
+													&record, &stream,
+													&options);
+	}
+
+	foreach(lc, groups)
+	{
+		WsRowBinaryGroup *group = lfirst(lc);
+		char	   *statement = psprintf("INSERT INTO %s.%s FORMAT JSONEachRow",
+										 ws_clickhouse_quote_ident(walship_clickhouse_database),
+										 ws_clickhouse_quote_ident(group->base->table_name));
+		WsBatchPart *part;
+		MemoryContext old;
+
+		part = add_part(delivery, batch, ws_clickhouse_statement_url(statement),
+						group->base->schema_name, group->base->table_name,
+						group->rows.data, group->rows.len, group->nrows,
+						WS_CONTENT_TYPE_NDJSON);
+		old = MemoryContextSwitchTo(delivery->batcher->context);
+		part->statement = pstrdup(statement);
+		part->shape = group->base;
+		part->base_shape = group->base;
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
  * The ClickHouse statement that makes a table equal to PostgreSQL's again
  * after a resync: the rows it holds with a lower version than the resync's
  * were not sent again, so they are gone.
@@ -599,6 +740,17 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 		add_part(delivery, batch, walship_endpoint, NULL, NULL,
 				 batch->records.data, batch->records.len, batch->nchanges,
 				 WS_CONTENT_TYPE_BINARY);
+	}
+	else if (ws_managed_tables_ndjson())
+	{
+		prepare_ndjson_managed_parts(delivery, batch);
+		if (!add_resync_statements(delivery, batch))
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(encode_context);
+			ws_batch_free_parts(batch);
+			return false;
+		}
 	}
 	else
 	{
@@ -1161,11 +1313,20 @@ rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
 										!list_has_string(*unfinished, part->table),
 										now, &why);
 	*unfinished = lappend(*unfinished, part->table);
+
+	/*
+	 * NDJSON names its columns and writes values as text: ClickHouse reads
+	 * them into the table's wider types itself
+	 */
+	if (readiness == WS_TABLE_REENCODE &&
+		strcmp(part->content_type, WS_CONTENT_TYPE_NDJSON) == 0)
+		readiness = WS_TABLE_READY;
 	if (readiness == WS_TABLE_WAIT || readiness == WS_TABLE_REENCODE)
 		*blocked = lappend(*blocked, part->table);
 	if (readiness == WS_TABLE_REFUSED)
 	{
 		part->local_error = MemoryContextStrdup(GetMemoryChunkContext(part), why);
+		pfree(why);
 		readiness = WS_TABLE_READY;
 	}
 	return readiness;
@@ -1276,6 +1437,7 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 
 	list_free(unfinished);
 	list_free(blocked);
+	release_unused_shapes(delivery);
 
 	n = ws_http_poll(delivery->http, timeout_ms, results, lengthof(results));
 	for (int i = 0; i < n; i++)
