@@ -338,6 +338,45 @@ if ($ch->can('lose_acks'))
 	  or diag(join("\n", @tokens));
 }
 
+# Many relation shapes: a new column added and dropped again, 200 times,
+# with a row each time.  The worker processes free the shapes no request
+# and no table uses any more: together they keep far fewer than the 200
+# they saw, and none in the cache's parent context itself.
+if ($dialect eq 'clickhouse_18')
+{
+	psql(q{CREATE TABLE churn (id int PRIMARY KEY, v int);
+	       ALTER PUBLICATION shop ADD TABLE churn;
+	       INSERT INTO churn VALUES (0, 0)});
+	foreach my $i (1 .. 200)
+	{
+		psql(qq{ALTER TABLE churn ADD COLUMN c$i int;
+		        INSERT INTO churn VALUES ($i, $i);
+		        ALTER TABLE churn DROP COLUMN c$i;
+		        UPDATE churn SET v = v + 1 WHERE id = $i});
+	}
+	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), 'churn: caught up')
+	  or diag(psql('SELECT * FROM walship.status'));
+	is($ch->query(q{SELECT count(), sum(v) FROM shop.churn FINAL WHERE NOT _deleted FORMAT TSV}),
+		"201\t20300\n", 'churn: every row in ClickHouse');
+
+	my $offset = -s $node->logfile;
+	my @pids = split /\n/, psql(q{SELECT pid FROM pg_stat_activity
+	  WHERE backend_type IN ('walship worker', 'walship encoder') ORDER BY pid});
+	psql("SELECT pg_log_backend_memory_contexts($_)") foreach @pids;
+	my $stats;
+	ok(ch_poll(sub { $stats = substr(slurp_file($node->logfile), $offset) },
+			sub { !grep { $stats !~ /\[$_\] [^\n]*Grand total/ } @pids }),
+		'the memory contexts of ' . scalar(@pids) . ' walship processes logged');
+	my $kept = () = $stats =~ /level: \d+; walship RowBinary shape: /g;
+	unlike($stats, qr/walship RowBinary shape: [^\n]*\n[^\n]*level: \d+; \d+ more child contexts/,
+		'(no process has so many shapes that the statistics leave some out)');
+	my @parent = $stats =~ /walship RowBinary shapes: (\d+) total/g;
+	cmp_ok($kept, '<', 150, "relation shapes kept by the walship processes: $kept (of 200+ seen)");
+	ok(@parent && !grep({ $_ > 8192 } @parent),
+		'... none in the cache context itself: ' . join(', ', map { "$_ bytes" } @parent))
+	  or diag($stats);
+}
+
 my $log = slurp_file($node->logfile);
 is(worker_sigkills($log), 2, "$dialect: the log shows the 2 SIGKILLs of the worker");
 is(join("\n", worker_errors($log)), '', "$dialect: the worker logged no ERROR, FATAL or PANIC");
