@@ -1284,17 +1284,55 @@ list_has_string(List *list, const char *str)
 }
 
 /*
- * Whether a RowBinary request, not yet done, may be started now as far as
- * its ClickHouse table goes (managed_tables.c).  Requests of a table go in
+ * With encoder workers: whether every batch the decoding worker sealed
+ * before this one is done, in whichever process (encoder.c publishes it).
+ */
+static bool
+earlier_batches_done(WsDelivery *delivery, WsBatch *batch)
+{
+	uint64		seq = batch->backfill_tag;
+
+	/* one process: its queue, which the caller looks at, has them all */
+	if (ws_shared_encoder_index < 0)
+		return true;
+	/* the decoding worker's number; a split leaves it on the last half */
+	if (seq == 0)
+	{
+		bool		after = false;
+		ListCell   *lc;
+
+		foreach(lc, delivery->batcher->queue)
+		{
+			WsBatch    *later = lfirst(lc);
+
+			if (later == batch)
+				after = true;
+			else if (after && later->backfill_tag != 0)
+			{
+				seq = later->backfill_tag;
+				break;
+			}
+		}
+	}
+	return ws_shared_encoders_done_below() >= seq;
+}
+
+/*
+ * Whether a RowBinary (or managed NDJSON) request, not yet done, may be
+ * started now as far as its ClickHouse table goes (managed_tables.c).
+ * Requests of a table go in
  * queue order across shape changes: once one must wait, later ones of the
  * table wait too (*blocked), and a table is checked or altered only when
  * no earlier request of it is unfinished (*unfinished), so no row of an
- * old shape is in flight while the table changes.  A table that refuses
+ * old shape is in flight while the table changes.  In an encoder worker,
+ * whose queue holds only some of the batches, a table is also checked or
+ * altered only once every earlier batch of the decoding worker is done,
+ * whichever encoder sent it (earlier_batches_done()).  A table that refuses
  * the shape makes the request a local rejection; one with wider types
  * than the shape asks for the batch to be prepared again (REENCODE).
  */
 static WsTableReadiness
-rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
+rowbinary_table_ready(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part,
 					  TimestampTz now, List **unfinished, List **blocked)
 {
 	bool		startable = part->status == WS_BATCH_READY ||
@@ -1310,7 +1348,8 @@ rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
 		return WS_TABLE_READY;	/* in flight, waiting, or rejected anyway */
 	}
 	readiness = ws_managed_tables_ready(delivery->tables, part->shape,
-										!list_has_string(*unfinished, part->table),
+										!list_has_string(*unfinished, part->table) &&
+										earlier_batches_done(delivery, batch),
 										now, &why);
 	*unfinished = lappend(*unfinished, part->table);
 
@@ -1387,7 +1426,7 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 				if (part->shape != NULL && part->status != WS_BATCH_DONE)
 				{
 					WsTableReadiness readiness =
-						rowbinary_table_ready(delivery, part, now,
+						rowbinary_table_ready(delivery, batch, part, now,
 											  &unfinished, &blocked);
 
 					if (readiness == WS_TABLE_REENCODE)
