@@ -497,26 +497,21 @@ ws_rowbinary_release_shapes(List *in_use)
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	int			released;
 
-	/* kept: those in use, and the shapes those made with other types share */
+	/*
+	 * kept: those in use, and the ones whose memory the shapes made with
+	 * other types share (their bases, and their bases' bases)
+	 */
 	foreach(lc, shapes)
 	{
 		ShapeEntry *entry = lfirst(lc);
 
 		if (shape_listed(in_use, &entry->shape))
-			kept = lappend(kept, entry);
+			for (; entry != NULL; entry = entry->base)
+				kept = list_append_unique_ptr(kept, entry);
 	}
 	foreach(lc, shapes)
-	{
-		ShapeEntry *entry = lfirst(lc);
-		ListCell   *klc;
-		bool		keep = list_member_ptr(kept, entry);
-
-		foreach(klc, kept)
-			if (((ShapeEntry *) lfirst(klc))->base == entry)
-				keep = true;
-		if (!keep)
-			gone = lappend(gone, entry);
-	}
+		if (!list_member_ptr(kept, lfirst(lc)))
+			gone = lappend(gone, lfirst(lc));
 	released = list_length(gone);
 	foreach(lc, gone)
 	{
