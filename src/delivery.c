@@ -72,6 +72,9 @@
 #define WS_CONTENT_TYPE_NDJSON	"application/x-ndjson"
 #define WS_CONTENT_TYPE_ROWBINARY	"application/octet-stream"
 
+/* Cached relation shapes that make the unused ones be freed, at least. */
+#define WS_SHAPE_SWEEP_MIN	64
+
 static void free_dead_letter(WsRejectedBatch *rejected);
 
 WsDelivery *
@@ -85,7 +88,48 @@ ws_delivery_create(MemoryContext context, WsHttpClient *http,
 	delivery->batcher = batcher;
 	delivery->tables = ws_managed_tables_create(context, http,
 												&delivery->last_request_id);
+	delivery->shape_sweep_at = WS_SHAPE_SWEEP_MIN;
 	return delivery;
+}
+
+/*
+ * Frees the cached relation shapes (rowbinary.c) that no request in the
+ * queue and no managed table uses any more, once there are
+ * delivery->shape_sweep_at of them: a long-lived worker sees a new shape
+ * for every ALTER TABLE of a published table.
+ */
+static void
+release_unused_shapes(WsDelivery *delivery)
+{
+	List	   *in_use = NIL;
+	ListCell   *lc;
+	int			released;
+
+	if (ws_rowbinary_shape_count() < delivery->shape_sweep_at)
+		return;
+	foreach(lc, delivery->batcher->queue)
+	{
+		WsBatch    *batch = lfirst(lc);
+		ListCell   *plc;
+
+		foreach(plc, batch->parts)
+		{
+			WsBatchPart *part = lfirst(plc);
+
+			if (part->shape)
+				in_use = lappend(in_use, (void *) part->shape);
+			if (part->base_shape)
+				in_use = lappend(in_use, (void *) part->base_shape);
+		}
+	}
+	ws_managed_tables_shapes_in_use(delivery->tables, &in_use);
+	released = ws_rowbinary_release_shapes(in_use);
+	list_free(in_use);
+	delivery->shape_sweep_at = Max(WS_SHAPE_SWEEP_MIN,
+								   2 * ws_rowbinary_shape_count());
+	ereport(DEBUG1,
+			(errmsg("walship freed %d relation shapes no longer used, keeping %d",
+					released, ws_rowbinary_shape_count())));
 }
 
 /* Writes the dead letters, which own copies of their batches and bodies. */
@@ -472,6 +516,103 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 }
 
 /*
+ * Prepares a batch as NDJSON requests to managed ClickHouse tables
+ * (ws_managed_tables_ndjson()): like RowBinary, one request per table and
+ * relation shape, in order of first appearance, each running
+ * INSERT INTO walship.clickhouse_database.table FORMAT JSONEachRow, so
+ * that no request holds rows of two shapes and managed_tables.c can
+ * change the table between them.  Lines of tables and shapes done before
+ * a split are left out.
+ */
+static void
+prepare_ndjson_managed_parts(WsDelivery *delivery, WsBatch *batch)
+{
+	List	   *groups = NIL;	/* WsRowBinaryGroup *, rows as lines */
+	List	   *by_rel = NIL;	/* RelGroup *: each relation id's group */
+	WsStreamContext stream;
+	WsReader	reader;
+	WsNdjsonOptions options;
+	ListCell   *lc;
+
+	options.shape = WS_NDJSON_FLAT;
+	options.dialect = (WsDialect) walship_dialect;
+	ws_stream_context_init(&stream);
+	stream.json_trusted = true;
+	ws_reader_init(&reader, batch->records.data, batch->records.len);
+	while (!ws_reader_done(&reader))
+	{
+		WsRecord	record;
+		const WsRelation *rel;
+		WsRowBinaryGroup *group = NULL;
+		RelGroup   *known = NULL;
+
+		ws_read_record(&reader, &record);
+		ws_stream_context_track(&stream, &record);
+		/* a relation described anew may have another shape */
+		if (record.kind == WS_REC_RELATION)
+		{
+			list_free_deep(by_rel);
+			by_rel = NIL;
+			continue;
+		}
+		/* TRUNCATE is reported here; RESYNC gets a statement of its own */
+		if ((rel = ws_flat_row_relation(&stream, &record)) == NULL)
+			continue;
+
+		foreach(lc, by_rel)
+			if (((RelGroup *) lfirst(lc))->rel_id == record.rel_id)
+				known = lfirst(lc);
+		if (known == NULL)
+		{
+			const WsRowBinaryShape *base =
+				ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
+
+			foreach(lc, groups)
+				if (((WsRowBinaryGroup *) lfirst(lc))->base == base)
+					group = lfirst(lc);
+			if (group == NULL &&
+				!ws_batch_table_done(batch, base->schema_name,
+									 base->table_name, base))
+			{
+				group = palloc0(sizeof(WsRowBinaryGroup));
+				group->base = base;
+				group->shape = base;
+				initStringInfo(&group->rows);
+				groups = lappend(groups, group);
+			}
+			known = palloc(sizeof(RelGroup));
+			known->rel_id = record.rel_id;
+			known->group = group;	/* NULL: its rows are left out */
+			by_rel = lappend(by_rel, known);
+		}
+		if (known->group != NULL)
+			known->group->nrows += ws_ndjson_append(&known->group->rows,
+													&record, &stream,
+													&options);
+	}
+
+	foreach(lc, groups)
+	{
+		WsRowBinaryGroup *group = lfirst(lc);
+		char	   *statement = psprintf("INSERT INTO %s.%s FORMAT JSONEachRow",
+										 ws_clickhouse_quote_ident(walship_clickhouse_database),
+										 ws_clickhouse_quote_ident(group->base->table_name));
+		WsBatchPart *part;
+		MemoryContext old;
+
+		part = add_part(delivery, batch, ws_clickhouse_statement_url(statement),
+						group->base->schema_name, group->base->table_name,
+						group->rows.data, group->rows.len, group->nrows,
+						WS_CONTENT_TYPE_NDJSON);
+		old = MemoryContextSwitchTo(delivery->batcher->context);
+		part->statement = pstrdup(statement);
+		part->shape = group->base;
+		part->base_shape = group->base;
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
  * The ClickHouse statement that makes a table equal to PostgreSQL's again
  * after a resync: the rows it holds with a lower version than the resync's
  * were not sent again, so they are gone.
@@ -609,6 +750,17 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 		add_part(delivery, batch, walship_endpoint, NULL, NULL,
 				 batch->records.data, batch->records.len, batch->nchanges,
 				 WS_CONTENT_TYPE_BINARY);
+	}
+	else if (ws_managed_tables_ndjson())
+	{
+		prepare_ndjson_managed_parts(delivery, batch);
+		if (!add_resync_statements(delivery, batch))
+		{
+			MemoryContextSwitchTo(old);
+			MemoryContextDelete(encode_context);
+			ws_batch_free_parts(batch);
+			return false;
+		}
 	}
 	else
 	{
@@ -1142,17 +1294,55 @@ list_has_string(List *list, const char *str)
 }
 
 /*
- * Whether a RowBinary request, not yet done, may be started now as far as
- * its ClickHouse table goes (managed_tables.c).  Requests of a table go in
+ * With encoder workers: whether every batch the decoding worker sealed
+ * before this one is done, in whichever process (encoder.c publishes it).
+ */
+static bool
+earlier_batches_done(WsDelivery *delivery, WsBatch *batch)
+{
+	uint64		seq = batch->backfill_tag;
+
+	/* one process: its queue, which the caller looks at, has them all */
+	if (ws_shared_encoder_index < 0)
+		return true;
+	/* the decoding worker's number; a split leaves it on the last half */
+	if (seq == 0)
+	{
+		bool		after = false;
+		ListCell   *lc;
+
+		foreach(lc, delivery->batcher->queue)
+		{
+			WsBatch    *later = lfirst(lc);
+
+			if (later == batch)
+				after = true;
+			else if (after && later->backfill_tag != 0)
+			{
+				seq = later->backfill_tag;
+				break;
+			}
+		}
+	}
+	return ws_shared_encoders_done_below() >= seq;
+}
+
+/*
+ * Whether a RowBinary (or managed NDJSON) request, not yet done, may be
+ * started now as far as its ClickHouse table goes (managed_tables.c).
+ * Requests of a table go in
  * queue order across shape changes: once one must wait, later ones of the
  * table wait too (*blocked), and a table is checked or altered only when
  * no earlier request of it is unfinished (*unfinished), so no row of an
- * old shape is in flight while the table changes.  A table that refuses
+ * old shape is in flight while the table changes.  In an encoder worker,
+ * whose queue holds only some of the batches, a table is also checked or
+ * altered only once every earlier batch of the decoding worker is done,
+ * whichever encoder sent it (earlier_batches_done()).  A table that refuses
  * the shape makes the request a local rejection; one with wider types
  * than the shape asks for the batch to be prepared again (REENCODE).
  */
 static WsTableReadiness
-rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
+rowbinary_table_ready(WsDelivery *delivery, WsBatch *batch, WsBatchPart *part,
 					  TimestampTz now, List **unfinished, List **blocked)
 {
 	bool		startable = part->status == WS_BATCH_READY ||
@@ -1168,14 +1358,24 @@ rowbinary_table_ready(WsDelivery *delivery, WsBatchPart *part,
 		return WS_TABLE_READY;	/* in flight, waiting, or rejected anyway */
 	}
 	readiness = ws_managed_tables_ready(delivery->tables, part->shape,
-										!list_has_string(*unfinished, part->table),
+										!list_has_string(*unfinished, part->table) &&
+										earlier_batches_done(delivery, batch),
 										now, &why);
 	*unfinished = lappend(*unfinished, part->table);
+
+	/*
+	 * NDJSON names its columns and writes values as text: ClickHouse reads
+	 * them into the table's wider types itself
+	 */
+	if (readiness == WS_TABLE_REENCODE &&
+		strcmp(part->content_type, WS_CONTENT_TYPE_NDJSON) == 0)
+		readiness = WS_TABLE_READY;
 	if (readiness == WS_TABLE_WAIT || readiness == WS_TABLE_REENCODE)
 		*blocked = lappend(*blocked, part->table);
 	if (readiness == WS_TABLE_REFUSED)
 	{
 		part->local_error = MemoryContextStrdup(GetMemoryChunkContext(part), why);
+		pfree(why);
 		readiness = WS_TABLE_READY;
 	}
 	return readiness;
@@ -1236,7 +1436,7 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 				if (part->shape != NULL && part->status != WS_BATCH_DONE)
 				{
 					WsTableReadiness readiness =
-						rowbinary_table_ready(delivery, part, now,
+						rowbinary_table_ready(delivery, batch, part, now,
 											  &unfinished, &blocked);
 
 					if (readiness == WS_TABLE_REENCODE)
@@ -1286,6 +1486,7 @@ ws_delivery_pump(WsDelivery *delivery, int timeout_ms)
 
 	list_free(unfinished);
 	list_free(blocked);
+	release_unused_shapes(delivery);
 
 	n = ws_http_poll(delivery->http, timeout_ms, results, lengthof(results));
 	for (int i = 0; i < n; i++)

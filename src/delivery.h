@@ -35,6 +35,8 @@ typedef struct WsDelivery
 	char	   *held_endpoint;	/* walship.endpoint a Retry-After holds, */
 	TimestampTz held_until;		/* until then; NULL when none */
 	struct WsManagedTables *tables; /* rowbinary: the ClickHouse tables */
+	int			shape_sweep_at; /* cached relation shapes that make
+								 * the ones no longer used be freed */
 } WsDelivery;
 
 extern WsDelivery *ws_delivery_create(MemoryContext context,

@@ -266,6 +266,8 @@ ws_encoders_start(MemoryContext context, int nworkers)
 	int			started = 0;
 
 	encoders->links = palloc0(sizeof(WsEncoderLink) * nworkers);
+	/* numbers of an earlier decoding worker mean nothing now */
+	ws_shared_set_encoders_done_below(0);
 	while (started < nworkers &&
 		   link_start(&encoders->links[started], started))
 		started++;
@@ -451,6 +453,23 @@ ws_encoders_pump(WsEncoders *encoders, WsBatcher *batcher, int timeout_ms)
 				encoders->held_seq = 0;
 			moved = true;
 		}
+	}
+
+	/* which batches are done, for delivery.c's ClickHouse table changes */
+	{
+		uint64		done_below = batcher->next_seq;
+
+		foreach(lc, batcher->queue)
+		{
+			WsBatch    *batch = lfirst(lc);
+
+			if (batch->status != WS_BATCH_DONE)
+			{
+				done_below = batch->seq;
+				break;
+			}
+		}
+		ws_shared_set_encoders_done_below(done_below);
 	}
 
 	/* batches partly in a queue go on first */

@@ -6,7 +6,11 @@
  *	  read from system.columns and compared with the shape's (names and
  *	  types as walship.clickhouse_ddl() declares them).  RowBinary carries
  *	  no names or types, so a table with other types would read the bytes
- *	  as something else: no row is sent until the table matches.
+ *	  as something else: no row is sent until the table matches.  NDJSON
+ *	  (flat shape, a ClickHouse dialect) is checked and managed the same
+ *	  way, but only with walship.clickhouse_manage_tables: it names its
+ *	  columns, so ClickHouse refuses what does not fit by itself, and its
+ *	  endpoint may be no ClickHouse (ws_managed_tables_ndjson()).
  *
  * With walship.clickhouse_manage_tables = on the worker makes the table
  * match (zero-touch tables): a missing table is created (CREATE TABLE IF
@@ -30,6 +34,12 @@
  *   integers to Float64, a Decimal of more precision with the same scale,
  *   adding or removing Nullable) is not made: nothing of the table is sent
  *   and the status says which column to change.
+ *
+ * Memory: what a check reads and plans lives in tables->scratch, reset
+ * after each request and result; the statements and types of a step in
+ * the table's step_context, reset when a step starts or ends.  The shapes
+ * are rowbinary.c's, freed by delivery.c once unused
+ * (ws_managed_tables_shapes_in_use()).
  *
  * A table is checked when its first rows are due in this process, and
  * again for every new shape; delivery.c never starts a check (nor DDL)
@@ -59,6 +69,7 @@
 
 #include "clickhouse.h"
 #include "managed_tables.h"
+#include "ndjson.h"
 #include "rowbinary.h"
 #include "settings.h"
 #include "shared_state.h"
@@ -79,6 +90,8 @@ typedef struct MtTable
 	const WsRowBinaryShape *shape;	/* the table matches it; NULL: unknown */
 	const WsRowBinaryShape *base;	/* shape is base in the table's wider
 									 * types, or NULL */
+	MemoryContext step_context; /* the step's statements and types; reset
+								 * when a step starts or ends */
 	char	  **types;			/* the step's: the table's types where they
 								 * hold wanted's values, else wanted's */
 	const WsRowBinaryShape *wanted; /* the step's goal, or NULL */
@@ -95,6 +108,7 @@ typedef struct MtTable
 struct WsManagedTables
 {
 	MemoryContext context;
+	MemoryContext scratch;		/* one request or result; reset after it */
 	WsHttpClient *http;
 	uint64	   *last_request_id;	/* delivery's: ids stay unique */
 	List	   *tables;			/* MtTable * */
@@ -116,6 +130,9 @@ ws_managed_tables_create(MemoryContext context, WsHttpClient *http,
 													 sizeof(WsManagedTables));
 
 	tables->context = context;
+	tables->scratch = AllocSetContextCreate(context,
+											"walship table checks",
+											ALLOCSET_SMALL_SIZES);
 	tables->http = http;
 	tables->last_request_id = last_request_id;
 	return tables;
@@ -145,6 +162,9 @@ lookup(WsManagedTables *tables, const char *database, const char *table)
 	t = palloc0(sizeof(MtTable));
 	t->database = pstrdup(database);
 	t->table = pstrdup(table);
+	t->step_context = AllocSetContextCreate(tables->context,
+											"walship table step",
+											ALLOCSET_SMALL_SIZES);
 	tables->tables = lappend(tables->tables, t);
 	MemoryContextSwitchTo(old);
 	return t;
@@ -177,6 +197,7 @@ start_request(WsManagedTables *tables, MtTable *t)
 {
 	WsHttpRequest request;
 	StringInfoData statement;
+	MemoryContext old = MemoryContextSwitchTo(tables->scratch);
 
 	initStringInfo(&statement);
 	if (t->phase == MT_READ_DUE)
@@ -205,8 +226,9 @@ start_request(WsManagedTables *tables, MtTable *t)
 	request.body_len = 0;
 	request.keep_body = true;
 	t->attempts++;
-	ws_http_start(tables->http, &request);
-	pfree(statement.data);
+	ws_http_start(tables->http, &request);	/* copies the URL */
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(tables->scratch);
 }
 
 WsTableReadiness
@@ -235,8 +257,9 @@ ws_managed_tables_ready(WsManagedTables *tables, const WsRowBinaryShape *shape,
 	{
 		t->wanted = shape;
 		t->phase = MT_READ_DUE;
-		list_free_deep(t->statements);
+		MemoryContextReset(t->step_context);
 		t->statements = NIL;
+		t->types = NULL;
 		t->attempts = 0;
 		t->retry_at = 0;
 		if (t->refused)
@@ -265,6 +288,59 @@ ws_managed_tables_effective(WsManagedTables *tables,
 			return t->shape;
 	}
 	return shape;
+}
+
+void
+ws_managed_tables_shapes_in_use(WsManagedTables *tables, List **in_use)
+{
+	ListCell   *lc;
+
+	foreach(lc, tables->tables)
+	{
+		MtTable    *t = lfirst(lc);
+
+		if (t->shape)
+			*in_use = lappend(*in_use, (void *) t->shape);
+		if (t->base)
+			*in_use = lappend(*in_use, (void *) t->base);
+		if (t->wanted)
+			*in_use = lappend(*in_use, (void *) t->wanted);
+	}
+}
+
+bool
+ws_managed_tables_ndjson(void)
+{
+	return walship_clickhouse_manage_tables &&
+		walship_format == WS_FORMAT_NDJSON &&
+		walship_ndjson_shape == WS_NDJSON_FLAT &&
+		(WsDialect) walship_dialect != WS_DIALECT_STANDARD &&
+		walship_clickhouse_database != NULL &&
+		walship_clickhouse_database[0] != '\0';
+}
+
+void
+ws_managed_tables_check_settings(void)
+{
+	const char *why = NULL;
+
+	if (!walship_clickhouse_manage_tables ||
+		walship_format == WS_FORMAT_ROWBINARY || ws_managed_tables_ndjson())
+		return;					/* rowbinary reports what it misses itself */
+	if (walship_format == WS_FORMAT_BINARY)
+		why = "walship.format is binary";
+	else if (walship_ndjson_shape != WS_NDJSON_FLAT)
+		why = "walship.ndjson_shape is envelope";
+	else if ((WsDialect) walship_dialect == WS_DIALECT_STANDARD)
+		why = "walship.dialect is standard";
+	else
+		why = "walship.clickhouse_database is not set";
+	ereport(WARNING,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("walship.clickhouse_manage_tables = on has no effect: %s",
+					why),
+			 errdetail("Managed ClickHouse tables need walship.format = 'rowbinary', or walship.format = 'ndjson' with walship.ndjson_shape = 'flat', and walship.dialect 'clickhouse' or 'clickhouse_18' and walship.clickhouse_database.  Rows go to walship.endpoint as it is, and no table is created or altered."),
+			 errhint("Set walship.ndjson_shape = 'flat', walship.dialect = 'clickhouse' (or 'clickhouse_18') and walship.clickhouse_database, and reload; or set walship.clickhouse_manage_tables = off.")));
 }
 
 bool
@@ -483,7 +559,8 @@ plan_statements(MtTable *t, List *columns, char **problem)
 	bool		added = false;
 
 	*problem = NULL;
-	t->types = palloc(sizeof(char *) * wanted->nall);
+	t->types = MemoryContextAlloc(t->step_context,
+								  sizeof(char *) * wanted->nall);
 	for (int i = 0; i < wanted->nall; i++)
 		t->types[i] = wanted->types[i];
 	if (columns == NIL)
@@ -525,7 +602,7 @@ plan_statements(MtTable *t, List *columns, char **problem)
 				 type_holds(col->type, wanted->types[i]))
 		{
 			/* wider in ClickHouse: rows are written in its type */
-			t->types[i] = pstrdup(col->type);
+			t->types[i] = MemoryContextStrdup(t->step_context, col->type);
 		}
 		else if (strcmp(col->type, wanted->types[i]) != 0)
 		{
@@ -595,6 +672,9 @@ step_done(MtTable *t)
 		t->shape = t->wanted;
 		t->base = NULL;
 	}
+	/* the shapes copied what they keep */
+	MemoryContextReset(t->step_context);
+	t->statements = NIL;
 	t->types = NULL;
 	t->wanted = NULL;
 	t->phase = MT_IDLE;
@@ -618,8 +698,9 @@ step_failed(MtTable *t, const char *problem, const char *hint)
 	TimestampTz now = GetCurrentTimestamp();
 	int			delay = Max(walship_retry_max_delay, walship_retry_min_delay);
 
-	list_free_deep(t->statements);
+	MemoryContextReset(t->step_context);
 	t->statements = NIL;
+	t->types = NULL;
 	t->retry_at = TimestampTzPlusMilliseconds(now, delay);
 	if (walship_on_rejected == WS_ON_REJECTED_DEAD_LETTER)
 	{
@@ -667,7 +748,8 @@ ws_managed_tables_handle_result(WsManagedTables *tables, WsHttpResult *result)
 	if (t == NULL)
 		return false;
 
-	old = MemoryContextSwitchTo(tables->context);
+	/* what a check computes is needed only until it is over */
+	old = MemoryContextSwitchTo(tables->scratch);
 	ws_shared_note_http_status(result->status);
 	if (ws_clickhouse_error_is_permanent(result) || outcome == WS_HTTP_TOO_LARGE)
 		outcome = WS_HTTP_REJECTED;
@@ -699,7 +781,17 @@ ws_managed_tables_handle_result(WsManagedTables *tables, WsHttpResult *result)
 							   qualified_name(t));
 		}
 		else
-			t->statements = plan_statements(t, columns, &problem);
+		{
+			List	   *statements = plan_statements(t, columns, &problem);
+			ListCell   *slc;
+
+			/* kept until they ran */
+			MemoryContextSwitchTo(t->step_context);
+			t->statements = NIL;
+			foreach(slc, statements)
+				t->statements = lappend(t->statements, pstrdup(lfirst(slc)));
+			MemoryContextSwitchTo(tables->scratch);
+		}
 		t->attempts = 0;
 		if (problem)
 			step_failed(t, problem,
@@ -760,5 +852,6 @@ ws_managed_tables_handle_result(WsManagedTables *tables, WsHttpResult *result)
 	free(result->body);
 	result->body = NULL;
 	MemoryContextSwitchTo(old);
+	MemoryContextReset(tables->scratch);
 	return true;
 }

@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * managed_tables.h
- *	  The ClickHouse target tables of walship.format = rowbinary: checking
- *	  that each has the columns a relation shape writes, and with
- *	  walship.clickhouse_manage_tables creating and altering it until it
- *	  does, before any row of the shape is sent.
+ *	  The ClickHouse target tables of walship.format = rowbinary (and of
+ *	  NDJSON with managed tables): checking that each has the columns a
+ *	  relation shape writes, and with walship.clickhouse_manage_tables
+ *	  creating and altering it until it does, before any row of the shape
+ *	  is sent.
  *
  * IDENTIFICATION
  *	  src/managed_tables.h
@@ -64,5 +65,23 @@ extern bool ws_managed_tables_handle_result(WsManagedTables *tables,
 
 /* Whether a request of this module is in flight or waits for a retry. */
 extern bool ws_managed_tables_busy(WsManagedTables *tables);
+
+/* Appends the shapes the tables keep (for ws_rowbinary_release_shapes). */
+extern void ws_managed_tables_shapes_in_use(WsManagedTables *tables,
+											List **in_use);
+
+/*
+ * Whether the settings make NDJSON requests go to managed tables:
+ * walship.clickhouse_manage_tables with format ndjson, the flat shape, a
+ * ClickHouse dialect and walship.clickhouse_database.  delivery.c then
+ * makes each request's INSERT itself, per table and relation shape.
+ */
+extern bool ws_managed_tables_ndjson(void);
+
+/*
+ * Warns when walship.clickhouse_manage_tables is on but the other
+ * settings give it no effect (worker start and reloads).
+ */
+extern void ws_managed_tables_check_settings(void);
 
 #endif							/* WALSHIP_MANAGED_TABLES_H */

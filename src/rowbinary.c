@@ -93,15 +93,41 @@ struct WsRbType
 /* The largest day number 18.16's Date takes: 2105-12-31. */
 #define RB_MAX_DATE18	49672
 
-/* Shapes made so far, for the life of the process. */
+/*
+ * Shapes made so far, each in a memory context of its own, until
+ * ws_rowbinary_release_shapes() frees those no longer in use.
+ */
 static MemoryContext shape_context = NULL;
 static List *shapes = NIL;		/* ShapeEntry * */
 
 typedef struct ShapeEntry
 {
+	MemoryContext context;		/* holds the entry and its shape */
 	char	   *key;			/* relation_key() */
+	struct ShapeEntry *base;	/* with_types: the entry whose names and
+								 * relation the shape shares, else NULL */
 	WsRowBinaryShape shape;
 } ShapeEntry;
+
+/* A new entry in a context of its own, which is current on return. */
+static ShapeEntry *
+new_shape_entry(const char *key)
+{
+	MemoryContext context;
+	ShapeEntry *entry;
+
+	if (shape_context == NULL)
+		shape_context = AllocSetContextCreate(TopMemoryContext,
+											  "walship RowBinary shapes",
+											  ALLOCSET_SMALL_SIZES);
+	context = AllocSetContextCreate(shape_context, "walship RowBinary shape",
+									ALLOCSET_SMALL_SIZES);
+	MemoryContextSwitchTo(context);
+	entry = palloc0(sizeof(ShapeEntry));
+	entry->context = context;
+	entry->key = pstrdup(key);
+	return entry;
+}
 
 /* ---------------------------------------------------------------------
  * Types
@@ -372,20 +398,15 @@ ws_rowbinary_shape(const WsRelation *rel, WsDialect dialect)
 		}
 	}
 
-	if (shape_context == NULL)
-		shape_context = AllocSetContextCreate(TopMemoryContext,
-											  "walship RowBinary shapes",
-											  ALLOCSET_SMALL_SIZES);
 	/* the column types come from the catalog */
 	if (!IsTransactionState())
 	{
 		StartTransactionCommand();
 		started = true;
 	}
-	MemoryContextSwitchTo(shape_context);
-	entry = palloc0(sizeof(ShapeEntry));
-	entry->key = pstrdup(key);
+	entry = new_shape_entry(key);
 	make_shape(&entry->shape, rel, dialect);
+	MemoryContextSwitchTo(TopMemoryContext);
 	shapes = lappend(shapes, entry);
 	MemoryContextSwitchTo(caller);
 	if (started)
@@ -420,9 +441,12 @@ ws_rowbinary_shape_with_types(const WsRowBinaryShape *base,
 		}
 	}
 
-	old = MemoryContextSwitchTo(shape_context);
-	entry = palloc0(sizeof(ShapeEntry));
-	entry->key = pstrdup(key.data);
+	old = CurrentMemoryContext;
+	entry = new_shape_entry(key.data);
+	foreach(lc, shapes)
+		if (&((ShapeEntry *) lfirst(lc))->shape == base)
+			entry->base = lfirst(lc);
+	Assert(entry->base != NULL);
 	shape = &entry->shape;
 	*shape = *base;
 	shape->types = palloc(sizeof(char *) * base->nall);
@@ -440,10 +464,66 @@ ws_rowbinary_shape_with_types(const WsRowBinaryShape *base,
 									  shape->schema_name, shape->table_name);
 	}
 	finish_shape(shape);
+	MemoryContextSwitchTo(TopMemoryContext);
 	shapes = lappend(shapes, entry);
 	MemoryContextSwitchTo(old);
 	pfree(key.data);
 	return shape;
+}
+
+int
+ws_rowbinary_shape_count(void)
+{
+	return list_length(shapes);
+}
+
+static bool
+shape_listed(List *list, const WsRowBinaryShape *shape)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+		if (lfirst(lc) == shape)
+			return true;
+	return false;
+}
+
+int
+ws_rowbinary_release_shapes(List *in_use)
+{
+	List	   *kept = NIL;
+	List	   *gone = NIL;
+	ListCell   *lc;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+	int			released;
+
+	/*
+	 * kept: those in use, and the ones whose memory the shapes made with
+	 * other types share (their bases, and their bases' bases)
+	 */
+	foreach(lc, shapes)
+	{
+		ShapeEntry *entry = lfirst(lc);
+
+		if (shape_listed(in_use, &entry->shape))
+			for (; entry != NULL; entry = entry->base)
+				kept = list_append_unique_ptr(kept, entry);
+	}
+	foreach(lc, shapes)
+		if (!list_member_ptr(kept, lfirst(lc)))
+			gone = lappend(gone, lfirst(lc));
+	released = list_length(gone);
+	foreach(lc, gone)
+	{
+		ShapeEntry *entry = lfirst(lc);
+
+		shapes = list_delete_ptr(shapes, entry);
+		MemoryContextDelete(entry->context);
+	}
+	list_free(kept);
+	list_free(gone);
+	MemoryContextSwitchTo(old);
+	return released;
 }
 
 char *

@@ -13,6 +13,7 @@
 #define WALSHIP_ROWBINARY_H
 
 #include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
 
 #include "dialect.h"
 #include "format.h"
@@ -24,7 +25,7 @@ typedef struct WsRbType WsRbType;
  * What a relation's rows look like in ClickHouse: the columns of the
  * relation's table as ws_clickhouse_create_table() declares them, then
  * the metadata columns.  Shapes are made once per relation definition and
- * kept for the life of the process (they are never freed).
+ * cached until ws_rowbinary_release_shapes() frees those not in use.
  */
 typedef struct WsRowBinaryShape
 {
@@ -67,6 +68,17 @@ extern char *ws_rowbinary_create_table(const WsRowBinaryShape *shape,
  */
 extern const WsRowBinaryShape *ws_rowbinary_shape_with_types(const WsRowBinaryShape *base,
 															 const char *const *types);
+
+/* How many shapes are cached. */
+extern int	ws_rowbinary_shape_count(void);
+
+/*
+ * Frees the cached shapes that are not in in_use (const WsRowBinaryShape
+ * *), nor shared by one that is; returns how many.  Whoever keeps a shape
+ * pointer across calls (delivery.c's requests, managed_tables.c's tables)
+ * must list it.
+ */
+extern int	ws_rowbinary_release_shapes(List *in_use);
 
 /* "INSERT INTO `database`.`table` (columns) FORMAT RowBinary"; palloc'd */
 extern char *ws_rowbinary_insert_statement(const WsRowBinaryShape *shape,

@@ -579,8 +579,8 @@ ws_define_settings(void)
 							check_max_retained_wal, NULL, NULL);
 
 	DefineCustomBoolVariable("walship.clickhouse_manage_tables",
-							 "Whether the worker creates and alters its ClickHouse tables (walship.format = rowbinary).",
-							 "Missing tables are created as walship.clickhouse_ddl() prints them, and columns are added, dropped or widened as the published tables change, before rows of the new shape are sent.",
+							 "Whether the worker creates and alters its ClickHouse tables (walship.format = rowbinary, or ndjson with the flat shape and a ClickHouse dialect).",
+							 "Missing tables are created as walship.clickhouse_ddl() prints them, and columns are added, dropped or widened as the published tables change, before rows of the new shape are sent.  The tables are those of walship.clickhouse_database; with ndjson walship makes each request's INSERT itself.",
 							 &walship_clickhouse_manage_tables, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 

@@ -254,6 +254,30 @@ ws_shared_encoder_exited(void)
  * holding the endpoint): streaming becomes backoff, and backoff becomes
  * streaming again once no process, encoder workers included, has one.
  */
+/*
+ * With encoder workers: every batch the decoding worker numbered below seq
+ * is done, in whichever process it was sent.  delivery.c changes a
+ * ClickHouse table only once every batch before the one that needs it is.
+ */
+void
+ws_shared_set_encoders_done_below(uint64 seq)
+{
+	SpinLockAcquire(&ws_shared->mutex);
+	ws_shared->encoders_done_below = seq;
+	SpinLockRelease(&ws_shared->mutex);
+}
+
+uint64
+ws_shared_encoders_done_below(void)
+{
+	uint64		seq;
+
+	SpinLockAcquire(&ws_shared->mutex);
+	seq = ws_shared->encoders_done_below;
+	SpinLockRelease(&ws_shared->mutex);
+	return seq;
+}
+
 void
 ws_shared_set_parked(bool parked)
 {

@@ -60,6 +60,9 @@ typedef struct WsSharedState
 	int			encoder_inflight[16];	/* per encoder worker, see
 										 * ws_shared_encoder_index */
 	bool		encoder_parked[16]; /* an encoder's request waits to retry */
+	uint64		encoders_done_below;	/* every batch the decoding worker
+										 * numbered lower is done (encoder
+										 * workers; 0: none known) */
 	uint32		held_endpoint_hash; /* a Retry-After holds the endpoint */
 	TimestampTz held_until;		/* with this hash until then */
 	int			last_http_status;
@@ -142,6 +145,8 @@ extern void ws_shared_encoder_exited(void);
  * for every process.
  */
 extern void ws_shared_set_parked(bool parked);
+extern void ws_shared_set_encoders_done_below(uint64 seq);
+extern uint64 ws_shared_encoders_done_below(void);
 extern void ws_shared_hold_endpoint(const char *endpoint, TimestampTz until);
 extern bool ws_shared_endpoint_held(const char *endpoint, TimestampTz now);
 

@@ -86,6 +86,7 @@
 #include "failover.h"
 #include "format.h"
 #include "http_transport.h"
+#include "managed_tables.h"
 #include "progress.h"
 #include "secrets.h"
 #include "settings.h"
@@ -191,6 +192,7 @@ process_interrupts(WsWorker *worker)
 		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
 		apply_settings(worker);
+		ws_managed_tables_check_settings();
 	}
 	else if (ws_secrets_reread_due())
 		apply_settings(worker);
@@ -823,6 +825,7 @@ walship_worker_main(Datum main_arg)
 	worker->backfill_output.tag = tag_last_batch;
 	worker->backfill_output.arg = worker;
 	apply_settings(worker);
+	ws_managed_tables_check_settings();
 
 	/*
 	 * An error ends the process and the postmaster starts it again after

@@ -1,0 +1,438 @@
+# Copyright (c) walship developers
+#
+# t/050_clickhouse_managed_ndjson.pl
+#	  Zero-touch ClickHouse tables with walship.format = 'ndjson' (flat
+#	  shape, walship.clickhouse_manage_tables = on): the workload of
+#	  t/049_clickhouse_managed.pl, on a real ClickHouse 18.16
+#	  (t/WalshipClickHouse.pm, dialect clickhouse_18, gzip), then on
+#	  ClickHouse 26 (chdb behind t/chdb_http.js, t/WalshipChdb.pm, dialect
+#	  clickhouse, zstd).
+#
+#	  First the settings that cannot work with managed tables: the
+#	  envelope shape (at worker start) and the standard dialect (at a
+#	  reload) each give a WARNING saying why, and nothing is created.
+#
+#	  Then the orders workload runs with no ClickHouse table at all; the
+#	  endpoint is the URL docs/clickhouse.md gives for NDJSON, whose query
+#	  walship replaces by its own INSERT into walship.clickhouse_database,
+#	  and input_format_skip_unknown_fields=0, so that a line with a column
+#	  the table does not have (yet, or any more) is refused.  Mid-stream,
+#	  with the worker killed with SIGKILL twice: ADD COLUMN (then filled by
+#	  updates), DROP COLUMN, and integer to bigint.  Nothing may be
+#	  rejected: lines of the old shape are stored before the DROP, lines
+#	  of the new shape only after the ADD.  Once the worker caught up,
+#	  SELECT ... FINAL WHERE NOT _deleted equals PostgreSQL row for row.
+#
+#	  Then the policies, as for RowBinary: integer to text is not made and
+#	  reported until fixed by hand; a rename keeps the old column; a
+#	  column wider in ClickHouse is not narrowed.  On ClickHouse 26 a
+#	  request whose acknowledgement is lost is stored once.  Last, many
+#	  relation shapes (ADD and DROP of a new column each time): the worker
+#	  processes keep only the shapes in use, and the table checks' memory
+#	  is freed after each (memory context statistics).  With encoder
+#	  workers, a DROP COLUMN waits for old-shape rows another encoder
+#	  still retries (ClickHouse 26).
+#
+#	  Skipped only when clickhouse-server is not installed.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+use Cwd qw(abs_path);
+use Time::HiRes qw(time sleep);
+use WalshipChdb;
+use WalshipClickHouse;
+use WalshipTest;
+
+my ($available, $why) = WalshipClickHouse->available;
+plan skip_all => "clickhouse-server is not installed: $why" unless $available;
+
+my $tmp = abs_path(PostgreSQL::Test::Utils::tempdir('clickhouse_managed_ndjson'));
+my ($ch, $node, $dialect);
+
+# What ClickHouse shows of the dialect's types
+my %types = (
+	clickhouse_18 => { ts => 'Int64', op => 'String', micros => 'toString(%s)',
+		engine => qr/^ReplacingMergeTree\(_version\) ORDER BY id/ },
+	# (TSV escapes the quotes)
+	clickhouse => { ts => "DateTime64(6, \\'UTC\\')", op => 'LowCardinality(String)',
+		micros => 'toString(toUnixTimestamp64Micro(%s))',
+		engine => qr/^ReplacingMergeTree\(_version, _deleted\) ORDER BY \(?id\)? SETTINGS .*non_replicated_deduplication_window = 1000/ },);
+
+sub psql { return $node->safe_psql('postgres', $_[0]); }
+
+# Polls $get->() (ClickHouse errors count as "not yet") until $check->(value)
+# holds; true if it did in time.
+sub ch_poll
+{
+	my ($get, $check) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		my $v = eval { $get->() };
+		return 1 if defined $v && $check->($v);
+		sleep 0.1;
+	}
+	return 0;
+}
+
+# Polls the server log until it matches $re; true if it did in time.
+sub log_poll
+{
+	my ($re) = @_;
+	return ch_poll(sub { slurp_file($node->logfile) }, sub { $_[0] =~ $re });
+}
+
+sub scenario
+{
+	($ch, $dialect, my $compression) = @_;
+	my $t = $types{$dialect};
+	my $wdir = "$tmp/workload_$dialect";    # scripts, stop file
+	mkdir $wdir or die "mkdir $wdir: $!";
+	$ch->query('CREATE DATABASE shop');
+
+# the endpoint docs/clickhouse.md gives for NDJSON: walship replaces its
+# query by an INSERT into walship.clickhouse_database
+my $endpoint = $ch->insert_url('shop.{table}',
+	settings => { input_format_skip_unknown_fields => 0 });
+$node = worker_node("managed_ndjson_$dialect", qq{
+max_connections = 30
+restart_after_crash = on
+walship.database = 'postgres'
+walship.publication = 'shop'
+walship.endpoint = '$endpoint'
+walship.format = 'ndjson'
+walship.ndjson_shape = 'envelope'
+walship.dialect = '$dialect'
+walship.clickhouse_database = 'shop'
+walship.clickhouse_manage_tables = on
+walship.compression = '$compression'
+walship.batch_max_changes = 100
+walship.batch_max_delay = 20ms
+walship.max_inflight = 4
+walship.retry_min_delay = 20ms
+walship.retry_max_delay = 500ms
+});
+$node->start;
+
+# Settings that cannot work: a WARNING at worker start and at reload.
+ok(log_poll(qr/WARNING:  walship.clickhouse_manage_tables = on has no effect: walship.ndjson_shape is envelope\n.*DETAIL:  Managed ClickHouse tables need walship.format = 'rowbinary', or walship.format = 'ndjson' with walship.ndjson_shape = 'flat'.*\n.*HINT:  Set walship.ndjson_shape = 'flat'/),
+	"$dialect: envelope shape: a WARNING at worker start says why managed tables have no effect");
+$node->append_conf('postgresql.conf', "walship.ndjson_shape = 'flat'\nwalship.dialect = 'standard'\n");
+$node->reload;
+ok(log_poll(qr/WARNING:  walship.clickhouse_manage_tables = on has no effect: walship.dialect is standard/),
+	"$dialect: standard dialect: a WARNING at reload");
+is($ch->query_value(q{SELECT count() FROM system.tables WHERE database = 'shop'}), '0',
+	"$dialect: ... and no table was created");
+# (a restart: every batch from now on is prepared with these settings)
+$node->append_conf('postgresql.conf', "walship.dialect = '$dialect'\n");
+$node->restart;
+
+psql(q{
+CREATE EXTENSION walship;
+CREATE TABLE orders (
+    id         bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    country    text NOT NULL,
+    total      numeric(12,2) NOT NULL,
+    legacy     int,
+    small      int,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE items (id int PRIMARY KEY, v int, old_name text, qty int);
+CREATE PUBLICATION shop FOR TABLE orders, items;
+});
+# the slot exists once the worker runs: changes from then on are shipped
+ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name = 'walship'}),
+	'the worker created its slot');
+psql(q{INSERT INTO orders (country, total, legacy, small) VALUES ('DE', 1, 1, 1)});
+ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship.status}),
+	'managed: the worker streams');
+ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.orders}) // 0 },
+		sub { $_[0] >= 1 }), '... into the table it created');
+is($ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV}),
+	join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
+		"legacy\tNullable(Int32)", "small\tNullable(Int32)", "created_at\t$t->{ts}",
+		"_op\t$t->{op}", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
+		"_commit_ts\t$t->{ts}", "_deleted\tUInt8"),
+	"$dialect: the created table has the columns clickhouse_ddl() declares");
+like($ch->query_value(q{SELECT engine_full FROM system.tables WHERE database = 'shop' AND name = 'orders'}),
+	$t->{engine}, "$dialect: ... and its engine");
+
+# ---------------------------------------------------------------------------
+# The workload, with schema changes and SIGKILLs
+# ---------------------------------------------------------------------------
+my $countries = q{'{AU,BR,DE,FR,GB,IN,JP,US}'::text[]};
+my $pick = q{(SELECT id FROM orders WHERE id <= (SELECT max(id) FROM orders) - :k ORDER BY id DESC LIMIT 1)};
+my %scripts = (
+	'new_orders.sql@10' => qq{\\set n random(1, 3)
+INSERT INTO orders (country, total)
+SELECT ($countries)[1 + floor(random() * 8)::int], round((5 + random() * 495)::numeric, 2)
+  FROM generate_series(1, :n);
+},
+	'change_total.sql@4' => qq{\\set k random(0, 300)
+UPDATE orders SET total = round(total * (0.5 + random())::numeric, 2) WHERE id = $pick;
+},
+	'change_key.sql@1' => qq{\\set k random(0, 300)
+UPDATE orders SET id = nextval(pg_get_serial_sequence('orders', 'id')) WHERE id = $pick;
+},
+	'cancel.sql@2' => qq{\\set k random(0, 300)
+DELETE FROM orders WHERE id = $pick;
+},
+);
+my @files;
+foreach my $name (sort keys %scripts)
+{
+	my ($file) = $name =~ /^([^@]+)/;
+	PostgreSQL::Test::Utils::append_to_file("$wdir/$file", $scripts{$name});
+	push @files, '-f', "$wdir/$name";
+}
+my $workload = start_workload($node, $wdir, '-c', 3, '-R', 200, '-T', 3, '--max-tries=20', @files);
+
+sub worker_pid_mid_batch
+{
+	my $deadline = time + 10;
+	my $pid;
+	while (time < $deadline)
+	{
+		my ($p, $inflight) = streaming_worker_inflight($node);
+		if (defined $p && $p > 0)
+		{
+			$pid = $p;
+			return ($pid, 1) if $inflight > 0;
+		}
+		sleep 0.01;
+	}
+	return ($pid, 0);
+}
+
+sub crash
+{
+	my ($round) = @_;
+	my ($victim, $inflight) = worker_pid_mid_batch();
+	ok($victim, "crash $round: the worker runs") or return;
+	kill_worker($victim, $inflight ? ' with requests in flight' : '');
+	ok(wait_for_new_worker($node, $victim), "crash $round: a new worker streams after the restart");
+}
+
+sub ch_columns
+{
+	return $ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV});
+}
+
+sleep 2;
+psql(q{ALTER TABLE orders ADD COLUMN note text});
+psql(q{UPDATE orders SET note = 'note ' || id WHERE id % 3 = 0});
+ok(ch_poll(\&ch_columns, sub { $_[0] =~ /^note\tNullable\(String\)$/m }),
+	'ADD COLUMN: the column is added in ClickHouse');
+crash(1);
+sleep 1;
+psql(q{UPDATE orders SET note = 'later ' || id WHERE id % 5 = 0});
+psql(q{ALTER TABLE orders DROP COLUMN legacy});
+psql(q{ALTER TABLE orders ALTER COLUMN small TYPE bigint});
+psql(q{UPDATE orders SET small = id * 1000000000 WHERE id % 7 = 0});
+ok(ch_poll(\&ch_columns, sub { $_[0] !~ /^legacy\t/m && $_[0] =~ /^small\tNullable\(Int64\)$/m }),
+	'DROP COLUMN and a widening type change: made in ClickHouse')
+  or diag(ch_columns());
+crash(2);
+sleep 2;
+stop_workload($workload);
+
+my $end_lsn = psql('SELECT pg_current_wal_lsn()');
+ok(wait_worker_caught_up($node, $end_lsn), "caught up to $end_lsn")
+  or diag(psql('SELECT * FROM walship.status'));
+is(psql(q{SELECT rejected_batches || ' ' || coalesce(last_error, '') FROM walship.status}),
+	'0 ', 'nothing rejected, no error');
+
+my $pg = psql(q{
+SELECT concat_ws(' ', id, country, (total * 100)::bigint, coalesce(small::text, 'NULL'),
+                 (extract(epoch FROM created_at) * 1000000)::bigint, coalesce(note, 'NULL'))
+  FROM orders ORDER BY id});
+my $chrows = $ch->query(q{
+SELECT concat(toString(id), ' ', country, ' ', toString(toInt64(total * 100)), ' ', ifNull(toString(small), 'NULL'), ' ',
+              } . sprintf($t->{micros}, 'created_at') . q{, ' ', ifNull(note, 'NULL'))
+  FROM shop.orders FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV});
+$chrows =~ s/\n\z//;
+cmp_ok(scalar(split /\n/, $pg), '>', 200, 'the workload left orders');
+is($chrows, $pg, 'every order, the added column and the widened one included: ClickHouse FINAL = PostgreSQL');
+is(ch_columns(),
+	join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
+		"small\tNullable(Int64)", "created_at\t$t->{ts}", "note\tNullable(String)",
+		"_op\t$t->{op}", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
+		"_commit_ts\t$t->{ts}", "_deleted\tUInt8"),
+	'ClickHouse has the columns of the PostgreSQL table, in order (the dropped one gone)');
+
+# ---------------------------------------------------------------------------
+# Policies: an incompatible type change, a rename
+# ---------------------------------------------------------------------------
+psql(q{INSERT INTO items VALUES (1, 10, 'a'), (2, 20, 'b')});
+ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM system.tables WHERE database = 'shop' AND name = 'items'}) }, sub { $_[0] eq '1' })
+	  && ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.items}) }, sub { $_[0] eq '2' }),
+	'items: created and filled');
+
+psql(q{ALTER TABLE items ALTER COLUMN v TYPE text USING 'v' || v});
+psql(q{UPDATE items SET v = 'x' WHERE id = 1});
+ok($node->poll_query_until('postgres', q{
+SELECT state = 'error'
+   AND last_error = 'column `v` of ClickHouse table `shop`.`items` has type Nullable(Int32), but walship writes Nullable(String)'
+  FROM walship.status}), 'integer to text: not made; the status says which column')
+  or diag(psql('SELECT * FROM walship.status'));
+sleep 1;
+is($ch->query_value(q{SELECT count() FROM shop.items}), '2', '... and no row of the new shape was sent');
+is($ch->query_value(q{SELECT type FROM system.columns WHERE database = 'shop' AND table = 'items' AND name = 'v'}),
+	'Nullable(Int32)', '... nor the column changed');
+
+# fixed by hand in ClickHouse: the rows go
+$ch->query(q{ALTER TABLE shop.items MODIFY COLUMN v Nullable(String)});
+ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
+	'after the column was changed by hand the worker streams again');
+ok(ch_poll(sub { $ch->query(q{SELECT id, v FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
+		sub { $_[0] eq "1\tx\n2\t20\n" }), '... and the rows arrived');
+
+psql(q{ALTER TABLE items RENAME COLUMN old_name TO new_name});
+psql(q{UPDATE items SET new_name = 'c' WHERE id = 2});
+ok(ch_poll(sub { $ch->query(q{SELECT id, old_name, new_name FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
+		sub { $_[0] eq "1\ta\t\\N\n2\t\\N\tc\n" }),
+	'rename: the new column is added and filled from then on; the old one is kept, with the values of rows not changed since');
+like(slurp_file($node->logfile), qr/WARNING:  walship keeps column `old_name` of ClickHouse table `shop`.`items`/,
+	'... with a WARNING');
+
+# A column wider in ClickHouse than the rows' type (what a restart meets
+# when it sends rows of a shape older than a widening again): not narrowed,
+# the rows are written in the table's type.
+$ch->query(q{ALTER TABLE shop.items MODIFY COLUMN qty Nullable(Int64)});
+psql(q{ALTER TABLE items ADD COLUMN extra int});
+psql(q{UPDATE items SET qty = 7, extra = 8 WHERE id = 1});
+ok(ch_poll(sub { $ch->query(q{SELECT id, qty, extra FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
+		sub { $_[0] eq "1\t7\t8\n2\t\\N\t\\N\n" }),
+	"$dialect: a column wider in ClickHouse (Int64 for integer): rows stored in its type")
+  or diag($ch->query(q{SELECT * FROM shop.items FORMAT TSV}), psql('SELECT * FROM walship.status'));
+is($ch->query_value(q{SELECT type FROM system.columns WHERE database = 'shop' AND table = 'items' AND name = 'qty'}),
+	'Nullable(Int64)', "$dialect: ... and the column is not narrowed");
+
+# A lost acknowledgement (ClickHouse 26 adapter: stored, then answered
+# 500): the retry carries the same insert_deduplication_token and is not
+# stored again.
+if ($ch->can('lose_acks'))
+{
+	psql(q{CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL);
+	       ALTER PUBLICATION shop ADD TABLE ledger;
+	       INSERT INTO ledger VALUES (0, 0)});
+	ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.ledger}) }, sub { $_[0] eq '1' }),
+		"$dialect: ledger created and filled");
+	$ch->lose_acks(1);
+	psql(q{INSERT INTO ledger SELECT i, i FROM generate_series(1, 500) i});
+	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), "$dialect: the retried request acknowledged");
+	is($ch->query_value(q{SELECT count() FROM shop.ledger}), '501',
+		"$dialect: a request whose acknowledgement was lost is stored once (count() without FINAL)");
+	my @tokens = map { $_->{settings}{insert_deduplication_token} // '' }
+	  grep { $_->{query} =~ /^INSERT INTO `shop`.`ledger` FORMAT JSONEachRow/ } @{ $ch->inserts };
+	my %seen;
+	$seen{$_}++ for @tokens;
+	ok((grep { $_ ne '' && $seen{$_} >= 2 } keys %seen) == 1,
+		"$dialect: the NDJSON request was sent twice with one insert_deduplication_token")
+	  or diag(join("\n", @tokens));
+}
+
+# Encoder workers: rows of the old shape held by one encoder (its
+# acknowledgement lost, the retry a second later) while the other gets the
+# rows after a DROP COLUMN.  The DROP waits until the first encoder's
+# request is done: run before, the retry would name a column that is gone
+# and be refused.  Both encoders first see the old shape (the second gets
+# a batch while the first waits for its retry).
+if ($ch->can('lose_acks'))
+{
+	$node->append_conf('postgresql.conf', "walship.retry_min_delay = 1500ms\nwalship.retry_max_delay = 3s\n");
+	$node->restart;
+	psql(q{CREATE TABLE gate (id int PRIMARY KEY, legacy int, v int);
+	       ALTER PUBLICATION shop ADD TABLE gate;
+	       INSERT INTO gate VALUES (0, 0, 0)});
+	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), 'gate: created and filled');
+	my $lost = sub {
+		scalar grep { $_->{query} =~ /^INSERT INTO `shop`.`gate`/ && !$_->{acknowledged} } @{ $ch->inserts };
+	};
+	$ch->lose_acks(1);
+	psql(q{INSERT INTO gate VALUES (1, 1, 1)});
+	ok(ch_poll($lost, sub { $_[0] == 1 }), 'gate: an acknowledgement lost');
+	psql(q{INSERT INTO gate VALUES (2, 2, 2)});
+	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), 'gate: both encoders wrote the old shape');
+	$ch->lose_acks(1);
+	psql(q{INSERT INTO gate VALUES (3, 3, 3)});
+	ok(ch_poll($lost, sub { $_[0] == 2 }), 'gate: another acknowledgement lost');
+	psql(q{ALTER TABLE gate DROP COLUMN legacy; INSERT INTO gate VALUES (4, 4)});
+	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')),
+		'gate: caught up after the DROP COLUMN')
+	  or diag(psql('SELECT * FROM walship.status'));
+	is(psql(q{SELECT rejected_batches || ' ' || coalesce(last_error, '') FROM walship.status}),
+		'0 ', 'gate: the retried old-shape rows were not refused');
+	is($ch->query(q{SELECT id, v FROM shop.gate FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}),
+		join('', map { "$_\t$_\n" } 0 .. 4), 'gate: every row in ClickHouse');
+}
+
+# Many relation shapes: a new column added and dropped again, 200 times,
+# with a row each time.  The worker processes free the shapes no request
+# and no table uses any more: together they keep far fewer than the 200
+# they saw, and none in the cache's parent context itself.
+if ($dialect eq 'clickhouse_18')
+{
+	psql(q{CREATE TABLE churn (id int PRIMARY KEY, v int);
+	       ALTER PUBLICATION shop ADD TABLE churn;
+	       INSERT INTO churn VALUES (0, 0)});
+	foreach my $i (1 .. 200)
+	{
+		psql(qq{ALTER TABLE churn ADD COLUMN c$i int;
+		        INSERT INTO churn VALUES ($i, $i);
+		        ALTER TABLE churn DROP COLUMN c$i;
+		        UPDATE churn SET v = v + 1 WHERE id = $i});
+	}
+	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), 'churn: caught up')
+	  or diag(psql('SELECT * FROM walship.status'));
+	is($ch->query(q{SELECT count(), sum(v) FROM shop.churn FINAL WHERE NOT _deleted FORMAT TSV}),
+		"201\t20300\n", 'churn: every row in ClickHouse');
+
+	my $offset = -s $node->logfile;
+	my @pids = split /\n/, psql(q{SELECT pid FROM pg_stat_activity
+	  WHERE backend_type IN ('walship worker', 'walship encoder') ORDER BY pid});
+	psql("SELECT pg_log_backend_memory_contexts($_)") foreach @pids;
+	my $stats;
+	ok(ch_poll(sub { $stats = substr(slurp_file($node->logfile), $offset) },
+			sub { !grep { $stats !~ /\[$_\] [^\n]*Grand total/ } @pids }),
+		'the memory contexts of ' . scalar(@pids) . ' walship processes logged');
+	my $kept = () = $stats =~ /level: \d+; walship RowBinary shape: /g;
+	unlike($stats, qr/walship RowBinary shape: [^\n]*\n[^\n]*level: \d+; \d+ more child contexts/,
+		'(no process has so many shapes that the statistics leave some out)');
+	my @parent = $stats =~ /walship RowBinary shapes: (\d+) total/g;
+	cmp_ok($kept, '<', 150, "relation shapes kept by the walship processes: $kept (of 200+ seen)");
+	ok(@parent && !grep({ $_ > 8192 } @parent),
+		'... none in the cache context itself: ' . join(', ', map { "$_ bytes" } @parent))
+	  or diag($stats);
+	# what 400 table checks read and planned was freed after each
+	my @checks = $stats =~ /walship table (?:checks|step): (\d+) total/g;
+	ok(@checks && !grep({ $_ > 16384 } @checks),
+		'the table checks\' memory is freed after each: ' . join(', ', map { "$_ bytes" } @checks));
+}
+
+my $log = slurp_file($node->logfile);
+is(worker_sigkills($log), 2, "$dialect: the log shows the 2 SIGKILLs of the worker");
+is(join("\n", worker_errors($log)), '', "$dialect: the worker logged no ERROR, FATAL or PANIC");
+
+$node->stop;
+$ch->stop;
+}
+
+scenario(WalshipClickHouse->new(dir => "$tmp/ch", no_tcp => 1), 'clickhouse_18', 'gzip');
+
+my ($chdb_ok, $chdb_why) = WalshipChdb->available;
+SKIP:
+{
+	skip "ClickHouse 26 (chdb) is not available: $chdb_why", 1 unless $chdb_ok;
+	scenario(WalshipChdb->new(dir => "$tmp/chdb"), 'clickhouse', 'zstd');
+}
+done_testing();
