@@ -224,9 +224,12 @@ typedef struct WsPartBuilder
 	int			nlines;
 } WsPartBuilder;
 
+/* The builder of rel's lines (of all lines when NULL); lines in lines_context. */
 static WsPartBuilder *
-builder_for(List **builders, const WsRelation *rel)
+builder_for(List **builders, const WsRelation *rel, MemoryContext lines_context)
 {
+	MemoryContext old;
+
 	ListCell   *lc;
 	WsPartBuilder *builder;
 
@@ -241,7 +244,9 @@ builder_for(List **builders, const WsRelation *rel)
 	builder = palloc0(sizeof(WsPartBuilder));
 	builder->schema = rel ? pstrdup(rel->schema_name) : "";
 	builder->table = rel ? pstrdup(rel->table_name) : "";
+	old = MemoryContextSwitchTo(lines_context);
 	initStringInfo(&builder->lines);
+	MemoryContextSwitchTo(old);
 	*builders = lappend(*builders, builder);
 	return builder;
 }
@@ -252,7 +257,7 @@ builder_for(List **builders, const WsRelation *rel)
  * in batch->done_tables (sent before a split or regroup) are left out.
  */
 static List *
-encode_ndjson_groups(WsBatch *batch, bool per_table)
+encode_ndjson_groups(WsBatch *batch, bool per_table, MemoryContext lines_context)
 {
 	List	   *builders = NIL;
 	WsStreamContext stream;
@@ -270,7 +275,7 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 	ws_reader_init(&reader, batch->records.data, batch->records.len);
 	if (!per_table)
 	{
-		WsPartBuilder *only = builder_for(&builders, NULL);
+		WsPartBuilder *only = builder_for(&builders, NULL, lines_context);
 
 		/*
 		 * NDJSON takes about 3 to 5 times the bytes of the records: room
@@ -317,7 +322,8 @@ encode_ndjson_groups(WsBatch *batch, bool per_table)
 									 NULL))
 			{
 				WsPartBuilder *builder = builder_for(&builders,
-													 per_table ? rel : NULL);
+													 per_table ? rel : NULL,
+													 lines_context);
 
 				appendBinaryStringInfo(&builder->lines, line, end - line + 1);
 				builder->nlines++;
@@ -356,13 +362,14 @@ make_dedup_token(const WsBatch *batch, const char *schema, const char *table,
 /*
  * Adds a request to the batch: payload, compressed, to url (made from
  * walship.endpoint for schema.table, or for the whole batch when they are
- * NULL).
+ * NULL).  With adopt_payload (a palloc'd payload in the batcher's context)
+ * an uncompressed body is the payload itself instead of a copy.
  */
 static WsBatchPart *
 add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 		 const char *schema, const char *table,
 		 const char *payload, int payload_len, int nlines,
-		 const char *content_type)
+		 const char *content_type, bool adopt_payload)
 {
 	MemoryContext old;
 	WsBatchPart *part;
@@ -370,9 +377,18 @@ add_part(WsDelivery *delivery, WsBatch *batch, const char *url,
 
 	old = MemoryContextSwitchTo(delivery->batcher->context);
 	part = palloc0(sizeof(WsBatchPart));
-	initStringInfo(&compressed);
-	ws_compress((WsCompression) walship_compression, payload, payload_len,
-				&compressed);
+	if (adopt_payload && walship_compression == WS_COMPRESSION_NONE)
+	{
+		Assert(GetMemoryChunkContext((void *) payload) == delivery->batcher->context);
+		compressed.data = (char *) payload;
+		compressed.len = payload_len;
+	}
+	else
+	{
+		initStringInfo(&compressed);
+		ws_compress((WsCompression) walship_compression, payload, payload_len,
+					&compressed);
+	}
 	part->index = list_length(batch->parts);
 	part->url = pstrdup(url);
 	part->endpoint = pstrdup(walship_endpoint);
@@ -504,7 +520,7 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 						group->problem ? "" : group->rows.data,
 						group->problem ? 0 : group->rows.len,
 						Max(group->nrows, group->problem ? 1 : 0),
-						WS_CONTENT_TYPE_ROWBINARY);
+						WS_CONTENT_TYPE_ROWBINARY, false);
 		old = MemoryContextSwitchTo(delivery->batcher->context);
 		part->statement = pstrdup(statement);
 		part->shape = group->shape;
@@ -603,7 +619,7 @@ prepare_ndjson_managed_parts(WsDelivery *delivery, WsBatch *batch)
 		part = add_part(delivery, batch, ws_clickhouse_statement_url(statement),
 						group->base->schema_name, group->base->table_name,
 						group->rows.data, group->rows.len, group->nrows,
-						WS_CONTENT_TYPE_NDJSON);
+						WS_CONTENT_TYPE_NDJSON, false);
 		old = MemoryContextSwitchTo(delivery->batcher->context);
 		part->statement = pstrdup(statement);
 		part->shape = group->base;
@@ -749,7 +765,7 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 		}
 		add_part(delivery, batch, walship_endpoint, NULL, NULL,
 				 batch->records.data, batch->records.len, batch->nchanges,
-				 WS_CONTENT_TYPE_BINARY);
+				 WS_CONTENT_TYPE_BINARY, false);
 	}
 	else if (ws_managed_tables_ndjson())
 	{
@@ -766,7 +782,16 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 	{
 		ListCell   *lc;
 
-		foreach(lc, encode_ndjson_groups(batch, per_table))
+		/*
+		 * Uncompressed, the lines are the bodies: built where the batch's
+		 * parts live, and not copied (a body is the largest thing a batch
+		 * holds).
+		 */
+		bool		adopt = walship_compression == WS_COMPRESSION_NONE;
+
+		foreach(lc, encode_ndjson_groups(batch, per_table,
+										 adopt ? delivery->batcher->context :
+										 encode_context))
 		{
 			WsPartBuilder *builder = lfirst(lc);
 			char	   *url = per_table ?
@@ -777,7 +802,7 @@ prepare_parts(WsDelivery *delivery, WsBatch *batch)
 					 per_table ? builder->schema : NULL,
 					 per_table ? builder->table : NULL,
 					 builder->lines.data, builder->lines.len, builder->nlines,
-					 WS_CONTENT_TYPE_NDJSON);
+					 WS_CONTENT_TYPE_NDJSON, adopt);
 		}
 		if (walship_dialect != WS_DIALECT_STANDARD &&
 			!add_resync_statements(delivery, batch))
