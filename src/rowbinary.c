@@ -371,7 +371,7 @@ make_shape(WsRowBinaryShape *shape, const WsRelation *rel, WsDialect dialect)
 		p = shape->types[i];
 		shape->parsed[i] = parse_type(&p);
 		if ((shape->parsed[i] == NULL || *p != '\0') && shape->problem == NULL)
-			shape->problem = psprintf("walship cannot write ClickHouse type %s (column \"%s\" of \"%s.%s\") in RowBinary",
+			shape->problem = psprintf("walship does not know ClickHouse type %s (column \"%s\" of \"%s.%s\")",
 									  shape->types[i], shape->names[i],
 									  rel->schema_name, rel->table_name);
 	}
@@ -459,7 +459,7 @@ ws_rowbinary_shape_with_types(const WsRowBinaryShape *base,
 		p = shape->types[i];
 		shape->parsed[i] = parse_type(&p);
 		if ((shape->parsed[i] == NULL || *p != '\0') && shape->problem == NULL)
-			shape->problem = psprintf("walship cannot write ClickHouse type %s (column \"%s\" of \"%s.%s\") in RowBinary",
+			shape->problem = psprintf("walship does not know ClickHouse type %s (column \"%s\" of \"%s.%s\")",
 									  shape->types[i], shape->names[i],
 									  shape->schema_name, shape->table_name);
 	}

@@ -1,6 +1,6 @@
 # Copyright (c) walship developers
 #
-# t/050_clickhouse_managed_ndjson.pl
+# t/051_clickhouse_managed_ndjson.pl
 #	  Zero-touch ClickHouse tables with walship.format = 'ndjson' (flat
 #	  shape, walship.clickhouse_manage_tables = on): the workload of
 #	  t/049_clickhouse_managed.pl, on a real ClickHouse 18.16
