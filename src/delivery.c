@@ -426,6 +426,75 @@ typedef struct RelGroup
 } RelGroup;
 
 /*
+ * The group of a row of rel (relation id rel_id) in a batch prepared as one
+ * request per table and relation shape: looked up once per relation
+ * description through *by_rel, made on the shape's first row and appended
+ * to *groups.  NULL when that table and shape were done before a split or
+ * a new preparation.  With widen, the rows are written in the ClickHouse
+ * table's wider types where it has them (RowBinary; ClickHouse converts
+ * NDJSON values itself).
+ */
+static WsRowBinaryGroup *
+shape_group_for(WsDelivery *delivery, WsBatch *batch, List **groups,
+				List **by_rel, const WsRelation *rel, uint64 rel_id,
+				bool widen)
+{
+	const WsRowBinaryShape *base;
+	const WsRowBinaryShape *shape;
+	WsRowBinaryGroup *group = NULL;
+	RelGroup   *known;
+	ListCell   *lc;
+
+	foreach(lc, *by_rel)
+		if (((RelGroup *) lfirst(lc))->rel_id == rel_id)
+			return ((RelGroup *) lfirst(lc))->group;
+
+	base = ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
+	shape = widen ? ws_managed_tables_effective(delivery->tables, base) : base;
+	foreach(lc, *groups)
+		if (((WsRowBinaryGroup *) lfirst(lc))->shape == shape)
+			group = lfirst(lc);
+	if (group == NULL &&
+		!ws_batch_table_done(batch, base->schema_name, base->table_name, base))
+	{
+		group = palloc0(sizeof(WsRowBinaryGroup));
+		group->base = base;
+		group->shape = shape;
+		initStringInfo(&group->rows);
+		*groups = lappend(*groups, group);
+	}
+	known = palloc(sizeof(RelGroup));
+	known->rel_id = rel_id;
+	known->group = group;
+	*by_rel = lappend(*by_rel, known);
+	return group;
+}
+
+/*
+ * Adds the request of a group made by shape_group_for(): statement run by
+ * ClickHouse on body, with the group's shapes for managed_tables.c.
+ */
+static WsBatchPart *
+add_statement_part(WsDelivery *delivery, WsBatch *batch,
+				   const WsRowBinaryGroup *group, const char *statement,
+				   const char *body, int body_len, int nrows,
+				   const char *content_type)
+{
+	WsBatchPart *part;
+	MemoryContext old;
+
+	part = add_part(delivery, batch, ws_clickhouse_statement_url(statement),
+					group->base->schema_name, group->base->table_name,
+					body, body_len, nrows, content_type, false);
+	old = MemoryContextSwitchTo(delivery->batcher->context);
+	part->statement = pstrdup(statement);
+	part->shape = group->shape;
+	part->base_shape = group->base;
+	MemoryContextSwitchTo(old);
+	return part;
+}
+
+/*
  * Prepares a batch as RowBinary requests: one per table and relation
  * shape, in order of first appearance, each an INSERT with the shape's
  * column list into walship.clickhouse_database.  Rows of tables and shapes
@@ -449,10 +518,7 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 	{
 		WsRecord	record;
 		const WsRelation *rel;
-		const WsRowBinaryShape *base;
-		const WsRowBinaryShape *shape;
-		WsRowBinaryGroup *group = NULL;
-		RelGroup   *known = NULL;
+		WsRowBinaryGroup *group;
 		char	   *problem;
 		int			n;
 
@@ -468,35 +534,8 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 		if ((rel = ws_flat_row_relation(&stream, &record)) == NULL)
 			continue;
 
-		/* the relation's group, found once per relation description */
-		foreach(lc, by_rel)
-			if (((RelGroup *) lfirst(lc))->rel_id == record.rel_id)
-				known = lfirst(lc);
-		if (known == NULL)
-		{
-			base = ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
-			/* in the table's wider types, where it has them */
-			shape = ws_managed_tables_effective(delivery->tables, base);
-			foreach(lc, groups)
-				if (((WsRowBinaryGroup *) lfirst(lc))->shape == shape)
-					group = lfirst(lc);
-			/* done before a split or a new preparation: by relation shape */
-			if (group == NULL &&
-				!ws_batch_table_done(batch, base->schema_name,
-									 base->table_name, base))
-			{
-				group = palloc0(sizeof(WsRowBinaryGroup));
-				group->base = base;
-				group->shape = shape;
-				initStringInfo(&group->rows);
-				groups = lappend(groups, group);
-			}
-			known = palloc(sizeof(RelGroup));
-			known->rel_id = record.rel_id;
-			known->group = group;	/* NULL: its rows are left out */
-			by_rel = lappend(by_rel, known);
-		}
-		group = known->group;
+		group = shape_group_for(delivery, batch, &groups, &by_rel, rel,
+								record.rel_id, true);
 		if (group == NULL || group->problem)
 			continue;
 		n = ws_rowbinary_append(&group->rows, &record, &stream, rel,
@@ -510,24 +549,18 @@ prepare_rowbinary_parts(WsDelivery *delivery, WsBatch *batch)
 	foreach(lc, groups)
 	{
 		WsRowBinaryGroup *group = lfirst(lc);
-		char	   *statement = ws_rowbinary_insert_statement(group->shape,
-															  walship_clickhouse_database);
 		WsBatchPart *part;
-		MemoryContext old;
 
-		part = add_part(delivery, batch, ws_clickhouse_statement_url(statement),
-						group->shape->schema_name, group->shape->table_name,
-						group->problem ? "" : group->rows.data,
-						group->problem ? 0 : group->rows.len,
-						Max(group->nrows, group->problem ? 1 : 0),
-						WS_CONTENT_TYPE_ROWBINARY, false);
-		old = MemoryContextSwitchTo(delivery->batcher->context);
-		part->statement = pstrdup(statement);
-		part->shape = group->shape;
-		part->base_shape = group->base;
+		part = add_statement_part(delivery, batch, group,
+								  ws_rowbinary_insert_statement(group->shape,
+																walship_clickhouse_database),
+								  group->problem ? "" : group->rows.data,
+								  group->problem ? 0 : group->rows.len,
+								  Max(group->nrows, group->problem ? 1 : 0),
+								  WS_CONTENT_TYPE_ROWBINARY);
 		if (group->problem)
-			part->local_error = pstrdup(group->problem);
-		MemoryContextSwitchTo(old);
+			part->local_error = MemoryContextStrdup(delivery->batcher->context,
+													group->problem);
 	}
 }
 
@@ -559,8 +592,7 @@ prepare_ndjson_managed_parts(WsDelivery *delivery, WsBatch *batch)
 	{
 		WsRecord	record;
 		const WsRelation *rel;
-		WsRowBinaryGroup *group = NULL;
-		RelGroup   *known = NULL;
+		WsRowBinaryGroup *group;
 
 		ws_read_record(&reader, &record);
 		ws_stream_context_track(&stream, &record);
@@ -575,36 +607,11 @@ prepare_ndjson_managed_parts(WsDelivery *delivery, WsBatch *batch)
 		if ((rel = ws_flat_row_relation(&stream, &record)) == NULL)
 			continue;
 
-		foreach(lc, by_rel)
-			if (((RelGroup *) lfirst(lc))->rel_id == record.rel_id)
-				known = lfirst(lc);
-		if (known == NULL)
-		{
-			const WsRowBinaryShape *base =
-				ws_rowbinary_shape(rel, (WsDialect) walship_dialect);
-
-			foreach(lc, groups)
-				if (((WsRowBinaryGroup *) lfirst(lc))->base == base)
-					group = lfirst(lc);
-			if (group == NULL &&
-				!ws_batch_table_done(batch, base->schema_name,
-									 base->table_name, base))
-			{
-				group = palloc0(sizeof(WsRowBinaryGroup));
-				group->base = base;
-				group->shape = base;
-				initStringInfo(&group->rows);
-				groups = lappend(groups, group);
-			}
-			known = palloc(sizeof(RelGroup));
-			known->rel_id = record.rel_id;
-			known->group = group;	/* NULL: its rows are left out */
-			by_rel = lappend(by_rel, known);
-		}
-		if (known->group != NULL)
-			known->group->nrows += ws_ndjson_append(&known->group->rows,
-													&record, &stream,
-													&options);
+		group = shape_group_for(delivery, batch, &groups, &by_rel, rel,
+								record.rel_id, false);
+		if (group != NULL)
+			group->nrows += ws_ndjson_append(&group->rows, &record, &stream,
+											 &options);
 	}
 
 	foreach(lc, groups)
@@ -613,18 +620,10 @@ prepare_ndjson_managed_parts(WsDelivery *delivery, WsBatch *batch)
 		char	   *statement = psprintf("INSERT INTO %s.%s FORMAT JSONEachRow",
 										 ws_clickhouse_quote_ident(walship_clickhouse_database),
 										 ws_clickhouse_quote_ident(group->base->table_name));
-		WsBatchPart *part;
-		MemoryContext old;
 
-		part = add_part(delivery, batch, ws_clickhouse_statement_url(statement),
-						group->base->schema_name, group->base->table_name,
-						group->rows.data, group->rows.len, group->nrows,
-						WS_CONTENT_TYPE_NDJSON, false);
-		old = MemoryContextSwitchTo(delivery->batcher->context);
-		part->statement = pstrdup(statement);
-		part->shape = group->base;
-		part->base_shape = group->base;
-		MemoryContextSwitchTo(old);
+		(void) add_statement_part(delivery, batch, group, statement,
+								  group->rows.data, group->rows.len,
+								  group->nrows, WS_CONTENT_TYPE_NDJSON);
 	}
 }
 
