@@ -561,6 +561,30 @@ ws_progress_write_dead_letters(List *rejected)
 }
 
 /*
+ * Checks that walship.backfill_publication(integer) is the extension's own
+ * function, owned by the catalog's owner: the worker calls it by name.
+ */
+static void
+require_backfill_publication(const WsCatalog *catalog)
+{
+	Oid			argtypes[1] = {INT4OID};
+	Oid			function;
+
+	function = LookupFuncName(list_make2(makeString(catalog->schema_name),
+										 makeString("backfill_publication")),
+							  1, argtypes, true);
+	if (!OidIsValid(function) ||
+		getExtensionOfObject(ProcedureRelationId, function) != catalog->extension ||
+		function_owner(function) != catalog->owner)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("function \"%s.backfill_publication(integer)\" is not a function of extension \"walship\"",
+						catalog->schema_name),
+				 errdetail("The walship worker refuses to use a catalog it cannot trust."),
+				 errhint("Drop the extension and its schema, and create the extension again.")));
+}
+
+/*
  * Queues a backfill of every published table, when the worker has just
  * created its slot and walship.initial_backfill is on.
  */
@@ -571,22 +595,9 @@ ws_progress_queue_initial_backfills(void)
 	WsRestricted saved;
 	Oid			argtypes[1] = {INT4OID};
 	Datum		values[1] = {Int32GetDatum(10000)};
-	Oid			function;
-	List	   *name;
 
 	require_catalog(&catalog);
-	name = list_make2(makeString(catalog.schema_name),
-					  makeString("backfill_publication"));
-	function = LookupFuncName(name, 1, argtypes, true);
-	if (!OidIsValid(function) ||
-		getExtensionOfObject(ProcedureRelationId, function) != catalog.extension ||
-		function_owner(function) != catalog.owner)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("function \"%s.backfill_publication(integer)\" is not a function of extension \"walship\"",
-						catalog.schema_name),
-				 errdetail("The walship worker refuses to use a catalog it cannot trust."),
-				 errhint("Drop the extension and its schema, and create the extension again.")));
+	require_backfill_publication(&catalog);
 
 	SPI_connect();
 	restrict_begin(&saved, catalog.owner);
@@ -732,24 +743,11 @@ ws_progress_begin_resync(const char *slot_name, XLogRecPtr start_lsn,
 	Datum		values[3];
 	Oid			fargtypes[1] = {INT4OID};
 	Datum		fvalues[1] = {Int32GetDatum(10000)};
-	Oid			function;
 	Datum	   *ids;
 	int			nids;
-	List	   *name;
 
 	require_catalog(&catalog);
-	name = list_make2(makeString(catalog.schema_name),
-					  makeString("backfill_publication"));
-	function = LookupFuncName(name, 1, fargtypes, true);
-	if (!OidIsValid(function) ||
-		getExtensionOfObject(ProcedureRelationId, function) != catalog.extension ||
-		function_owner(function) != catalog.owner)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("function \"%s.backfill_publication(integer)\" is not a function of extension \"walship\"",
-						catalog.schema_name),
-				 errdetail("The walship worker refuses to use a catalog it cannot trust."),
-				 errhint("Drop the extension and its schema, and create the extension again.")));
+	require_backfill_publication(&catalog);
 
 	values[0] = CStringGetTextDatum(slot_name);
 	values[1] = LSNGetDatum(start_lsn);
