@@ -250,11 +250,6 @@ ws_shared_encoder_exited(void)
 }
 
 /*
- * Whether this process has a request waiting to retry (or a Retry-After
- * holding the endpoint): streaming becomes backoff, and backoff becomes
- * streaming again once no process, encoder workers included, has one.
- */
-/*
  * With encoder workers: every batch the decoding worker numbered below seq
  * is done, in whichever process it was sent.  delivery.c changes a
  * ClickHouse table only once every batch before the one that needs it is.
@@ -278,6 +273,11 @@ ws_shared_encoders_done_below(void)
 	return seq;
 }
 
+/*
+ * Whether this process has a request waiting to retry (or a Retry-After
+ * holding the endpoint): streaming becomes backoff, and backoff becomes
+ * streaming again once no process, encoder workers included, has one.
+ */
 void
 ws_shared_set_parked(bool parked)
 {

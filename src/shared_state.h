@@ -145,10 +145,15 @@ extern void ws_shared_encoder_exited(void);
  * for every process.
  */
 extern void ws_shared_set_parked(bool parked);
-extern void ws_shared_set_encoders_done_below(uint64 seq);
-extern uint64 ws_shared_encoders_done_below(void);
 extern void ws_shared_hold_endpoint(const char *endpoint, TimestampTz until);
 extern bool ws_shared_endpoint_held(const char *endpoint, TimestampTz now);
+
+/*
+ * With encoder workers, every batch the decoding worker numbered below this
+ * is done (0: none known); ClickHouse tables change only past it.
+ */
+extern void ws_shared_set_encoders_done_below(uint64 seq);
+extern uint64 ws_shared_encoders_done_below(void);
 
 /* Delivery counters */
 extern void ws_shared_note_http_status(long status);
