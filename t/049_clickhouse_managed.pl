@@ -147,106 +147,11 @@ like($ch->query_value(q{SELECT engine_full FROM system.tables WHERE database = '
 	$t->{engine}, "$dialect: ... and its engine");
 
 # ---------------------------------------------------------------------------
-# The workload, with schema changes and SIGKILLs
+# The workload with schema changes and SIGKILLs, and the policies
+# (check_managed_orders() of WalshipOrders.pm)
 # ---------------------------------------------------------------------------
-my $workload = start_orders_workload($node, $wdir, 'orders', 200);
-
-sub crash { my ($round) = @_; crash_worker($node, "crash $round"); }
-
-sub ch_columns
-{
-	return $ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV});
-}
-
-sleep 2;
-psql(q{ALTER TABLE orders ADD COLUMN note text});
-psql(q{UPDATE orders SET note = 'note ' || id WHERE id % 3 = 0});
-ok(ch_poll(\&ch_columns, sub { $_[0] =~ /^note\tNullable\(String\)$/m }),
-	'ADD COLUMN: the column is added in ClickHouse');
-crash(1);
-sleep 1;
-psql(q{UPDATE orders SET note = 'later ' || id WHERE id % 5 = 0});
-psql(q{ALTER TABLE orders DROP COLUMN legacy});
-psql(q{ALTER TABLE orders ALTER COLUMN small TYPE bigint});
-psql(q{UPDATE orders SET small = id * 1000000000 WHERE id % 7 = 0});
-ok(ch_poll(\&ch_columns, sub { $_[0] !~ /^legacy\t/m && $_[0] =~ /^small\tNullable\(Int64\)$/m }),
-	'DROP COLUMN and a widening type change: made in ClickHouse')
-  or diag(ch_columns());
-crash(2);
-sleep 2;
-stop_workload($workload);
-
-my $end_lsn = psql('SELECT pg_current_wal_lsn()');
-ok(wait_worker_caught_up($node, $end_lsn), "caught up to $end_lsn")
-  or diag(psql('SELECT * FROM walship.status'));
-is(psql(q{SELECT rejected_batches || ' ' || coalesce(last_error, '') FROM walship.status}),
-	'0 ', 'nothing rejected, no error');
-
-my $pg = psql(q{
-SELECT concat_ws(' ', id, country, (total * 100)::bigint, coalesce(small::text, 'NULL'),
-                 (extract(epoch FROM created_at) * 1000000)::bigint, coalesce(note, 'NULL'))
-  FROM orders ORDER BY id});
-my $chrows = $ch->query(q{
-SELECT concat(toString(id), ' ', country, ' ', toString(toInt64(total * 100)), ' ', ifNull(toString(small), 'NULL'), ' ',
-              } . sprintf($t->{micros}, 'created_at') . q{, ' ', ifNull(note, 'NULL'))
-  FROM shop.orders FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV});
-$chrows =~ s/\n\z//;
-cmp_ok(scalar(split /\n/, $pg), '>', 200, 'the workload left orders');
-is($chrows, $pg, 'every order, the added column and the widened one included: ClickHouse FINAL = PostgreSQL');
-is(ch_columns(),
-	join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
-		"small\tNullable(Int64)", "created_at\t$t->{ts}", "note\tNullable(String)",
-		"_op\t$t->{op}", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
-		"_commit_ts\t$t->{ts}", "_deleted\tUInt8"),
-	'ClickHouse has the columns of the PostgreSQL table, in order (the dropped one gone)');
-
-# ---------------------------------------------------------------------------
-# Policies: an incompatible type change, a rename
-# ---------------------------------------------------------------------------
-psql(q{INSERT INTO items VALUES (1, 10, 'a'), (2, 20, 'b')});
-ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM system.tables WHERE database = 'shop' AND name = 'items'}) }, sub { $_[0] eq '1' })
-	  && ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.items}) }, sub { $_[0] eq '2' }),
-	'items: created and filled');
-
-psql(q{ALTER TABLE items ALTER COLUMN v TYPE text USING 'v' || v});
-psql(q{UPDATE items SET v = 'x' WHERE id = 1});
-ok($node->poll_query_until('postgres', q{
-SELECT state = 'error'
-   AND last_error = 'column `v` of ClickHouse table `shop`.`items` has type Nullable(Int32), but walship writes Nullable(String)'
-  FROM walship.status}), 'integer to text: not made; the status says which column')
-  or diag(psql('SELECT * FROM walship.status'));
-sleep 1;
-is($ch->query_value(q{SELECT count() FROM shop.items}), '2', '... and no row of the new shape was sent');
-is($ch->query_value(q{SELECT type FROM system.columns WHERE database = 'shop' AND table = 'items' AND name = 'v'}),
-	'Nullable(Int32)', '... nor the column changed');
-
-# fixed by hand in ClickHouse: the rows go
-$ch->query(q{ALTER TABLE shop.items MODIFY COLUMN v Nullable(String)});
-ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
-	'after the column was changed by hand the worker streams again');
-ok(ch_poll(sub { $ch->query(q{SELECT id, v FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
-		sub { $_[0] eq "1\tx\n2\t20\n" }), '... and the rows arrived');
-
-psql(q{ALTER TABLE items RENAME COLUMN old_name TO new_name});
-psql(q{UPDATE items SET new_name = 'c' WHERE id = 2});
-ok(ch_poll(sub { $ch->query(q{SELECT id, old_name, new_name FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
-		sub { $_[0] eq "1\ta\t\\N\n2\t\\N\tc\n" }),
-	'rename: the new column is added and filled from then on; the old one is kept, with the values of rows not changed since');
-like(slurp_file($node->logfile), qr/WARNING:  walship keeps column `old_name` of ClickHouse table `shop`.`items`/,
-	'... with a WARNING');
-
-# A column wider in ClickHouse than the rows' type (what a restart meets
-# when it sends rows of a shape older than a widening again): not narrowed,
-# the rows are written in the table's type.
-$ch->query(q{ALTER TABLE shop.items MODIFY COLUMN qty Nullable(Int64)});
-psql(q{ALTER TABLE items ADD COLUMN extra int});
-psql(q{UPDATE items SET qty = 7, extra = 8 WHERE id = 1});
-ok(ch_poll(sub { $ch->query(q{SELECT id, qty, extra FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
-		sub { $_[0] eq "1\t7\t8\n2\t\\N\t\\N\n" }),
-	"$dialect: a column wider in ClickHouse (Int64 for integer): rows written in its type")
-  or diag($ch->query(q{SELECT * FROM shop.items FORMAT TSV}), psql('SELECT * FROM walship.status'));
-is($ch->query_value(q{SELECT type FROM system.columns WHERE database = 'shop' AND table = 'items' AND name = 'qty'}),
-	'Nullable(Int64)', "$dialect: ... and the column is not narrowed");
+check_managed_orders($node, $ch, $wdir, dialect => $dialect, t => $t,
+	ch_poll => \&ch_poll, wider => 'written');
 
 # A lost acknowledgement (ClickHouse 26 adapter: stored, then answered
 # 500): the retry carries the same insert_deduplication_token and is not
