@@ -44,7 +44,7 @@
 #      ships with every row), p50/p90/p99/max; walship.status
 #      freshness_seconds is sampled every 0.5 s alongside.
 #
-# Usage (from the repository root, as root or as any user; about 1 minute):
+# Usage (from the repository root, as root or as any user; about 2 minutes with the default FORMATS):
 #
 #     bash bench/clickhouse_bench.sh
 #
