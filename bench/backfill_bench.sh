@@ -642,55 +642,6 @@ LOAD_MID=$(load_avg)
 # 2. Freshness of live changes, without and during a backfill.
 # ---------------------------------------------------------------------------
 
-# start_router: nginx on 127.0.0.1:ROUTER_PORT that answers requests for
-# /ingest/public/orders itself (204, body discarded, like the null sink) and
-# passes every other request to the recording sink on SINK_PORT.
-start_router() {
-	mkdir -p "$TMP/router"
-	cat >"$TMP/router/nginx.conf" <<EOF
-# $BENCH_NAME.sh: the backfilled table to a null sink, the rest to the recording sink.
-worker_processes 1;
-pid $TMP/router/nginx.pid;
-error_log $TMP/router/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path $TMP/router/body;
-	proxy_temp_path $TMP/router/proxy;
-	fastcgi_temp_path $TMP/router/fastcgi;
-	uwsgi_temp_path $TMP/router/uwsgi;
-	scgi_temp_path $TMP/router/scgi;
-	keepalive_requests 100000;
-	keepalive_timeout 120s;
-	upstream sink {
-		server 127.0.0.1:$SINK_PORT;
-		keepalive 8;
-	}
-	server {
-		listen 127.0.0.1:$ROUTER_PORT;
-		client_max_body_size 0;
-		client_body_buffer_size 16m;
-		location /ingest/public/orders { return 204; }
-		location / {
-			proxy_pass http://sink;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-		}
-	}
-}
-EOF
-	log "starting the routing nginx on 127.0.0.1:$ROUTER_PORT"
-	"$NGINX_BIN" -p "$TMP/router" -e "$TMP/router/error.log" -c "$TMP/router/nginx.conf" \
-		-g 'daemon off;' >"$TMP/router/stdout.log" 2>&1 &
-	router_pid=$!
-	for _ in $(seq 1 100); do
-		port_open "$ROUTER_PORT" && break
-		kill -0 "$router_pid" 2>/dev/null || { cat "$TMP/router/error.log" >&2 || true; die "the routing nginx exited"; }
-		sleep 0.1
-	done
-	port_open "$ROUTER_PORT" || die "the routing nginx does not listen on 127.0.0.1:$ROUTER_PORT"
-}
-
 # fresh_case NAME MAX_RATE: one freshness case; MAX_RATE "-" runs no
 # backfill.  Appends "name|max_rate|lo|hi|rows|seconds|pickup" to FRESH_CASES,
 # where lo..hi (epoch seconds) is the window of commits that count.
@@ -744,7 +695,7 @@ if ! skipped freshness; then
 	done
 	SINK_PORT=$(head -n 1 "$TMP/sink/port" 2>/dev/null || true)
 	[[ "$SINK_PORT" =~ ^[0-9]+$ ]] || die "the sink did not start"
-	start_router
+	start_router /ingest/public/orders
 
 	set_walship "endpoint=http://127.0.0.1:$ROUTER_PORT/ingest/{schema}/{table}" "format=ndjson"
 	psql_cmd -c "SELECT bench_wait_caught_up(60)" >/dev/null

@@ -561,6 +561,56 @@ use_encoders() {
 	ENCODER_PIDS=$(psql_cmd -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'walship encoder'" | tr '\n' ' ')
 }
 
+# start_router PATH: nginx on 127.0.0.1:ROUTER_PORT that answers requests
+# for PATH itself (204, body discarded, like the null sink) and passes every
+# other request to the recording sink on SINK_PORT; sets router_pid.
+start_router() {
+	local null_path=$1
+	mkdir -p "$TMP/router"
+	cat >"$TMP/router/nginx.conf" <<EOF
+# $BENCH_NAME.sh: $null_path to a null sink, the rest to the recording sink.
+worker_processes 1;
+pid $TMP/router/nginx.pid;
+error_log $TMP/router/error.log warn;
+events { worker_connections 256; }
+http {
+	access_log off;
+	client_body_temp_path $TMP/router/body;
+	proxy_temp_path $TMP/router/proxy;
+	fastcgi_temp_path $TMP/router/fastcgi;
+	uwsgi_temp_path $TMP/router/uwsgi;
+	scgi_temp_path $TMP/router/scgi;
+	keepalive_requests 100000;
+	keepalive_timeout 120s;
+	upstream sink {
+		server 127.0.0.1:$SINK_PORT;
+		keepalive 8;
+	}
+	server {
+		listen 127.0.0.1:$ROUTER_PORT;
+		client_max_body_size 0;
+		client_body_buffer_size 16m;
+		location $null_path { return 204; }
+		location / {
+			proxy_pass http://sink;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+		}
+	}
+}
+EOF
+	log "starting the routing nginx on 127.0.0.1:$ROUTER_PORT"
+	"$NGINX_BIN" -p "$TMP/router" -e "$TMP/router/error.log" -c "$TMP/router/nginx.conf" \
+		-g 'daemon off;' >"$TMP/router/stdout.log" 2>&1 &
+	router_pid=$!
+	for _ in $(seq 1 100); do
+		port_open "$ROUTER_PORT" && break
+		kill -0 "$router_pid" 2>/dev/null || { cat "$TMP/router/error.log" >&2 || true; die "the routing nginx exited"; }
+		sleep 0.1
+	done
+	port_open "$ROUTER_PORT" || die "the routing nginx does not listen on 127.0.0.1:$ROUTER_PORT"
+}
+
 # ship_backlog TARGET END_LSN WHAT: resumes the paused worker and times it
 # (bench_ship, STALL_SECONDS, SHIP_TIMEOUT) until changes_shipped reaches
 # TARGET and confirmed_lsn END_LSN; sets SHIP_SECS and ACK_SECS (last

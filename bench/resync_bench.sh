@@ -95,48 +95,8 @@ done
 SINK_PORT=$(head -n 1 "$TMP/sink/port" 2>/dev/null || true)
 [[ "$SINK_PORT" =~ ^[0-9]+$ ]] || die "the sink did not start"
 
-cat >"$TMP/router/nginx.conf" <<NGINX
-# $BENCH_NAME.sh: the big table to a null sink, the rest to the recording sink.
-worker_processes 1;
-pid $TMP/router/nginx.pid;
-error_log $TMP/router/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path $TMP/router/body;
-	proxy_temp_path $TMP/router/proxy;
-	fastcgi_temp_path $TMP/router/fastcgi;
-	uwsgi_temp_path $TMP/router/uwsgi;
-	scgi_temp_path $TMP/router/scgi;
-	keepalive_requests 100000;
-	keepalive_timeout 120s;
-	upstream sink {
-		server 127.0.0.1:$SINK_PORT;
-		keepalive 8;
-	}
-	server {
-		listen 127.0.0.1:$ROUTER_PORT;
-		client_max_body_size 0;
-		client_body_buffer_size 16m;
-		location /ingest/public/big { return 204; }
-		location / {
-			proxy_pass http://sink;
-			proxy_http_version 1.1;
-			proxy_set_header Connection "";
-		}
-	}
-}
-NGINX
-log "starting the routing nginx on 127.0.0.1:$ROUTER_PORT"
-"$NGINX_BIN" -p "$TMP/router" -e "$TMP/router/error.log" -c "$TMP/router/nginx.conf" \
-	-g 'daemon off;' >"$TMP/router/stdout.log" 2>&1 &
-router_pid=$!
-for _ in $(seq 1 100); do
-	port_open "$ROUTER_PORT" && break
-	kill -0 "$router_pid" 2>/dev/null || { cat "$TMP/router/error.log" >&2 || true; die "the routing nginx exited"; }
-	sleep 0.1
-done
-port_open "$ROUTER_PORT" || die "the routing nginx does not listen on 127.0.0.1:$ROUTER_PORT"
+# the big table to a null sink, the rest to the recording sink
+start_router /ingest/public/big
 
 # --- the cluster --------------------------------------------------------------------
 start_cluster 'pgoutput, walship' <<CONF
