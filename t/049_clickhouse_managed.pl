@@ -62,21 +62,6 @@ my %types = (
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
-# Polls $get->() (ClickHouse errors count as "not yet") until $check->(value)
-# holds; true if it did in time.
-sub ch_poll
-{
-	my ($get, $check) = @_;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (time < $deadline)
-	{
-		my $v = eval { $get->() };
-		return 1 if defined $v && $check->($v);
-		sleep 0.1;
-	}
-	return 0;
-}
-
 sub scenario
 {
 	($ch, $dialect, my $compression) = @_;
@@ -135,7 +120,7 @@ $node->append_conf('postgresql.conf', "walship.clickhouse_manage_tables = on\n")
 $node->reload;
 ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship.status}),
 	'managed: the worker streams');
-ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.orders}) // 0 },
+ok(poll_value(sub { $ch->query_value(q{SELECT count() FROM shop.orders}) // 0 },
 		sub { $_[0] >= 1 }), '... into the table it created');
 is($ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV}),
 	join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
@@ -151,7 +136,7 @@ like($ch->query_value(q{SELECT engine_full FROM system.tables WHERE database = '
 # (check_managed_orders() of WalshipOrders.pm)
 # ---------------------------------------------------------------------------
 check_managed_orders($node, $ch, $wdir, dialect => $dialect, t => $t,
-	ch_poll => \&ch_poll, wider => 'written');
+	wider => 'written');
 
 # A lost acknowledgement (ClickHouse 26 adapter: stored, then answered
 # 500): the retry carries the same insert_deduplication_token and is not
@@ -161,7 +146,7 @@ if ($ch->can('lose_acks'))
 	psql(q{CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL);
 	       ALTER PUBLICATION shop ADD TABLE ledger;
 	       INSERT INTO ledger VALUES (0, 0)});
-	ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.ledger}) }, sub { $_[0] eq '1' }),
+	ok(poll_value(sub { $ch->query_value(q{SELECT count() FROM shop.ledger}) }, sub { $_[0] eq '1' }),
 		"$dialect: ledger created and filled");
 	$ch->lose_acks(1);
 	psql(q{INSERT INTO ledger SELECT i, i FROM generate_series(1, 500) i});

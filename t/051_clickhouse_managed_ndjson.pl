@@ -69,26 +69,11 @@ my %types = (
 
 sub psql { return $node->safe_psql('postgres', $_[0]); }
 
-# Polls $get->() (ClickHouse errors count as "not yet") until $check->(value)
-# holds; true if it did in time.
-sub ch_poll
-{
-	my ($get, $check) = @_;
-	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
-	while (time < $deadline)
-	{
-		my $v = eval { $get->() };
-		return 1 if defined $v && $check->($v);
-		sleep 0.1;
-	}
-	return 0;
-}
-
 # Polls the server log until it matches $re; true if it did in time.
 sub log_poll
 {
 	my ($re) = @_;
-	return ch_poll(sub { slurp_file($node->logfile) }, sub { $_[0] =~ $re });
+	return poll_value(sub { slurp_file($node->logfile) }, sub { $_[0] =~ $re });
 }
 
 sub scenario
@@ -156,7 +141,7 @@ ok($node->poll_query_until('postgres',
 psql(q{INSERT INTO orders (country, total, legacy, small) VALUES ('DE', 1, 1, 1)});
 ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship.status}),
 	'managed: the worker streams');
-ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.orders}) // 0 },
+ok(poll_value(sub { $ch->query_value(q{SELECT count() FROM shop.orders}) // 0 },
 		sub { $_[0] >= 1 }), '... into the table it created');
 is($ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV}),
 	join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
@@ -172,7 +157,7 @@ like($ch->query_value(q{SELECT engine_full FROM system.tables WHERE database = '
 # (check_managed_orders() of WalshipOrders.pm)
 # ---------------------------------------------------------------------------
 check_managed_orders($node, $ch, $wdir, dialect => $dialect, t => $t,
-	ch_poll => \&ch_poll, wider => 'stored');
+	wider => 'stored');
 
 # A lost acknowledgement (ClickHouse 26 adapter: stored, then answered
 # 500): the retry carries the same insert_deduplication_token and is not
@@ -182,7 +167,7 @@ if ($ch->can('lose_acks'))
 	psql(q{CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL);
 	       ALTER PUBLICATION shop ADD TABLE ledger;
 	       INSERT INTO ledger VALUES (0, 0)});
-	ok(ch_poll(sub { $ch->query_value(q{SELECT count() FROM shop.ledger}) }, sub { $_[0] eq '1' }),
+	ok(poll_value(sub { $ch->query_value(q{SELECT count() FROM shop.ledger}) }, sub { $_[0] eq '1' }),
 		"$dialect: ledger created and filled");
 	$ch->lose_acks(1);
 	psql(q{INSERT INTO ledger SELECT i, i FROM generate_series(1, 500) i});
@@ -217,12 +202,12 @@ if ($ch->can('lose_acks'))
 	};
 	$ch->lose_acks(1);
 	psql(q{INSERT INTO gate VALUES (1, 1, 1)});
-	ok(ch_poll($lost, sub { $_[0] == 1 }), 'gate: an acknowledgement lost');
+	ok(poll_value($lost, sub { $_[0] == 1 }), 'gate: an acknowledgement lost');
 	psql(q{INSERT INTO gate VALUES (2, 2, 2)});
 	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), 'gate: both encoders wrote the old shape');
 	$ch->lose_acks(1);
 	psql(q{INSERT INTO gate VALUES (3, 3, 3)});
-	ok(ch_poll($lost, sub { $_[0] == 2 }), 'gate: another acknowledgement lost');
+	ok(poll_value($lost, sub { $_[0] == 2 }), 'gate: another acknowledgement lost');
 	psql(q{ALTER TABLE gate DROP COLUMN legacy; INSERT INTO gate VALUES (4, 4)});
 	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')),
 		'gate: caught up after the DROP COLUMN')
@@ -259,7 +244,7 @@ if ($dialect eq 'clickhouse_18')
 	  WHERE backend_type IN ('walship worker', 'walship encoder') ORDER BY pid});
 	psql("SELECT pg_log_backend_memory_contexts($_)") foreach @pids;
 	my $stats;
-	ok(ch_poll(sub { $stats = substr(slurp_file($node->logfile), $offset) },
+	ok(poll_value(sub { $stats = substr(slurp_file($node->logfile), $offset) },
 			sub { !grep { $stats !~ /\[$_\] [^\n]*Grand total/ } @pids }),
 		'the memory contexts of ' . scalar(@pids) . ' walship processes logged');
 	my $kept = () = $stats =~ /level: \d+; walship RowBinary shape: /g;

@@ -112,12 +112,12 @@ sub crash_worker
 # the orders workload with ADD COLUMN, DROP COLUMN and int->bigint and two
 # SIGKILLs, then ClickHouse FINAL = PostgreSQL; the policies for an
 # incompatible type change, a rename and a column wider in ClickHouse.
-# $o{ch_poll} polls ClickHouse as the tests do; $o{t} has the dialect's
-# ts, op and micros; $o{wider} says how such rows reach the table.
+# $o{t} has the dialect's ts, op and micros; $o{wider} says how rows
+# reach a column wider in ClickHouse.
 sub check_managed_orders
 {
 	my ($node, $ch, $dir, %o) = @_;
-	my ($dialect, $t, $ch_poll, $wider) = @o{qw(dialect t ch_poll wider)};
+	my ($dialect, $t, $wider) = @o{qw(dialect t wider)};
 	my $psql = sub { return $node->safe_psql('postgres', $_[0]); };
 	my $ch_columns = sub {
 		return $ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV});
@@ -128,7 +128,7 @@ sub check_managed_orders
 	sleep 2;
 	$psql->(q{ALTER TABLE orders ADD COLUMN note text});
 	$psql->(q{UPDATE orders SET note = 'note ' || id WHERE id % 3 = 0});
-	ok($ch_poll->($ch_columns, sub { $_[0] =~ /^note\tNullable\(String\)$/m }),
+	ok(poll_value($ch_columns, sub { $_[0] =~ /^note\tNullable\(String\)$/m }),
 		'ADD COLUMN: the column is added in ClickHouse');
 	crash_worker($node, "crash 1");
 	sleep 1;
@@ -136,7 +136,7 @@ sub check_managed_orders
 	$psql->(q{ALTER TABLE orders DROP COLUMN legacy});
 	$psql->(q{ALTER TABLE orders ALTER COLUMN small TYPE bigint});
 	$psql->(q{UPDATE orders SET small = id * 1000000000 WHERE id % 7 = 0});
-	ok($ch_poll->($ch_columns, sub { $_[0] !~ /^legacy\t/m && $_[0] =~ /^small\tNullable\(Int64\)$/m }),
+	ok(poll_value($ch_columns, sub { $_[0] !~ /^legacy\t/m && $_[0] =~ /^small\tNullable\(Int64\)$/m }),
 		'DROP COLUMN and a widening type change: made in ClickHouse')
 	  or diag($ch_columns->());
 	crash_worker($node, "crash 2");
@@ -171,8 +171,8 @@ sub check_managed_orders
 	# Policies: an incompatible type change, a rename
 	# ---------------------------------------------------------------------------
 	$psql->(q{INSERT INTO items VALUES (1, 10, 'a'), (2, 20, 'b')});
-	ok($ch_poll->(sub { $ch->query_value(q{SELECT count() FROM system.tables WHERE database = 'shop' AND name = 'items'}) }, sub { $_[0] eq '1' })
-		  && $ch_poll->(sub { $ch->query_value(q{SELECT count() FROM shop.items}) }, sub { $_[0] eq '2' }),
+	ok(poll_value(sub { $ch->query_value(q{SELECT count() FROM system.tables WHERE database = 'shop' AND name = 'items'}) }, sub { $_[0] eq '1' })
+		  && poll_value(sub { $ch->query_value(q{SELECT count() FROM shop.items}) }, sub { $_[0] eq '2' }),
 		'items: created and filled');
 
 	$psql->(q{ALTER TABLE items ALTER COLUMN v TYPE text USING 'v' || v});
@@ -191,12 +191,12 @@ sub check_managed_orders
 	$ch->query(q{ALTER TABLE shop.items MODIFY COLUMN v Nullable(String)});
 	ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' AND last_error IS NULL FROM walship.status}),
 		'after the column was changed by hand the worker streams again');
-	ok($ch_poll->(sub { $ch->query(q{SELECT id, v FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
+	ok(poll_value(sub { $ch->query(q{SELECT id, v FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
 			sub { $_[0] eq "1\tx\n2\t20\n" }), '... and the rows arrived');
 
 	$psql->(q{ALTER TABLE items RENAME COLUMN old_name TO new_name});
 	$psql->(q{UPDATE items SET new_name = 'c' WHERE id = 2});
-	ok($ch_poll->(sub { $ch->query(q{SELECT id, old_name, new_name FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
+	ok(poll_value(sub { $ch->query(q{SELECT id, old_name, new_name FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
 			sub { $_[0] eq "1\ta\t\\N\n2\t\\N\tc\n" }),
 		'rename: the new column is added and filled from then on; the old one is kept, with the values of rows not changed since');
 	like(slurp_file($node->logfile), qr/WARNING:  walship keeps column `old_name` of ClickHouse table `shop`.`items`/,
@@ -208,7 +208,7 @@ sub check_managed_orders
 	$ch->query(q{ALTER TABLE shop.items MODIFY COLUMN qty Nullable(Int64)});
 	$psql->(q{ALTER TABLE items ADD COLUMN extra int});
 	$psql->(q{UPDATE items SET qty = 7, extra = 8 WHERE id = 1});
-	ok($ch_poll->(sub { $ch->query(q{SELECT id, qty, extra FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
+	ok(poll_value(sub { $ch->query(q{SELECT id, qty, extra FROM shop.items FINAL WHERE NOT _deleted ORDER BY id FORMAT TSV}) },
 			sub { $_[0] eq "1\t7\t8\n2\t\\N\t\\N\n" }),
 		"$dialect: a column wider in ClickHouse (Int64 for integer): rows $wider in its type")
 	  or diag($ch->query(q{SELECT * FROM shop.items FORMAT TSV}), $psql->('SELECT * FROM walship.status'));

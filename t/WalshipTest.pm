@@ -35,7 +35,7 @@ our @EXPORT = qw(
   worker_node plugin_libraries_conf
   wait_streaming wait_slot_confirmed slot_confirmed_at_least slot_confirmed_lsn
   wait_worker_caught_up
-  try_query poll_until worker_pid wait_for_new_worker streaming_worker_inflight
+  try_query poll_until poll_value worker_pid wait_for_new_worker streaming_worker_inflight
   kill_worker worker_sigkills worker_errors
   start_workload stop_workload
   walship_status
@@ -181,6 +181,22 @@ sub poll_until
 	{
 		my $r = try_query($node, $sql);
 		return 1 if defined $r && $r eq 't';
+		sleep 0.1;
+	}
+	return 0;
+}
+
+# Polls $get->() every 100 ms (its errors count as "not yet"), up to the
+# default timeout, until $check->(value) holds; true if it did.  For
+# values that are not the server's: ClickHouse's, the server log's.
+sub poll_value
+{
+	my ($get, $check) = @_;
+	my $deadline = time + $PostgreSQL::Test::Utils::timeout_default;
+	while (time < $deadline)
+	{
+		my $v = eval { $get->() };
+		return 1 if defined $v && $check->($v);
 		sleep 0.1;
 	}
 	return 0;
