@@ -318,12 +318,56 @@ append_unchanged(StringInfo out, bool *first, const char *key,
 	return any;
 }
 
+/*
+ * The envelope members that are the same on every line of the open
+ * transaction: rendered on its first line, copied on the others.
+ */
+static const WsTransactionJson *
+transaction_json(const WsStreamContext *stream)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	WsTransactionJson *text = stream->transaction_json;
+	StringInfoData buf;
+	bool		first = false;
+
+	if (likely(text->valid))
+		return text;
+
+	initStringInfo(&buf);
+	append_literal_key(&buf, &first, "commit_lsn");
+	ws_append_lsn(&buf, stream->commit_lsn);
+	append_literal_key(&buf, &first, "xid");
+	ws_append_uint64(&buf, stream->xid);
+	append_literal_key(&buf, &first, "commit_ts");
+	append_commit_ts(&buf, stream);
+	append_literal_key(&buf, &first, "ordinal");
+	/* an LSN, a 32-bit xid and a timestamp of at most 63 bytes */
+	Assert(buf.len <= (int) sizeof(text->source));
+	memcpy(text->source, buf.data, buf.len);
+	text->source_len = buf.len;
+
+	resetStringInfo(&buf);
+	append_literal_key(&buf, &first, "id");
+	ws_append_char(&buf, '"');
+	for (int i = 0; i < 16; i++)
+		ws_append_char(&buf, hex[(stream->commit_lsn >> (60 - 4 * i)) & 0xF]);
+	ws_append_char(&buf, '-');
+	Assert(buf.len <= (int) sizeof(text->id));
+	memcpy(text->id, buf.data, buf.len);
+	text->id_len = buf.len;
+
+	pfree(buf.data);
+	text->valid = true;
+	return text;
+}
+
 /* "source" of the envelope shape, up to and including the ordinal */
 static void
 append_source(StringInfo out, bool *first, const WsRecord *record,
 			  const WsStreamContext *stream, const WsRelation *rel,
 			  WsRelationJson *names)
 {
+	const WsTransactionJson *text = transaction_json(stream);
 	bool		sfirst = true;
 
 	append_literal_key(out, first, "source");
@@ -332,13 +376,8 @@ append_source(StringInfo out, bool *first, const WsRecord *record,
 	append_relation_name(out, stream, &names->schema, rel->schema_name);
 	append_literal_key(out, &sfirst, "table");
 	append_relation_name(out, stream, &names->table, rel->table_name);
-	append_literal_key(out, &sfirst, "commit_lsn");
-	ws_append_lsn(out, stream->commit_lsn);
-	append_literal_key(out, &sfirst, "xid");
-	ws_append_uint64(out, stream->xid);
-	append_literal_key(out, &sfirst, "commit_ts");
-	append_commit_ts(out, stream);
-	append_literal_key(out, &sfirst, "ordinal");
+	/* commit_lsn, xid, commit_ts and the "ordinal" key */
+	ws_append_bytes(out, text->source, text->source_len);
 	ws_append_uint64(out, record->ordinal);
 	if (record->kind == WS_REC_TRUNCATE)
 	{
@@ -350,20 +389,17 @@ append_source(StringInfo out, bool *first, const WsRecord *record,
 	ws_append_char(out, '}');
 }
 
-/* The change id: commit LSN as 16 uppercase hex digits, '-', ordinal. */
+/*
+ * The change id: commit LSN as 16 uppercase hex digits, '-', ordinal.  It
+ * follows "source", so it is never the first member.
+ */
 static void
-append_id(StringInfo out, bool *first, const WsRecord *record,
+append_id(StringInfo out, const WsRecord *record,
 		  const WsStreamContext *stream)
 {
-	static const char hex[] = "0123456789ABCDEF";
-	char		buf[16];
+	const WsTransactionJson *text = transaction_json(stream);
 
-	append_literal_key(out, first, "id");
-	for (int i = 0; i < 16; i++)
-		buf[i] = hex[(stream->commit_lsn >> (60 - 4 * i)) & 0xF];
-	ws_append_char(out, '"');
-	ws_append_bytes(out, buf, 16);
-	ws_append_char(out, '-');
+	ws_append_bytes(out, text->id, text->id_len);
 	ws_append_uint64(out, record->ordinal);
 	ws_append_char(out, '"');
 }
@@ -478,7 +514,7 @@ append_truncate(StringInfo out, const WsRecord *record,
 			append_literal_key(out, &first, "after");
 			ws_append_str(out, "null");
 			append_source(out, &first, record, stream, rel, names);
-			append_id(out, &first, record, stream);
+			append_id(out, record, stream);
 		}
 		else
 		{
@@ -665,7 +701,7 @@ ws_ndjson_append(StringInfo out, const WsRecord *record,
 						  options->dialect);
 		append_unchanged(out, &first, "unchanged_columns", rel, unchanged);
 		append_source(out, &first, record, stream, rel, names);
-		append_id(out, &first, record, stream);
+		append_id(out, record, stream);
 	}
 	else
 	{

@@ -63,6 +63,7 @@ ws_stream_context_init(WsStreamContext *context)
 									 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	context->commit_lsn = InvalidXLogRecPtr;
 	context->commit_time_json[0] = '\0';
+	context->transaction_json = palloc0(sizeof(WsTransactionJson));
 	context->json_trusted = false;
 }
 
@@ -85,6 +86,7 @@ ws_stream_context_track(WsStreamContext *context, const WsRecord *record)
 		context->commit_lsn = read ? record->read_position : record->commit_lsn;
 		context->xid = read ? InvalidTransactionId : record->xid;
 		context->commit_time = read ? record->read_time : record->commit_time;
+		context->transaction_json->valid = false;
 		/* rendered once per transaction, not once per change */
 		{
 			StringInfoData text;

@@ -16,6 +16,20 @@
 #include "format.h"
 
 /* What a reader of a record stream remembers between records. */
+/*
+ * Text that every envelope line of one transaction repeats, rendered by
+ * ndjson.c on its first line; ws_stream_context_track() marks it stale at
+ * the next transaction.
+ */
+typedef struct WsTransactionJson
+{
+	bool		valid;
+	int			source_len;
+	char		source[256];	/* , "commit_lsn": ..., "ordinal": */
+	int			id_len;
+	char		id[32];			/* , "id": "<commit LSN, 16 hex digits>- */
+} WsTransactionJson;
+
 typedef struct WsStreamContext
 {
 	MemoryContext memory;		/* holds the relations */
@@ -24,6 +38,7 @@ typedef struct WsStreamContext
 	TransactionId xid;			/* of the open transaction */
 	int64		commit_time;	/* of the open transaction, us since 1970 */
 	char		commit_time_json[64];	/* commit_time as a JSON string */
+	WsTransactionJson *transaction_json;	/* in memory */
 
 	/*
 	 * Whether json values are known to be valid JSON, as in records walship's
