@@ -764,6 +764,12 @@ ws_value_to_json(StringInfo out, const WsValue *value, bool json_trusted)
 				 */
 				if (!json_trusted)
 					check_json(value->data, value->len);
+				else if (GetDatabaseEncoding() == PG_UTF8)
+				{
+					/* the server's own text: nothing to convert or check */
+					ws_append_bytes(out, value->data, value->len);
+					break;
+				}
 				server = pg_any_to_server(value->data, value->len, PG_UTF8);
 				if (server == value->data)
 					ws_append_bytes(out, value->data, value->len);
