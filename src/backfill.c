@@ -1398,6 +1398,17 @@ ws_backfill_observe(WsBackfill *backfill, const char *data, int len,
 	bool		in_window = chunk != NULL && !XLogRecPtrIsInvalid(chunk->low_lsn) &&
 		!chunk->invalid;
 
+	/*
+	 * Most records are changes while no window is open, BEGIN or COMMIT:
+	 * their first byte, the kind, says there is nothing to observe.
+	 */
+	if (len > 0 && (data[0] == WS_REC_BEGIN || data[0] == WS_REC_COMMIT ||
+					(!in_window && (data[0] == WS_REC_INSERT ||
+									data[0] == WS_REC_UPDATE ||
+									data[0] == WS_REC_DELETE ||
+									data[0] == WS_REC_TRUNCATE))))
+		return false;
+
 	old = MemoryContextSwitchTo(backfill->scratch);
 	ws_reader_init(&reader, data, len);
 	ws_read_record_header(&reader, &record);
