@@ -145,9 +145,16 @@ include_relation(WsBatcher *batcher, uint64 rel_id)
 static void
 seal_open(WsBatcher *batcher)
 {
-	if (batcher->open == NULL)
+	WsBatch    *batch = batcher->open;
+
+	if (batch == NULL)
 		return;
-	batcher->open->status = WS_BATCH_READY;
+	if (batch->nchanges > 0)
+		snprintf(batch->last_change, WS_CHANGE_ID_LEN, "%X/%X:" UINT64_FORMAT,
+				 LSN_FORMAT_ARGS(batch->last_change_lsn),
+				 batch->last_change_ordinal);
+	batch->status = WS_BATCH_READY;
+	batcher->sealed_len = batch->records.len;
 	batcher->open = NULL;
 	list_free_deep(batcher->open_rel_ids);
 	batcher->open_rel_ids = NIL;
@@ -166,6 +173,9 @@ open_batch(WsBatcher *batcher)
 	batch->seq = batcher->next_seq++;
 	batch->status = WS_BATCH_OPEN;
 	initStringInfo(&batch->records);
+	/* not grown by doubling, copying and faulting in pages all the way */
+	if (batcher->sealed_len > batch->records.maxlen)
+		enlargeStringInfo(&batch->records, batcher->sealed_len);
 	batch->opened_at = GetCurrentTimestamp();
 	if (batcher->begin.len > 0)
 	{
@@ -180,17 +190,18 @@ open_batch(WsBatcher *batcher)
 
 /*
  * Counts a change and remembers its id: the commit LSN of its transaction,
- * or the position of a backfill chunk, and its ordinal there.
+ * or the position of a backfill chunk, and its ordinal there.  The last
+ * change's id is written out only when the batch is sealed: formatting it
+ * for every change took 7% of the decoding worker's time.
  */
 static void
 note_change(WsBatch *batch, XLogRecPtr lsn, uint64 ordinal)
 {
-	char	   *id = batch->nchanges == 0 ? batch->first_change : batch->last_change;
-
-	snprintf(id, WS_CHANGE_ID_LEN, "%X/%X:" UINT64_FORMAT,
-			 LSN_FORMAT_ARGS(lsn), ordinal);
 	if (batch->nchanges == 0)
-		strlcpy(batch->last_change, id, WS_CHANGE_ID_LEN);
+		snprintf(batch->first_change, WS_CHANGE_ID_LEN, "%X/%X:" UINT64_FORMAT,
+				 LSN_FORMAT_ARGS(lsn), ordinal);
+	batch->last_change_lsn = lsn;
+	batch->last_change_ordinal = ordinal;
 	batch->nchanges++;
 }
 

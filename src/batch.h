@@ -71,7 +71,9 @@ typedef struct WsBatch
 	TimestampTz opened_at;
 	TimestampTz oldest_commit_time; /* of its first transaction, or 0 */
 	char		first_change[WS_CHANGE_ID_LEN];
-	char		last_change[WS_CHANGE_ID_LEN];
+	char		last_change[WS_CHANGE_ID_LEN];	/* written when sealed */
+	XLogRecPtr	last_change_lsn;	/* last_change while the batch is open */
+	uint64		last_change_ordinal;
 
 	/* delivery: one part per request (one per table with {table} URLs) */
 	List	   *parts;			/* WsBatchPart *, NIL until prepared */
@@ -106,6 +108,9 @@ typedef struct WsBatcher
 	/* the transaction in progress */
 	XLogRecPtr	commit_lsn;
 	TimestampTz commit_time;
+
+	int			sealed_len;		/* record bytes of the last sealed batch: a
+								 * new one gets room for as many at once */
 } WsBatcher;
 
 extern WsBatcher *ws_batcher_create(MemoryContext parent);
