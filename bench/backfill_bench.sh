@@ -344,14 +344,6 @@ FLOOR_KEY=""
 
 # "total idle" jiffies of all CPUs, from /proc/stat
 cpu_stat() { awk '/^cpu / { print $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat; }
-# CPU ticks (user + system) of process $1; 0 if there is none
-cpu_ticks() {
-	if [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ]; then
-		sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
-	else
-		echo 0
-	fi
-}
 NGINX_WORKER=$(pgrep -P "$nginx_pid" 2>/dev/null | head -n 1 || true)
 
 # cluster_ticks DATADIR: CPU ticks used so far by the cluster in DATADIR,

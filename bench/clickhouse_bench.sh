@@ -366,8 +366,6 @@ LOAD_START=$(load_avg)
 shipped_counters() {
 	psql_cmd -F ' ' -c "SELECT changes_shipped, bytes_shipped, batches_shipped, retries FROM walship.status"
 }
-# CPU seconds (user + system, all threads) used so far by process $1
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # CPU ticks of the walship worker and its encoder workers (ENCODER_PIDS)
 walship_cpu_ticks() {
 	local t pid

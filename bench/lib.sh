@@ -450,6 +450,27 @@ run_orders_workload() {
 }
 
 # median NUMBER...: the median.
+# cpu_ticks PID: CPU ticks (user + system, all threads) of process PID so
+# far, in CLK_TCK units; 0 if there is none.
+cpu_ticks() {
+	if [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ]; then
+		sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+	else
+		echo 0
+	fi
+}
+
+# cpu_ns PID...: nanoseconds the processes (their main threads) have run on
+# a CPU so far, summed, from /proc/PID/schedstat; gone processes count 0.
+cpu_ns() {
+	local pid total=0 ns
+	for pid in "$@"; do
+		ns=$(cut -d' ' -f1 "/proc/$pid/schedstat" 2>/dev/null) || ns=0
+		total=$((total + ${ns:-0}))
+	done
+	echo "$total"
+}
+
 median() {
 	printf '%s\n' "$@" | sort -g | awk '{ t[NR] = $1 }
 		END { if (NR % 2) print t[(NR + 1) / 2]; else print (t[NR / 2] + t[NR / 2 + 1]) / 2 }'
