@@ -549,6 +549,19 @@ FROM walship.dead_letter}));
 		'dead_letter: the response body is kept');
 	like($dl->{error}, qr/HTTP 400/, 'dead_letter: error mentions HTTP 400');
 	is($dl->{changes}, 3, 'dead_letter: 3 changes');
+	# first_change and last_change name the batch's first and last change
+	my ($first_change, $last_change, $first_decoded, $last_decoded) =
+	  split /\|/, $node->safe_psql('postgres', q{
+WITH c AS (
+  SELECT format('%s:%s', r->>'commit_lsn', r->>'ordinal') AS id, n
+  FROM walship.dead_letter, walship.decode_stream(records) WITH ORDINALITY AS s(r, n)
+  WHERE r->>'kind' = 'insert')
+SELECT d.first_change, d.last_change,
+  (SELECT id FROM c ORDER BY n LIMIT 1), (SELECT id FROM c ORDER BY n DESC LIMIT 1)
+FROM walship.dead_letter d});
+	is($first_change, $first_decoded, 'dead_letter: first_change is the id of its first change');
+	is($last_change, $last_decoded, 'dead_letter: last_change is the id of its last change');
+	isnt($first_change, $last_change, 'dead_letter: the two differ');
 	my $decoded = $node->safe_psql('postgres', q{
 SELECT string_agg(format('%s|%s', r->'new'->>'id', r->'new'->>'scenario'), ',' ORDER BY (r->'new'->>'id')::int)
 FROM walship.dead_letter, walship.decode_stream(records) AS r
