@@ -119,6 +119,7 @@ typedef struct WsWorker
 	char	   *decoding_publication;	/* publication the context decodes */
 	XLogRecPtr	confirmed_lsn;
 	XLogRecPtr	pending_confirm;	/* released inside decoding, to confirm */
+	int64		pending_bound;	/* pending bytes at most, see add_record() */
 	bool		progress_dirty;
 	TimestampTz progress_written_at;
 } WsWorker;
@@ -540,10 +541,21 @@ add_record(void *arg, const char *record, int len)
 	ws_batcher_add(worker->batcher, record, len, &limits);
 
 	/*
+	 * Pending bytes only shrink between records, as batches are done, so
+	 * the queue is walked only when what was pending at the last walk plus
+	 * what was added since may be too much.  (A batch also repeats its
+	 * BEGIN and RELATION records, a few bytes this bound leaves out.)
+	 */
+	worker->pending_bound += len;
+	if (worker->pending_bound <= max_pending_bytes(worker))
+		return;
+	worker->pending_bound = ws_batcher_pending_bytes(worker->batcher);
+
+	/*
 	 * Inside a large transaction the decoder calls this for every change
 	 * before returning: ship from here so memory stays bounded.
 	 */
-	while (ws_batcher_pending_bytes(worker->batcher) > max_pending_bytes(worker))
+	while (worker->pending_bound > max_pending_bytes(worker))
 	{
 		CHECK_FOR_INTERRUPTS();
 		/* an endpoint that stays down must not fill the disk meanwhile */
@@ -563,6 +575,7 @@ add_record(void *arg, const char *record, int len)
 			if (lsn > worker->pending_confirm)
 				worker->pending_confirm = lsn;
 		}
+		worker->pending_bound = ws_batcher_pending_bytes(worker->batcher);
 	}
 }
 
