@@ -471,6 +471,10 @@ cpu_ns() {
 	echo "$total"
 }
 
+# steal_ticks: ticks the hypervisor gave to others while this machine's CPUs
+# wanted to run ("steal" in /proc/stat, all CPUs; CLK_TCK units).
+steal_ticks() { awk '/^cpu / { print $9; exit }' /proc/stat; }
+
 median() {
 	printf '%s\n' "$@" | sort -g | awk '{ t[NR] = $1 }
 		END { if (NR % 2) print t[(NR + 1) / 2]; else print (t[NR / 2] + t[NR / 2 + 1]) / 2 }'

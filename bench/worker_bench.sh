@@ -264,7 +264,7 @@ if ! skipped throughput; then
 	for tcase in $CASES; do
 		fmt=${tcase%/*}
 		comp=${tcase#*/}
-		ship_list=() dec_list=() ratio_list=() wcpu_list=() ecpu_list=() scpu_list=()
+		ship_list=() dec_list=() ratio_list=() wcpu_list=() ecpu_list=() scpu_list=() steal_list=()
 		for round in $(seq 1 "$SHIP_ROUNDS"); do
 			log "throughput $fmt/$comp, $enc encoders, round $round: pausing the worker"
 			# shellcheck disable=SC2086 # BACKLOG_SETTINGS is a list of words
@@ -294,6 +294,7 @@ if ! skipped throughput; then
 			nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 			# shellcheck disable=SC2086 # lists of pids
 			read -r wcpu0 ecpu0 scpu0 <<<"$(cpu_ns "$WORKER_PID") $(cpu_ns $ENCODER_PIDS) $(cpu_ns $nginx_workers)"
+			steal0=$(steal_ticks)
 			log "throughput $fmt/$comp: resuming the worker"
 			ship_backlog $((c0 + ROW_CHANGES)) "$END_LSN" \
 				"the workload of case $fmt/$comp${BACKLOG_SETTINGS:+ (BACKLOG_SETTINGS: $BACKLOG_SETTINGS)}"
@@ -301,6 +302,7 @@ if ! skipped throughput; then
 			ack_secs=$ACK_SECS
 			# shellcheck disable=SC2086 # lists of pids
 			read -r wcpu1 ecpu1 scpu1 <<<"$(cpu_ns "$WORKER_PID") $(cpu_ns $ENCODER_PIDS) $(cpu_ns $nginx_workers)"
+			steal_list+=("$(awk -v a="$steal0" -v b="$(steal_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }')")
 			wcpu_list+=("$(awk -v a="$wcpu0" -v b="$wcpu1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
 			ecpu_list+=("$(awk -v a="$ecpu0" -v b="$ecpu1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
 			scpu_list+=("$(awk -v a="$scpu0" -v b="$scpu1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')")
@@ -341,7 +343,7 @@ if ! skipped throughput; then
 		ratio_lo=$(printf '%s\n' "${ratio_list[@]}" | sort -g | head -n 1)
 		ratio_hi=$(printf '%s\n' "${ratio_list[@]}" | sort -g | tail -n 1)
 		log "throughput $fmt/$comp, $enc encoders: ratios per round ${ratio_list[*]}"
-		TP_RESULTS+=("$fmt|$comp|$ROW_CHANGES|$WAL_BYTES|$b|$dec_secs|$ship_secs|$ack_secs|$((n1 - n0))|$((b1 - b0))|$VMHWM|$RSSANON|$enc|$ENC_HWM|$ratio_lo|$ratio_hi|$(median "${wcpu_list[@]}")|$(median "${ecpu_list[@]}")|$(median "${scpu_list[@]}")")
+		TP_RESULTS+=("$fmt|$comp|$ROW_CHANGES|$WAL_BYTES|$b|$dec_secs|$ship_secs|$ack_secs|$((n1 - n0))|$((b1 - b0))|$VMHWM|$RSSANON|$enc|$ENC_HWM|$ratio_lo|$ratio_hi|$(median "${wcpu_list[@]}")|$(median "${ecpu_list[@]}")|$(median "${scpu_list[@]}")|$(median "${steal_list[@]}")")
 	done
 	done
 	psql_cmd -c "SELECT bench_wait_caught_up(120)" >/dev/null
@@ -519,13 +521,13 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 	done
 	echo
 	table_header l6 "format" l11 "compression" r8 "encoders" r7 "batches" r13 "changes/batch" r12 "body MB" r12 "bytes/change" \
-		r10 "body MB/s" r11 "VmHWM MB" r12 "RssAnon MB" r14 "encoders' MB" r10 "worker s" r12 "encoders s" r8 "nginx s"
+		r10 "body MB/s" r11 "VmHWM MB" r12 "RssAnon MB" r14 "encoders' MB" r10 "worker s" r12 "encoders s" r8 "nginx s" r8 "steal s"
 	for res in "${TP_RESULTS[@]}"; do
-		IFS='|' read -r fmt comp ch _ _ _ ship _ nb bytes hwm anon enc ehwm _ _ wcpu ecpu scpu <<<"$res"
+		IFS='|' read -r fmt comp ch _ _ _ ship _ nb bytes hwm anon enc ehwm _ _ wcpu ecpu scpu steal <<<"$res"
 		awk -v f="$fmt" -v c="$comp" -v e="$enc" -v n="$ch" -v s="$ship" -v nb="$nb" -v by="$bytes" -v h="$hwm" -v a="$anon" -v eh="$ehwm" \
-			-v wc="$wcpu" -v ec="$ecpu" -v sc="$scpu" 'BEGIN {
-			printf "| %-6s | %-11s | %8d | %7d | %13.0f | %12.1f | %12.1f | %10.1f | %11.1f | %12.1f | %14.1f | %10.3f | %12.3f | %8.3f |\n",
-				f, c, e, nb, (nb ? n / nb : 0), by / 1048576, by / n, by / 1048576 / s, h / 1024, a / 1024, eh / 1024, wc, ec, sc
+			-v wc="$wcpu" -v ec="$ecpu" -v sc="$scpu" -v st="$steal" 'BEGIN {
+			printf "| %-6s | %-11s | %8d | %7d | %13.0f | %12.1f | %12.1f | %10.1f | %11.1f | %12.1f | %14.1f | %10.3f | %12.3f | %8.3f | %8.2f |\n",
+				f, c, e, nb, (nb ? n / nb : 0), by / 1048576, by / n, by / 1048576 / s, h / 1024, a / 1024, eh / 1024, wc, ec, sc, st
 		}'
 	done
 	echo
@@ -537,7 +539,8 @@ if [ ${#TP_RESULTS[@]} -gt 0 ]; then
 	echo "  shared memory it touched included; RssAnon = largest private resident memory sampled every 50 ms;" \
 		"encoders' MB = the encoder workers' VmHWM, summed."
 	echo "  worker s, encoders s, nginx s = CPU seconds (/proc/PID/schedstat) of the walship worker (decoding), of its encoder" \
-		"workers (summed) and of nginx's worker while the backlog shipped; medians of the rounds."
+		"workers (summed) and of nginx's worker while the backlog shipped; steal s = CPU time the hypervisor took from this" \
+		"machine meanwhile (all CPUs, /proc/stat); medians of the rounds."
 
 fi
 
