@@ -159,6 +159,11 @@ ws_compress_gzip_isal(const char *data, size_t len, StringInfo out)
 	bound = len + (len / 65535 + 1) * 5 + 18 + ISAL_DEF_MAX_HDR_SIZE;
 	ws_reserve(out, bound, "gzip", len);
 
+	/*
+	 * isal_deflate_stateless_init() leaves hist_bits, the window size that
+	 * deflate reads, as it was (valgrind showed it): start from zeros.
+	 */
+	memset(&stream, 0, sizeof(stream));
 	isal_deflate_stateless_init(&stream);
 	stream.level = 1;
 	stream.level_buf = level_buf;
