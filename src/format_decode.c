@@ -24,7 +24,6 @@
 /* Array nesting accepted from input; the encoder writes at most 2 levels. */
 #define WS_MAX_VALUE_DEPTH	8
 
-
 #if PG_VERSION_NUM >= 180000
 pg_noreturn static void corrupted(const WsReader *reader, const char *what);
 #else

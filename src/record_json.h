@@ -15,7 +15,6 @@
 
 #include "format.h"
 
-/* What a reader of a record stream remembers between records. */
 /*
  * Text that every envelope line of one transaction repeats, rendered by
  * ndjson.c on its first line; ws_stream_context_track() marks it stale at
@@ -30,6 +29,7 @@ typedef struct WsTransactionJson
 	char		id[32];			/* , "id": "<commit LSN, 16 hex digits>- */
 } WsTransactionJson;
 
+/* What a reader of a record stream remembers between records. */
 typedef struct WsStreamContext
 {
 	MemoryContext memory;		/* holds the relations */
