@@ -159,10 +159,10 @@ gather_metrics(WsMetrics *m, Oid fn_oid)
 	m->freshness = m->snap.oldest_pending_commit == 0 ? 0.0 :
 		Max(0, now - m->snap.oldest_pending_commit) / 1000000.0;
 
-	/* walship.max_retained_wal where it exists, else the server's bound */
-	m->budget = size_setting_bytes("walship.max_retained_wal");
-	if (m->budget < 0)
-		m->budget = size_setting_bytes("max_slot_wal_keep_size");
+	/* walship.max_retained_wal (MB) where set, else the server's bound */
+	m->budget = walship_max_retained_wal > 0 ?
+		(double) walship_max_retained_wal * 1024 * 1024 :
+		size_setting_bytes("max_slot_wal_keep_size");
 
 	/* backfills are queued in the worker's database */
 	if (strcmp(get_database_name(MyDatabaseId), walship_database) == 0)

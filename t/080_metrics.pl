@@ -197,6 +197,14 @@ SELECT CASE WHEN pg_size_bytes(coalesce(current_setting('walship.max_retained_wa
             THEN pg_size_bytes(current_setting('walship.max_retained_wal', true))
             ELSE pg_size_bytes(current_setting('max_slot_wal_keep_size')) END}),
 	'the WAL budget: walship.max_retained_wal if set, else max_slot_wal_keep_size');
+$node->safe_psql('postgres', q{ALTER SYSTEM SET walship.max_retained_wal = '3GB'});
+$node->reload;
+is(val(metrics(), 'walship_retained_wal_budget_bytes'), 3 * 1024**3,
+	'the WAL budget is walship.max_retained_wal once it is set');
+$node->safe_psql('postgres', q{ALTER SYSTEM RESET walship.max_retained_wal});
+$node->reload;
+is(val(metrics(), 'walship_retained_wal_budget_bytes'), 1024**3,
+	'and max_slot_wal_keep_size again once it is reset');
 my @le = map { /le="([^"]+)"/ ? $1 : () } grep { /^walship_commit_to_ack_seconds_bucket/ } split /\n/, $last_text;
 is(join(',', @le), '0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10,30,60,120,300,900,3600,+Inf',
 	'the histogram has the documented buckets, in order');
