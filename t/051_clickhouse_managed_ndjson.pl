@@ -143,14 +143,7 @@ ok($node->poll_query_until('postgres', q{SELECT state = 'streaming' FROM walship
 	'managed: the worker streams');
 ok(poll_value(sub { $ch->query_value(q{SELECT count() FROM shop.orders}) // 0 },
 		sub { $_[0] >= 1 }), '... into the table it created');
-is($ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV}),
-	join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
-		"legacy\tNullable(Int32)", "small\tNullable(Int32)", "created_at\t$t->{ts}",
-		"_op\t$t->{op}", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
-		"_commit_ts\t$t->{ts}", "_deleted\tUInt8"),
-	"$dialect: the created table has the columns clickhouse_ddl() declares");
-like($ch->query_value(q{SELECT engine_full FROM system.tables WHERE database = 'shop' AND name = 'orders'}),
-	$t->{engine}, "$dialect: ... and its engine");
+check_created_orders_table($ch, $dialect, $t);
 
 # ---------------------------------------------------------------------------
 # The workload with schema changes and SIGKILLs, and the policies
@@ -162,26 +155,8 @@ check_managed_orders($node, $ch, $wdir, dialect => $dialect, t => $t,
 # A lost acknowledgement (ClickHouse 26 adapter: stored, then answered
 # 500): the retry carries the same insert_deduplication_token and is not
 # stored again.
-if ($ch->can('lose_acks'))
-{
-	psql(q{CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL);
-	       ALTER PUBLICATION shop ADD TABLE ledger;
-	       INSERT INTO ledger VALUES (0, 0)});
-	ok(poll_value(sub { $ch->query_value(q{SELECT count() FROM shop.ledger}) }, sub { $_[0] eq '1' }),
-		"$dialect: ledger created and filled");
-	$ch->lose_acks(1);
-	psql(q{INSERT INTO ledger SELECT i, i FROM generate_series(1, 500) i});
-	ok(wait_worker_caught_up($node, psql('SELECT pg_current_wal_lsn()')), "$dialect: the retried request acknowledged");
-	is($ch->query_value(q{SELECT count() FROM shop.ledger}), '501',
-		"$dialect: a request whose acknowledgement was lost is stored once (count() without FINAL)");
-	my @tokens = map { $_->{settings}{insert_deduplication_token} // '' }
-	  grep { $_->{query} =~ /^INSERT INTO `shop`.`ledger` FORMAT JSONEachRow/ } @{ $ch->inserts };
-	my %seen;
-	$seen{$_}++ for @tokens;
-	ok((grep { $_ ne '' && $seen{$_} >= 2 } keys %seen) == 1,
-		"$dialect: the NDJSON request was sent twice with one insert_deduplication_token")
-	  or diag(join("\n", @tokens));
-}
+check_lost_ack_stored_once($node, $ch, $dialect, 'NDJSON', qr/^INSERT INTO `shop`.`ledger` FORMAT JSONEachRow/)
+  if $ch->can('lose_acks');
 
 # Encoder workers: rows of the old shape held by one encoder (its
 # acknowledgement lost, the retry a second later) while the other gets the

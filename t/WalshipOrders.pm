@@ -11,8 +11,9 @@
 #	  the managed-table scenario of t/049 and t/051_clickhouse_managed_ndjson.pl
 #	  (check_managed_orders()).
 #
-#	  crash_worker() and check_managed_orders() make assertions; the other
-#	  functions make none.
+#	  crash_worker(), check_managed_orders(), check_created_orders_table()
+#	  and check_lost_ack_stored_once() make assertions; the other functions
+#	  make none.
 #
 # IDENTIFICATION
 #	  t/WalshipOrders.pm
@@ -28,7 +29,8 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use WalshipTest;
 
-our @EXPORT = qw(start_orders_workload worker_pid_mid_batch crash_worker check_managed_orders);
+our @EXPORT = qw(start_orders_workload worker_pid_mid_batch crash_worker check_managed_orders
+  check_created_orders_table check_lost_ack_stored_once);
 
 # Starts the orders workload on table $table of $node for 3 s runs (in a
 # loop until stop_workload()) at $rate transactions a second, over 3
@@ -214,6 +216,55 @@ sub check_managed_orders
 	  or diag($ch->query(q{SELECT * FROM shop.items FORMAT TSV}), $psql->('SELECT * FROM walship.status'));
 	is($ch->query_value(q{SELECT type FROM system.columns WHERE database = 'shop' AND table = 'items' AND name = 'qty'}),
 		'Nullable(Int64)', "$dialect: ... and the column is not narrowed");
+	return;
+}
+
+
+# ClickHouse table shop.orders, as walship.clickhouse_manage_tables creates
+# it for $node's "orders": the columns clickhouse_ddl() declares and the
+# engine of the dialect ($t: its ts, op and engine).
+sub check_created_orders_table
+{
+	my ($ch, $dialect, $t) = @_;
+
+	is($ch->query(q{SELECT name, type FROM system.columns WHERE database = 'shop' AND table = 'orders' FORMAT TSV}),
+		join('', map { "$_\n" } "id\tInt64", "country\tString", "total\tDecimal(12, 2)",
+			"legacy\tNullable(Int32)", "small\tNullable(Int32)", "created_at\t$t->{ts}",
+			"_op\t$t->{op}", "_lsn\tUInt64", "_seq\tUInt64", "_version\tUInt64",
+			"_commit_ts\t$t->{ts}", "_deleted\tUInt8"),
+		"$dialect: the created table has the columns clickhouse_ddl() declares");
+	like($ch->query_value(q{SELECT engine_full FROM system.tables WHERE database = 'shop' AND name = 'orders'}),
+		$t->{engine}, "$dialect: ... and its engine");
+	return;
+}
+
+# A lost acknowledgement ($ch a ClickHouse 26 adapter that can lose_acks:
+# stored, then answered 500): a new published table "ledger" gets 500 rows
+# in one request whose acknowledgement is lost; the retry carries the same
+# insert_deduplication_token and is not stored again.  $format names the
+# format of the requests, $insert_re matches their query.
+sub check_lost_ack_stored_once
+{
+	my ($node, $ch, $dialect, $format, $insert_re) = @_;
+
+	$node->safe_psql('postgres', q{CREATE TABLE ledger (id int PRIMARY KEY, amount int NOT NULL);
+	       ALTER PUBLICATION shop ADD TABLE ledger;
+	       INSERT INTO ledger VALUES (0, 0)});
+	ok(poll_value(sub { $ch->query_value(q{SELECT count() FROM shop.ledger}) }, sub { $_[0] eq '1' }),
+		"$dialect: ledger created and filled");
+	$ch->lose_acks(1);
+	$node->safe_psql('postgres', q{INSERT INTO ledger SELECT i, i FROM generate_series(1, 500) i});
+	ok(wait_worker_caught_up($node, $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()')),
+		"$dialect: the retried request acknowledged");
+	is($ch->query_value(q{SELECT count() FROM shop.ledger}), '501',
+		"$dialect: a request whose acknowledgement was lost is stored once (count() without FINAL)");
+	my @tokens = map { $_->{settings}{insert_deduplication_token} // '' }
+	  grep { $_->{query} =~ $insert_re } @{ $ch->inserts };
+	my %seen;
+	$seen{$_}++ for @tokens;
+	ok((grep { $_ ne '' && $seen{$_} >= 2 } keys %seen) == 1,
+		"$dialect: the $format request was sent twice with one insert_deduplication_token")
+	  or diag(join("\n", @tokens));
 	return;
 }
 
