@@ -179,6 +179,27 @@ stop_pid() {
 
 # --- nginx: the null sink -------------------------------------------------------------
 
+# nginx_conf_head DIR: the start of an nginx.conf for one worker process
+# whose pid, error log and temporary files are in DIR, up to and including
+# the settings of its open "http {" block.
+nginx_conf_head() {
+	cat <<EOF
+worker_processes 1;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 256; }
+http {
+	access_log off;
+	client_body_temp_path $1/body;
+	proxy_temp_path $1/proxy;
+	fastcgi_temp_path $1/fastcgi;
+	uwsgi_temp_path $1/uwsgi;
+	scgi_temp_path $1/scgi;
+	keepalive_requests 100000;
+	keepalive_timeout 120s;
+EOF
+}
+
 # start_nginx: starts nginx in $TMP/nginx on 127.0.0.1:HTTP_PORT answering
 # 204 to every request (bodies read and discarded, one worker process),
 # sets nginx_pid and checks that a POST gets its 204.
@@ -187,19 +208,7 @@ start_nginx() {
 	mkdir -p "$TMP/nginx"
 	cat >"$TMP/nginx/nginx.conf" <<EOF
 # $BENCH_NAME.sh: a null HTTP sink answering 204 to everything.
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path $TMP/nginx/body;
-	proxy_temp_path $TMP/nginx/proxy;
-	fastcgi_temp_path $TMP/nginx/fastcgi;
-	uwsgi_temp_path $TMP/nginx/uwsgi;
-	scgi_temp_path $TMP/nginx/scgi;
-	keepalive_requests 100000;
-	keepalive_timeout 120s;
+$(nginx_conf_head "$TMP/nginx")
 	server {
 		listen 127.0.0.1:$HTTP_PORT;
 		client_max_body_size 0;
@@ -594,19 +603,7 @@ start_router() {
 	mkdir -p "$TMP/router"
 	cat >"$TMP/router/nginx.conf" <<EOF
 # $BENCH_NAME.sh: $null_path to a null sink, the rest to the recording sink.
-worker_processes 1;
-pid $TMP/router/nginx.pid;
-error_log $TMP/router/error.log warn;
-events { worker_connections 256; }
-http {
-	access_log off;
-	client_body_temp_path $TMP/router/body;
-	proxy_temp_path $TMP/router/proxy;
-	fastcgi_temp_path $TMP/router/fastcgi;
-	uwsgi_temp_path $TMP/router/uwsgi;
-	scgi_temp_path $TMP/router/scgi;
-	keepalive_requests 100000;
-	keepalive_timeout 120s;
+$(nginx_conf_head "$TMP/router")
 	upstream sink {
 		server 127.0.0.1:$SINK_PORT;
 		keepalive 8;
